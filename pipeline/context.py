@@ -1,0 +1,109 @@
+"""What the runtime gives each component: its id, logger, counters, state file
+and the way to report bad input without flooding the log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import msgpack
+
+from .event import Event, now_ns
+
+ERROR_TAG_PREFIX = "pipeline.error"
+#: a sample of bad input in a log line or error event is cut to this many characters
+SAMPLE_CHARS = 200
+#: the same problem of one component is logged at most once in this many seconds
+LOG_EVERY = 60.0
+
+
+def sample(data: Any) -> str:
+    if isinstance(data, (bytes, bytearray)):
+        text = bytes(data[: SAMPLE_CHARS * 4]).decode("utf-8", "backslashreplace")
+    else:
+        text = str(data)
+    return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + "..."
+
+
+class Context:
+    def __init__(self, id: str, kind: str, *, state_dir: Path | None = None, once: bool = False,
+                 on_error: Callable[[Event], None] | None = None):
+        self.id = id
+        self.kind = kind
+        self.log = logging.getLogger(f"pipeline.{kind}.{id}")
+        self.counters: Counter[str] = Counter()
+        self.state_dir = state_dir
+        self.once = once
+        self._on_error = on_error
+        self._last_logged: dict[str, float] = {}
+        self._states: dict[str, bool] = {}
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def error(self, message: str, *, origin: str | None = None, data: Any = None,
+              kind: str = "bad_input") -> None:
+        """Bad input: counted, logged at most once a minute per kind, sent to the errors output."""
+        self.count("errors")
+        self.count(kind)
+        shown = sample(data) if data is not None else None
+        now = time.monotonic()
+        last = self._last_logged.get(kind)
+        if last is None or now - last >= LOG_EVERY:
+            self._last_logged[kind] = now
+            where = f" from {origin}" if origin else ""
+            more = f": {shown!r}" if shown is not None else ""
+            repeats = " (further ones this minute are counted, not logged)"
+            self.log.warning("%s%s%s%s", message, where, more, repeats)
+        if self._on_error is not None:
+            record = {"component": self.id, "error": message, "kind": kind}
+            if origin:
+                record["origin"] = origin
+            if shown is not None:
+                record["sample"] = shown
+            self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
+
+    def health(self, key: str, ok: bool, message: str = "") -> None:
+        """Log only when `key` changes between ok and failing, so a server that is
+        down for an hour gives two lines, not one per poll. Failures are counted."""
+        before = self._states.get(key, True)
+        self._states[key] = ok
+        if not ok:
+            self.count("errors")
+            if before:
+                self.log.error("%s", message)
+        elif not before:
+            self.log.warning("%s", message or f"{key}: recovered")
+
+    # state kept between runs (rate counters): one msgpack file per component
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.state_dir / f"{self.id}.state" if self.state_dir else None
+
+    def load_state(self) -> Any:
+        path = self.state_path
+        if path is None or not path.exists():
+            return None
+        try:
+            return msgpack.unpackb(path.read_bytes(), strict_map_key=False)
+        except Exception as e:  # a torn or foreign file must not stop the pipeline
+            self.log.warning("ignoring unreadable state file %s: %s", path, e)
+            return None
+
+    def save_state(self, state: Any) -> None:
+        path = self.state_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # write, fsync, rename: a kill at any moment leaves the old or the new file whole
+        with open(tmp, "wb") as f:
+            f.write(msgpack.packb(state))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)

@@ -1,0 +1,288 @@
+"""Parsing and writing of records: JSON, JSON lines, msgpack, lines, LTSV, mackerel.
+
+JSON goes through orjson (C) with a stdlib fallback for the two things orjson
+gets wrong for us: integers past 64 bits (it returns a float, silently losing
+digits) and invalid UTF-8 (uWSGI copies raw request header bytes into its stats).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import msgpack
+import orjson
+
+from .event import Batch, Record
+
+DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
+ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
+TIME_FORMATS = ("unix", "float", "iso8601")
+
+# 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float
+_LONG_DIGITS = re.compile(rb"\d{20}")
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def json_loads(data: bytes | str) -> Any:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        # strict=False takes the raw control characters uWSGI leaves inside strings
+        return json.loads(data.decode("utf-8", "replace"), strict=False)
+    except ValueError as e:
+        raise DecodeError(str(e)) from None
+
+
+def json_dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+def _records_of(doc: Any) -> list[Record]:
+    if isinstance(doc, dict):
+        return [doc]
+    if isinstance(doc, list) and all(isinstance(d, dict) for d in doc):
+        return doc
+    raise DecodeError(f"expected a JSON object (or a list of objects), got {type(doc).__name__}")
+
+
+class Decoder:
+    """Turns a byte stream into records. `feed` as data comes, `finish` at its end.
+    Each returns (records, problems); a problem is (message, offending bytes)."""
+
+    def feed(self, data: bytes) -> tuple[list[Record], list[tuple[str, bytes]]]:
+        raise NotImplementedError
+
+    def finish(self) -> tuple[list[Record], list[tuple[str, bytes]]]:
+        return [], []
+
+    def decode(self, data: bytes) -> tuple[list[Record], list[tuple[str, bytes]]]:
+        records, problems = self.feed(data)
+        more, more_problems = self.finish()
+        return records + more, problems + more_problems
+
+
+class JsonDocument(Decoder):
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def feed(self, data):
+        self.parts.append(data)
+        return [], []
+
+    def finish(self):
+        data = b"".join(self.parts)
+        self.parts = []
+        if not data.strip():
+            return [], []
+        try:
+            return _records_of(json_loads(data)), []
+        except DecodeError as e:
+            return [], [(f"not a JSON document: {e}", data)]
+
+
+class LineDecoder(Decoder):
+    def __init__(self) -> None:
+        self.rest = b""
+
+    def feed(self, data):
+        if self.rest:
+            data = self.rest + data
+        cut = data.rfind(b"\n") + 1
+        self.rest = data[cut:]
+        return self.lines(data[:cut].split(b"\n")[:-1]) if cut else ([], [])
+
+    def finish(self):
+        rest, self.rest = self.rest, b""
+        return self.lines([rest]) if rest.strip() else ([], [])
+
+    def lines(self, lines: list[bytes]):
+        raise NotImplementedError
+
+
+class JsonLines(LineDecoder):
+    def lines(self, lines):
+        records: list[Record] = []
+        problems = []
+        loads = orjson.loads
+        for line in lines:
+            try:
+                doc = loads(line)
+                if type(doc) is dict and not _LONG_DIGITS.search(line):
+                    records.append(doc)
+                    continue
+            except orjson.JSONDecodeError:
+                pass
+            if not line.strip():
+                continue
+            try:
+                records.extend(_records_of(json_loads(line)))
+            except DecodeError as e:
+                problems.append((f"not a JSON object: {e}", line))
+        return records, problems
+
+
+class Lines(LineDecoder):
+    def lines(self, lines):
+        return [{"message": line.rstrip(b"\r").decode("utf-8", "replace")} for line in lines], []
+
+
+class MsgpackStream(Decoder):
+    def __init__(self) -> None:
+        self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False)
+        self.fed = 0
+        self.broken = False
+
+    def feed(self, data):
+        if self.broken:
+            return [], []
+        self.unpacker.feed(data)
+        self.fed += len(data)
+        records, problems = [], []
+        try:
+            for obj in self.unpacker:
+                if isinstance(obj, dict):
+                    records.append(obj)
+                else:
+                    problems.append((f"expected a msgpack map, got {type(obj).__name__}", repr(obj).encode()))
+        except (msgpack.UnpackException, ValueError) as e:
+            # msgpack has no line breaks to resynchronise on: the rest of this stream is lost
+            self.broken = True
+            problems.append((f"malformed msgpack, rest of the stream skipped: {e}", data))
+        return records, problems
+
+    def finish(self):
+        cut = not self.broken and self.unpacker.tell() < self.fed
+        self.__init__()
+        return [], [("msgpack stream ends inside a value", b"")] if cut else []
+
+
+DECODERS: dict[str, Callable[[], Decoder]] = {
+    "json": JsonDocument, "json_lines": JsonLines, "msgpack": MsgpackStream, "lines": Lines,
+}
+
+
+def decoder(fmt: str) -> Decoder:
+    return DECODERS[fmt]()
+
+
+# ---- writing
+
+
+def format_time(time_ns: int, fmt: str) -> Any:
+    if fmt == "unix":
+        return time_ns // 1_000_000_000
+    if fmt == "float":
+        return time_ns / 1e9
+    secs, nanos = divmod(time_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{nanos:09d}Z"
+
+
+def _with_tag_time(batch: Batch, tag_key: str | None, time_key: str | None,
+                   time_format: str) -> Iterable[Record]:
+    if not tag_key and not time_key:
+        return (r for _, _, r in batch)
+    out = []
+    for tag, t, record in batch:
+        record = dict(record)
+        if tag_key:
+            record[tag_key] = tag
+        if time_key:
+            record[time_key] = format_time(t, time_format)
+        out.append(record)
+    return out
+
+
+def _encode_json(records: Iterable[Record]) -> bytes:
+    dumps = orjson.dumps
+    nl = orjson.OPT_APPEND_NEWLINE
+    out = []
+    for r in records:
+        try:
+            out.append(dumps(r, option=nl))
+        except TypeError:
+            out.append(json_dumps(r) + b"\n")
+    return b"".join(out)
+
+
+def _encode_msgpack(records: Iterable[Record]) -> bytes:
+    packer = msgpack.Packer(autoreset=False)
+    for r in records:
+        packer.pack(r)
+    return packer.bytes()
+
+
+def _ltsv_value(v: Any) -> str:
+    if isinstance(v, str):
+        s = v
+    elif isinstance(v, (dict, list)):
+        s = json_dumps(v).decode()
+    elif v is None:
+        s = ""
+    elif isinstance(v, bool):
+        s = "true" if v else "false"
+    else:
+        s = str(v)
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _encode_ltsv(records: Iterable[Record]) -> bytes:
+    lines = ["\t".join(f"{k}:{_ltsv_value(v)}" for k, v in r.items()) for r in records]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+_MACKEREL_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _numeric_items(record: Record, prefix: str) -> Iterable[tuple[str, float | int]]:
+    for k, v in record.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            yield from _numeric_items(v, name)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if isinstance(v, float) and not math.isfinite(v):
+                continue
+            yield name, v
+
+
+def encode_mackerel(batch: Batch, prefix: str = "") -> bytes:
+    """mackerel-agent's plugin protocol: `name<TAB>value<TAB>epoch` per numeric field."""
+    out = []
+    for _, t, record in batch:
+        epoch = t // 1_000_000_000
+        for name, v in _numeric_items(record, prefix):
+            out.append(f"{_MACKEREL_BAD.sub('_', name)}\t{v}\t{epoch}\n")
+    return "".join(out).encode()
+
+
+class Encoder:
+    def __init__(self, fmt: str, tag_key: str | None = None, time_key: str | None = None,
+                 time_format: str = "unix", prefix: str = ""):
+        self.fmt = fmt
+        self.tag_key, self.time_key, self.time_format = tag_key, time_key, time_format
+        self.prefix = prefix
+
+    def encode(self, batch: Batch) -> bytes:
+        if self.fmt == "mackerel":
+            return encode_mackerel(batch, self.prefix)
+        records = _with_tag_time(batch, self.tag_key, self.time_key, self.time_format)
+        if self.fmt == "json":
+            return _encode_json(records)
+        if self.fmt == "msgpack":
+            return _encode_msgpack(records)
+        return _encode_ltsv(records)

@@ -1,0 +1,179 @@
+"""The three plugin interfaces and the registry that finds them by type name.
+
+A plugin module lives at `pipeline/<kind>s/<type>.py` and names its class in a
+module-level `PLUGIN`. Modules are imported only when a config uses them, so a
+`--once` run pays for what it runs and nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .event import Batch, Event, Record, now_ns
+from .options import (
+    Bool, Duration, Enum, Int, ListOf, OneOf, Option, Size, Str, Struct,
+)
+
+if TYPE_CHECKING:
+    from .context import Context
+
+KINDS = ("source", "filter", "sink")
+
+
+class Plugin:
+    """What every component shares: its options, its context and its life cycle."""
+
+    kind: ClassVar[str]
+    #: options every plugin of this kind takes (declared on the base classes)
+    common_options: ClassVar[tuple[Option, ...]] = ()
+    #: the plugin's own options
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, ctx: Context, conf: SimpleNamespace):
+        self.ctx = ctx
+        self.conf = conf
+
+    @classmethod
+    def all_options(cls) -> tuple[Option, ...]:
+        own = {o.name for o in cls.options}
+        return tuple(o for o in cls.common_options if o.name not in own) + cls.options
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    async def start(self) -> None:
+        """Open what the plugin needs (sockets, files). Called before any data flows."""
+
+    async def stop(self) -> None:
+        """Release what start() opened. Called once, after the last data."""
+
+
+_TYPE = Option("type", Str(), help="plugin type")
+
+
+class Source(Plugin):
+    kind = "source"
+    common_options = (
+        _TYPE,
+        Option("tag", Str(), None, "tag of the events (default: the source's id)"),
+    )
+
+    def __init__(self, ctx: Context, conf: SimpleNamespace):
+        super().__init__(ctx, conf)
+        self.tag: str = conf.tag or ctx.id
+
+    def event(self, record: Record, time_ns: int | None = None) -> Event:
+        return (self.tag, time_ns if time_ns is not None else now_ns(), record)
+
+
+class PollSource(Source):
+    """A source the runtime calls every `interval`, aligned to the clock."""
+
+    common_options = Source.common_options + (
+        Option("interval", Duration(min=0.001), 10.0, "time between polls, aligned to the clock"),
+    )
+
+    async def poll(self) -> Batch:
+        raise NotImplementedError
+
+
+class StreamSource(Source):
+    """A source that produces events as they come (stdin, tail, forward)."""
+
+    async def run(self, emit: Any) -> None:
+        """Read until the end of input or until cancelled; `await emit(batch)` per batch."""
+        raise NotImplementedError
+
+
+_INPUTS = Option("inputs", ListOf(Str()), help="ids of the sources and filters to read from")
+_MATCH = Option("match", OneOf(Str(), ListOf(Str())), None,
+                "fluentd tag patterns (*, **, {a,b}); only matching events are taken")
+
+
+class Filter(Plugin):
+    """`process(batch) -> batch`, synchronous. Stateful filters also keep state."""
+
+    kind = "filter"
+    common_options = (_TYPE, _INPUTS, _MATCH)
+    #: a filter with state to keep between `--once` runs sets this
+    stateful: ClassVar[bool] = False
+    #: seconds between calls of tick(), for filters that emit on time (windows)
+    tick_interval: ClassVar[float | None] = None
+
+    def process(self, batch: Batch) -> Batch:
+        raise NotImplementedError
+
+    def tick(self, now: int) -> Batch:
+        """Events that are due at `now` (ns), e.g. closed windows."""
+        return []
+
+    def flush(self) -> Batch:
+        """Events still held at shutdown or at the end of a `--once` run."""
+        return []
+
+    def save_state(self) -> Any:
+        return None
+
+    def load_state(self, state: Any) -> None:
+        pass
+
+
+BUFFER = Struct(
+    Option("type", Enum("memory", "file"), "memory", "memory, or file (survives crashes)"),
+    Option("path", Str(), None, "directory of the file buffer's chunks"),
+    Option("max_bytes", Size(), 64 * 1024 * 1024, "most bytes held before the overflow policy acts"),
+    Option("overflow", Enum("block", "drop_oldest", "drop_newest"), "block",
+           "when full: block (sources wait), drop_oldest or drop_newest"),
+    name="buffer",
+)
+
+
+class Sink(Plugin):
+    """`write(batch)`, behind a buffer the runtime owns (batching, retry, overflow)."""
+
+    kind = "sink"
+    common_options = (
+        _TYPE, _INPUTS, _MATCH,
+        Option("buffer", BUFFER, {}, "buffer settings: {type, path, max_bytes, overflow}"),
+        Option("flush_interval", Duration(min=0), 1.0, "longest time an event waits in the buffer"),
+        Option("chunk_max_events", Int(min=1), 10000, "most events per write"),
+        Option("chunk_max_bytes", Size(), 8 * 1024 * 1024, "most bytes per write"),
+        Option("retry_max_interval", Duration(min=0.001), 30.0, "longest wait between retries"),
+        Option("retry_timeout", Duration(), None,
+               "give a chunk up after this long (to the errors output); default: retry forever"),
+    )
+
+    async def write(self, batch: Batch) -> None:
+        """Deliver the batch, or raise: the runtime retries with backoff."""
+        raise NotImplementedError
+
+
+_BASES = {"source": Source, "filter": Filter, "sink": Sink}
+
+
+class UnknownPlugin(LookupError):
+    pass
+
+
+def load(kind: str, name: str) -> type[Plugin]:
+    if not name.isidentifier() or name.startswith("_"):
+        raise UnknownPlugin(name)
+    try:
+        module = importlib.import_module(f"pipeline.{kind}s.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"pipeline.{kind}s.{name}":
+            raise UnknownPlugin(name) from None
+        raise
+    cls = getattr(module, "PLUGIN", None)
+    if not (isinstance(cls, type) and issubclass(cls, _BASES[kind])):
+        raise UnknownPlugin(name)
+    return cls
+
+
+def names(kind: str) -> list[str]:
+    package = importlib.import_module(f"pipeline.{kind}s")
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))

@@ -1,0 +1,1 @@
+"""Sinks plugins: one module per type, each naming its class in PLUGIN."""

@@ -1,0 +1,1 @@
+"""Sources plugins: one module per type, each naming its class in PLUGIN."""

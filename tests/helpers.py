@@ -1,0 +1,41 @@
+"""Shared test helpers: run the real `pipeline` command, build plugins from options."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.context import Context
+from pipeline.options import Errors, resolve
+from pipeline.plugin import Plugin, load
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def run_pipeline(*args: str, input: bytes | None = None, timeout: float = 60,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m pipeline ARGS` as a user would run it; stdout and stderr as bytes."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], input=input, capture_output=True,
+                          timeout=timeout, env=full_env, cwd=cwd)
+
+
+def start_pipeline(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def make_plugin(kind: str, type: str, id: str = "test", state_dir: Path | None = None,
+                errors: list | None = None, **options: Any) -> Plugin:
+    """A plugin built from options exactly as a config would build it (validation included)."""
+    cls = load(kind, type)
+    problems = Errors()
+    conf = resolve(cls.all_options(), {"type": type, **options}, f"{kind}s.{id}", problems)
+    assert not problems, problems.lines()
+    on_error = errors.append if errors is not None else None
+    return cls(Context(id, kind, state_dir=state_dir, on_error=on_error), conf)
