@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -67,17 +68,23 @@ class Context:
                 record["sample"] = shown
             self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
 
-    def health(self, key: str, ok: bool, message: str = "") -> None:
+    def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False) -> None:
         """Log only when `key` changes between ok and failing, so a server that is
-        down for an hour gives two lines, not one per poll. Failures are counted."""
+        down for an hour gives two lines, not one per poll. Failures are counted.
+        `every_time` logs each failure (a command that is missing, per attempt)."""
         before = self._states.get(key, True)
         self._states[key] = ok
         if not ok:
             self.count("errors")
-            if before:
+            if before or every_time:
                 self.log.error("%s", message)
         elif not before:
             self.log.warning("%s", message or f"{key}: recovered")
+
+    @property
+    def failing(self) -> bool:
+        """Whether anything reported through health() is failing now."""
+        return not all(self._states.values())
 
     # state kept between runs (rate counters): one msgpack file per component
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import msgpack
 import orjson
@@ -189,7 +190,7 @@ def format_time(time_ns: int, fmt: str) -> Any:
     if fmt == "float":
         return time_ns / 1e9
     secs, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
 
 

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .event import Batch, Event, Record, now_ns
 from .options import (
-    Bool, Duration, Enum, Int, ListOf, OneOf, Option, Size, Str, Struct,
+    Duration,
+    Enum,
+    Int,
+    ListOf,
+    OneOf,
+    Option,
+    Size,
+    Str,
+    Struct,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +82,7 @@ class PollSource(Source):
     """A source the runtime calls every `interval`, aligned to the clock."""
 
     common_options = Source.common_options + (
-        Option("interval", Duration(min=0.001), 10.0, "time between polls, aligned to the clock"),
+        Option("interval", Duration(min=0), 10.0, "time between polls, aligned to the clock; 0 polls once"),
     )
 
     async def poll(self) -> Batch:
