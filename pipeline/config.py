@@ -39,7 +39,9 @@ class LocList(list):
     lines: dict[int, int]
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: placeholders filled per event by plugins (file paths), not from the environment
+EVENT_PLACEHOLDERS = {"tag"}
 
 
 class _Loader(yaml.SafeLoader):
@@ -78,6 +80,10 @@ def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> Any:
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
+        if m.group(0).startswith("$$"):
+            return m.group(0)[1:]
+        if name in EVENT_PLACEHOLDERS and default is None:
+            return m.group(0)
         if name in loader.env and (loader.env[name] or default is None):
             return loader.env[name]
         if default is not None:

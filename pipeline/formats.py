@@ -23,8 +23,15 @@ DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
 TIME_FORMATS = ("unix", "float", "iso8601")
 
-# 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float
-_LONG_DIGITS = re.compile(rb"\d{20}")
+# 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float.
+# Mapping digits to "0" and the rest to " " and searching for twenty "0"s is two linear
+# passes in C: several times faster than a regex, and cheaper than orjson's own parse.
+_DIGIT_MAP = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY = b"0" * 20
+
+
+def has_long_digits(data: bytes) -> bool:
+    return _TWENTY in data.translate(_DIGIT_MAP)
 
 
 class DecodeError(ValueError):
@@ -34,7 +41,7 @@ class DecodeError(ValueError):
 def json_loads(data: bytes | str) -> Any:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    if not _LONG_DIGITS.search(data):
+    if not has_long_digits(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -105,29 +112,33 @@ class LineDecoder(Decoder):
             data = self.rest + data
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
-        return self.lines(data[:cut].split(b"\n")[:-1]) if cut else ([], [])
+        return self.lines(data[:cut - 1]) if cut else ([], [])
 
     def finish(self):
         rest, self.rest = self.rest, b""
-        return self.lines([rest]) if rest.strip() else ([], [])
+        return self.lines(rest) if rest.strip() else ([], [])
 
-    def lines(self, lines: list[bytes]):
+    def lines(self, block: bytes):
+        """Decode a block of whole lines (without the last line break)."""
         raise NotImplementedError
 
 
 class JsonLines(LineDecoder):
-    def lines(self, lines):
+    def lines(self, block):
         records: list[Record] = []
         problems = []
         loads = orjson.loads
-        for line in lines:
-            try:
-                doc = loads(line)
-                if type(doc) is dict and not _LONG_DIGITS.search(line):
-                    records.append(doc)
-                    continue
-            except orjson.JSONDecodeError:
-                pass
+        # one check per block: most blocks hold no huge integer, and their lines need none
+        fast = not has_long_digits(block)
+        for line in block.split(b"\n"):
+            if fast:
+                try:
+                    doc = loads(line)
+                    if type(doc) is dict:
+                        records.append(doc)
+                        continue
+                except orjson.JSONDecodeError:
+                    pass
             if not line.strip():
                 continue
             try:
@@ -138,8 +149,8 @@ class JsonLines(LineDecoder):
 
 
 class Lines(LineDecoder):
-    def lines(self, lines):
-        return [{"message": line.rstrip(b"\r").decode("utf-8", "replace")} for line in lines], []
+    def lines(self, block):
+        return [{"message": line.rstrip(b"\r").decode("utf-8", "replace")} for line in block.split(b"\n")], []
 
 
 class MsgpackStream(Decoder):

@@ -9,6 +9,7 @@ crosses an await, and a batch is accepted once it is in every buffer it goes to.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import random
@@ -302,6 +303,13 @@ class Runtime:
         self._stopping.set()
 
     async def run(self) -> int:
+        # Events in flight are many small dicts that live for a while (a chunk holds
+        # thousands): with CPython's default thresholds the collector rescans them
+        # over and over (measured: parsing 30,000 Docker records 3x slower). They
+        # hold no cycles, so collect far less often, and never rescan start-up objects.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)

@@ -35,6 +35,8 @@ def make_plugin(kind: str, type: str, id: str = "test", state_dir: Path | None =
     """A plugin built from options exactly as a config would build it (validation included)."""
     cls = load(kind, type)
     problems = Errors()
+    if kind != "source":
+        options.setdefault("inputs", ["in"])
     conf = resolve(cls.all_options(), {"type": type, **options}, f"{kind}s.{id}", problems)
     assert not problems, problems.lines()
     on_error = errors.append if errors is not None else None

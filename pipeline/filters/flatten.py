@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..event import Batch, Record
@@ -40,62 +41,73 @@ class FlattenFilter(Filter):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.sep: str = conf.separator
-        self.keep_lists = conf.arrays == "keep"
-        self.index_prefix = "$" if conf.arrays == "norikra" else ""
-        self.sanitize = conf.sanitize == "norikra"
-        self.max_depth: int = conf.max_depth or 1 << 30
-        self.fields = set(conf.fields) if conf.fields is not None else None
+        self.flatten = self._flattener()
 
     def process(self, batch: Batch) -> Batch:
         flat = self.flatten
         return [(tag, t, flat(record)) for tag, t, record in batch]
 
-    def _key(self, part: Any) -> str:
-        text = str(part)
-        return _NORIKRA_BAD.sub("_", text) if self.sanitize else text
+    def _flattener(self) -> Callable[[Record], Record]:
+        # one closure with every setting bound as a local: flatten is most of this
+        # filter's cost, and attribute lookups per key would double it
+        conf = self.conf
+        sep: str = conf.separator
+        keep_lists = conf.arrays == "keep"
+        index = sep + ("$" if conf.arrays == "norikra" else "")
+        bad = _NORIKRA_BAD.sub if conf.sanitize == "norikra" else None
+        max_depth: int = conf.max_depth or 1 << 30
+        fields = set(conf.fields) if conf.fields is not None else None
+        counters = self.ctx.counters
 
-    def flatten(self, record: Record) -> Record:
-        out: Record = {}
-        fields = self.fields
-        for k, v in record.items():
-            key = self._key(k)
-            if (type(v) is dict or type(v) is list) and v and (fields is None or k in fields):
-                if type(v) is list and self.keep_lists:
-                    self._put(out, key, v)
-                else:
-                    self._walk(out, key, v, 1)
-            else:
-                self._put(out, key, v)
-        return out
-
-    def _walk(self, out: Record, prefix: str, value: dict | list, depth: int) -> None:
-        if depth >= self.max_depth + 1:
-            self._put(out, prefix, value)
-            return
-        sep = self.sep
-        if type(value) is dict:
-            items: Any = value.items()
-            names = None
-        else:
-            items = enumerate(value)
-            names = self.index_prefix
-        for k, v in items:
-            key = f"{prefix}{sep}{names}{k}" if names is not None else f"{prefix}{sep}{self._key(k)}"
-            if (type(v) is dict or (type(v) is list and not self.keep_lists)) and v:
-                self._walk(out, key, v, depth + 1)
-            else:
-                self._put(out, key, v)
-
-    def _put(self, out: Record, key: str, value: Any) -> None:
-        if key not in out:
+        def put(out: Record, key: str, value: Any) -> None:
+            if key in out:
+                # documented rule: the first key keeps the name, later ones get ~2, ~3, ...
+                counters["key_collisions"] += 1
+                n = 2
+                while f"{key}~{n}" in out:
+                    n += 1
+                key = f"{key}~{n}"
             out[key] = value
-            return
-        self.ctx.counters["key_collisions"] += 1
-        n = 2
-        while f"{key}~{n}" in out:
-            n += 1
-        out[f"{key}~{n}"] = value
+
+        def name(k: Any) -> str:
+            return bad("_", str(k)) if bad else (k if type(k) is str else str(k))
+
+        def nested(v: Any) -> bool:
+            t = type(v)
+            return bool(v) and (t is dict or (t is list and not keep_lists))
+
+        def walk(out: Record, prefix: str, value: dict | list, depth: int) -> None:
+            if depth > max_depth:
+                put(out, prefix, value)
+                return
+            if type(value) is dict:
+                keys: Any = [prefix + sep + (k if type(k) is str and not bad else name(k)) for k in value]
+                values: Any = value.values()
+            else:
+                keys = [f"{prefix}{index}{i}" for i in range(len(value))]
+                values = value
+            for key, v in zip(keys, values):
+                t = type(v)
+                if v and (t is dict or (t is list and not keep_lists)):
+                    walk(out, key, v, depth + 1)
+                elif key in out:
+                    put(out, key, v)
+                else:
+                    out[key] = v
+
+        def flatten(record: Record) -> Record:
+            out: Record = {}
+            for k, v in record.items():
+                key = name(k)
+                if nested(v) and (fields is None or k in fields):
+                    walk(out, key, v, 1)
+                elif key in out:
+                    put(out, key, v)
+                else:
+                    out[key] = v
+            return out
+
+        return flatten
 
 
 PLUGIN = FlattenFilter
