@@ -337,20 +337,18 @@ class Runtime:
                    if n.plugin.tick_interval and not self.once]  # type: ignore[union-attr]
         if self.state_dir and not self.once:
             helpers.append(asyncio.create_task(self._save_state_loop()))
-        tasks = [asyncio.create_task(self._run_source(s), name=f"source {s.ctx.id}") for s in self.sources]
-        if self.once:
-            await asyncio.gather(*tasks)
-        else:
-            stop_wait = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-            # every source finished on its own (stdin at EOF, run-once polls): nothing more can come
-            while not self._stopping.is_set() and not all(t.done() for t in tasks):
-                await asyncio.wait([*[t for t in tasks if not t.done()], stop_wait],
-                                   return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = {asyncio.create_task(self._run_source(s), name=f"source {s.ctx.id}") for s in self.sources}
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        # run until a signal, or until every source has finished on its own (stdin at
+        # its end, --once polls done): then nothing more can come
+        pending = set(tasks)
+        while pending and not self._stopping.is_set():
+            done, _ = await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+        stop_wait.cancel()
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for h in helpers:
             h.cancel()
         return await self._shutdown(started_sources, started_sinks)
