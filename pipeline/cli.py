@@ -18,7 +18,7 @@ EXIT_CONFIG = 2
 
 
 class _Formatter(logging.Formatter):
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]
 
     def format(self, record: logging.LogRecord) -> str:
         name = record.name.removeprefix("pipeline.")

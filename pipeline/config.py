@@ -106,6 +106,9 @@ def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> Any:
 class _Unset(str):
     """A value naming an unset environment variable, reported later with its key path."""
 
+    names: list[str]
+    line: int
+
     def __new__(cls, text: str, names: list[str], line: int) -> _Unset:
         self = super().__new__(cls, text)
         self.names, self.line = names, line

@@ -65,7 +65,7 @@ _TYPE = Option("type", Str(), help="plugin type")
 
 class Source(Plugin):
     kind = "source"
-    common_options = (
+    common_options: ClassVar[tuple[Option, ...]] = (
         _TYPE,
         Option("tag", Str(), None, "tag of the events (default: the source's id)"),
     )

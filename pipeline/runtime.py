@@ -270,7 +270,7 @@ class Runtime:
             source.ctx.health("run", False, f"source failed: {type(e).__name__}: {e}")
 
     async def _ticks(self, node: Node) -> None:
-        interval = node.plugin.tick_interval  # type: ignore[union-attr]
+        interval = float(node.plugin.tick_interval)  # type: ignore[union-attr, arg-type]
         while True:
             await asyncio.sleep(interval)
             await self._emit_from_filter(node, node.plugin.tick(time.time_ns()))  # type: ignore[union-attr]

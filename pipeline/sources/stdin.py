@@ -28,7 +28,7 @@ class StdinSource(StreamSource):
     async def run(self, emit: Any) -> None:
         loop = asyncio.get_running_loop()
         blocks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
-        stream = sys.stdin.buffer
+        stream: Any = sys.stdin.buffer
         size = self.conf.read_size
 
         def reader() -> None:
