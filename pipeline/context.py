@@ -42,6 +42,7 @@ class Context:
         self._on_error = on_error
         self._last_logged: dict[str, float] = {}
         self._states: dict[str, bool] = {}
+        self.last_failure = ""
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -75,6 +76,7 @@ class Context:
         before = self._states.get(key, True)
         self._states[key] = ok
         if not ok:
+            self.last_failure = message
             self.count("errors")
             if before or every_time:
                 self.log.error("%s", message)

@@ -390,10 +390,13 @@ class Runtime:
         for node, drained in zip(sinks, results):
             if not drained:
                 ok = False
-                self.failures.append(f"sink {node.id} did not write everything")
+                reason = node.runner.failed_reason or "shutdown_timeout reached"  # type: ignore[union-attr]
+                self.failures.append(f"sink {node.id}: not everything was written ({reason})")
         for source in self.sources if self.once else ():
             if source.ctx.failing:
-                self.failures.append(f"source {source.ctx.id} failed")
+                self.failures.append(f"source {source.ctx.id}: {source.ctx.last_failure}")
+        for failure in self.failures:
+            log.error("failed: %s", failure)
         self._log_summary()
         return 0 if ok and not self.failures else 1
 
