@@ -208,6 +208,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
         raise ConfigError(errors)
     settings = resolve(TOP_OPTIONS, doc, "", errors, ignore=SECTIONS)
     components: dict[str, Component] = {}
+    broken: set[str] = set()  # ids whose own errors are reported: inputs naming them are not
     for section, kind in SECTIONS.items():
         body = doc.get(section)
         if body is None:
@@ -221,7 +222,9 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
             comp = _component(section, kind, str(cid), raw, body, components, errors)
             if comp is not None:
                 components[comp.id] = comp
-    _check_edges(components, errors)
+            else:
+                broken.add(str(cid))
+    _check_edges(components, broken, errors)
     if errors:
         raise ConfigError(errors)
     return Graph(file=errors.file, settings=settings, components=components)
@@ -255,7 +258,7 @@ def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
     return Component(cid, kind, cls, conf, line, raw, inputs=inputs)
 
 
-def _check_edges(components: dict[str, Component], errors: Errors) -> None:
+def _check_edges(components: dict[str, Component], broken: set[str], errors: Errors) -> None:
     for comp in components.values():
         if comp.kind == "source":
             continue
@@ -263,7 +266,7 @@ def _check_edges(components: dict[str, Component], errors: Errors) -> None:
             errors.add(_line(comp.raw, "inputs"), f"{comp.kind}s.{comp.id}.inputs",
                        f"a {comp.kind} needs at least one input")
         for i, name in enumerate(comp.inputs):
-            if name == ERRORS_INPUT:
+            if name == ERRORS_INPUT or name in broken:
                 continue
             target = components.get(name)
             if target is None or target.kind == "sink":
