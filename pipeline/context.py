@@ -48,14 +48,15 @@ class Context:
         self.counters[name] += n
 
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
-              kind: str = "bad_input") -> None:
-        """Bad input: counted, logged at most once a minute per kind, sent to the errors output."""
+              kind: str = "bad_input", log: bool = True) -> None:
+        """Bad input: counted, logged at most once a minute per kind, sent to the errors output.
+        `log=False` where health() has logged the failure already."""
         self.count("errors")
         self.count(kind)
         shown = sample(data) if data is not None else None
         now = time.monotonic()
         last = self._last_logged.get(kind)
-        if last is None or now - last >= LOG_EVERY:
+        if log and (last is None or now - last >= LOG_EVERY):
             self._last_logged[kind] = now
             where = f" from {origin}" if origin else ""
             more = f": {shown!r}" if shown is not None else ""
@@ -69,15 +70,18 @@ class Context:
                 record["sample"] = shown
             self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
 
-    def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False) -> None:
+    def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False,
+               count: bool = True) -> None:
         """Log only when `key` changes between ok and failing, so a server that is
-        down for an hour gives two lines, not one per poll. Failures are counted.
-        `every_time` logs each failure (a command that is missing, per attempt)."""
+        down for an hour gives two lines, not one per poll. Failures are counted
+        (`count=False` where error() counts them). `every_time` logs each failure
+        (a command that is missing, per attempt)."""
         before = self._states.get(key, True)
         self._states[key] = ok
         if not ok:
             self.last_failure = message
-            self.count("errors")
+            if count:
+                self.count("errors")
             if before or every_time:
                 self.log.error("%s", message)
         elif not before:
