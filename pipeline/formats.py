@@ -156,14 +156,12 @@ class Lines(LineDecoder):
 class MsgpackStream(Decoder):
     def __init__(self) -> None:
         self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False)
-        self.fed = 0
         self.broken = False
 
     def feed(self, data):
         if self.broken:
             return [], []
         self.unpacker.feed(data)
-        self.fed += len(data)
         records, problems = [], []
         try:
             for obj in self.unpacker:
@@ -178,7 +176,12 @@ class MsgpackStream(Decoder):
         return records, problems
 
     def finish(self):
-        cut = not self.broken and self.unpacker.tell() < self.fed
+        cut = False
+        if not self.broken:
+            try:  # the start of a value that never ended makes read_bytes refuse
+                cut = self.unpacker.read_bytes(1) != b""
+            except ValueError:
+                cut = True
         self.__init__()
         return [], [("msgpack stream ends inside a value", b"")] if cut else []
 

@@ -24,7 +24,9 @@ from ..event import Batch
 
 @dataclass
 class Chunk:
-    events: Batch = field(default_factory=list)
+    #: None while a chunk of a file buffer is only on disk
+    events: Batch | None = field(default_factory=list)
+    count: int = 0
     nbytes: int = 0
     created: float = field(default_factory=time.monotonic)
     #: unique per chunk; a forward sink sends it as the ack id
@@ -71,8 +73,7 @@ class Buffer:
 
     @property
     def pending_events(self) -> int:
-        n = sum(len(c.events) for c in self.sealed)
-        return n + (len(self.open_chunk.events) if self.open_chunk else 0)
+        return sum(c.count for c in self.sealed) + (self.open_chunk.count if self.open_chunk else 0)
 
     async def put(self, batch: Batch) -> None:
         if not batch:
@@ -97,7 +98,7 @@ class Buffer:
                 victim = self.sealed[1]
                 del self.sealed[1]
                 self._forget(victim)
-                self.ctx.count("dropped_overflow", len(victim.events))
+                self.ctx.count("dropped_overflow", victim.count)
                 self.ctx.error(f"buffer full ({self.max_bytes} bytes): dropped the oldest events",
                                kind="buffer_overflow")
             return True
@@ -114,13 +115,13 @@ class Buffer:
         start = 0
         per_event = size / len(batch)
         while start < len(batch):
-            room = self.chunk_max_events - len(chunk.events)
+            room = self.chunk_max_events - chunk.count
             if self.chunk_max_bytes and per_event:
                 room = min(room, max(1, int((self.chunk_max_bytes - chunk.nbytes) / per_event)))
             part = batch[start:start + room]
             self._store(chunk, part, int(per_event * len(part)))
             start += len(part)
-            if len(chunk.events) >= self.chunk_max_events or chunk.nbytes >= self.chunk_max_bytes:
+            if chunk.count >= self.chunk_max_events or chunk.nbytes >= self.chunk_max_bytes:
                 self.seal()
                 chunk = self.open_chunk = self._new_chunk()
 
@@ -128,7 +129,8 @@ class Buffer:
         return Chunk()
 
     def _store(self, chunk: Chunk, events: Batch, size: int) -> None:
-        chunk.events.extend(events)
+        chunk.events.extend(events)  # type: ignore[union-attr]
+        chunk.count += len(events)
         chunk.nbytes += size
         self.nbytes += size
 
@@ -138,14 +140,21 @@ class Buffer:
     def seal(self) -> None:
         """Close the open chunk for writing now (flush)."""
         chunk = self.open_chunk
-        if chunk is not None and chunk.events:
+        if chunk is not None and chunk.count:
             self.open_chunk = None
             self.sealed.append(chunk)
+            self._sealed(chunk)
             self._notify()
+
+    def _sealed(self, chunk: Chunk) -> None:
+        """A chunk just closed for writing (the file buffer closes its file)."""
+
+    def _load(self, chunk: Chunk) -> None:
+        """Make `chunk.events` available (the file buffer reads them back from disk)."""
 
     def seal_due(self, flush_interval: float) -> None:
         chunk = self.open_chunk
-        if chunk is not None and chunk.events and time.monotonic() - chunk.created >= flush_interval:
+        if chunk is not None and chunk.count and time.monotonic() - chunk.created >= flush_interval:
             self.seal()
 
     def _notify(self) -> None:
@@ -159,12 +168,14 @@ class Buffer:
         open chunk at once, so batches grow only while the sink is busy; measured, holding
         a second of events in memory instead made every stage slower (cache misses)."""
         def ready() -> bool:
-            return bool(self.sealed) or (eager and self.open_chunk is not None and bool(self.open_chunk.events))
+            return bool(self.sealed) or (eager and self.open_chunk is not None and bool(self.open_chunk.count))
         async with self._changed:
             await self._changed.wait_for(ready)
         if not self.sealed:
             self.seal()
-        return self.sealed[0]
+        chunk = self.sealed[0]
+        self._load(chunk)
+        return chunk
 
     def commit(self, chunk: Chunk) -> None:
         """The sink has the chunk (or it was given up): drop it for good."""
