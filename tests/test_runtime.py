@@ -8,21 +8,11 @@ import signal
 import time
 
 import pytest
-from helpers import run_pipeline, start_pipeline
+from helpers import run_pipeline, start_pipeline, wait_for
 
 from pipeline.config import load_config
 from pipeline.plugin import Filter, PollSource
 from pipeline.runtime import Runtime
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 COUNTER = """
 sources:

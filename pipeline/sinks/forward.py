@@ -13,7 +13,15 @@ from typing import Any
 import msgpack
 
 from ..event import Batch
-from ..forward_protocol import as_bytes, by_tag, new_chunk_id, packed_forward, ping, shared_key_digest, unpacker
+from ..forward_protocol import (
+    as_bytes,
+    by_tag,
+    new_chunk_id,
+    packed_forward,
+    ping,
+    shared_key_digest,
+    unpacker,
+)
 from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str, Struct
 from ..plugin import Sink
 
@@ -140,7 +148,7 @@ class ForwardSink(Sink):
                 await self._send(server, messages)
             except (OSError, TimeoutError, ssl.SSLError, msgpack.UnpackException, ValueError) as e:
                 self._failed(server)
-                problems.append(f"{server.name}: {_reason(e)}")
+                problems.append(f"server {server.name}: {_reason(e)}")
                 continue
             if server.failures:
                 self.ctx.log.warning("server %s answers again", server.name)
@@ -203,24 +211,23 @@ class ForwardSink(Sink):
                     return message
                 data = await reader.read(65536)
                 if not data:
-                    raise HandshakeRefused(f"server {server.name} closed the connection during the handshake")
+                    raise HandshakeRefused("closed the connection during the handshake")
                 unpack.feed(data)
 
         hello = await receive()
         if not (isinstance(hello, list) and len(hello) == 2 and hello[0] == "HELO" and isinstance(hello[1], dict)):
-            raise HandshakeRefused(f"server {server.name} did not start the handshake (no HELO): "
-                                   "is shared_key set on the server?")
+            raise HandshakeRefused("did not start the handshake (no HELO): is shared_key set on the server?")
         nonce, auth = as_bytes(hello[1].get("nonce", b"")), as_bytes(hello[1].get("auth", b""))
         key = self.conf.shared_key
         writer.write(ping(self.hostname, server.salt, nonce, key, auth, self.conf.username, self.conf.password))
         await writer.drain()
         pong = await receive()
         if not (isinstance(pong, list) and len(pong) == 5 and pong[0] == "PONG"):
-            raise HandshakeRefused(f"server {server.name} answered the handshake with {pong!r}")
+            raise HandshakeRefused(f"answered the handshake with {pong!r}")
         if not pong[1]:
-            raise HandshakeRefused(f"server {server.name} refused the handshake: {pong[2]}")
+            raise HandshakeRefused(f"refused the handshake: {pong[2]}")
         if pong[4] != shared_key_digest(server.salt, pong[3], nonce, key):
-            raise HandshakeRefused(f"server {server.name} proved no knowledge of the shared_key")
+            raise HandshakeRefused("proved no knowledge of the shared_key")
 
     def _close(self, server: Server) -> None:
         if server.conn is not None:

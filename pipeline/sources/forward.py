@@ -13,7 +13,14 @@ import msgpack
 
 from ..event import Batch, now_ns
 from ..forward_protocol import (
-    ProtocolError, as_bytes, decode_entries, helo, incomplete, password_digest, shared_key_digest, to_ns,
+    ProtocolError,
+    as_bytes,
+    decode_entries,
+    helo,
+    incomplete,
+    password_digest,
+    shared_key_digest,
+    to_ns,
     unpacker,
 )
 from ..options import Bool, Int, ListOf, Option, Size, Str, Struct
@@ -113,17 +120,17 @@ class ForwardSource(StreamSource):
 
     async def _msgpack(self, reader, writer, unpack, data: bytes, origin: str) -> None:
         while True:
-            if data:
-                try:
-                    unpack.feed(data)
-                except msgpack.BufferFull:
-                    raise ProtocolError(f"message larger than max_message_bytes "
-                                        f"({self.conf.max_message_bytes})") from None
-                try:
-                    for message in unpack:
-                        await self._message(message, writer, origin, json_replies=False)
-                except (ValueError, msgpack.UnpackException) as e:
-                    raise ProtocolError(f"malformed msgpack: {e}") from None
+            try:
+                unpack.feed(data)
+            except msgpack.BufferFull:
+                raise ProtocolError(f"message larger than max_message_bytes "
+                                    f"({self.conf.max_message_bytes})") from None
+            try:
+                # also what came with the handshake's PING, before any read here
+                for message in unpack:
+                    await self._message(message, writer, origin, json_replies=False)
+            except (ValueError, msgpack.UnpackException) as e:
+                raise ProtocolError(f"malformed msgpack: {e}") from None
             data = await reader.read(READ_SIZE)
             if not data:
                 if incomplete(unpack):

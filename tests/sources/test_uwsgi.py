@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
+from helpers import FIXTURES, ROOT, free_port, make_plugin, run_pipeline
 
 APP = """
 import time
@@ -27,12 +27,6 @@ def application(env, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Uwsgi:
