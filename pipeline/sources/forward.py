@@ -207,8 +207,7 @@ class ForwardSource(StreamSource):
             if not data:
                 raise ConnectionError("closed during the handshake")
             unpack.feed(data)
-            for message in unpack:
-                break
+            message = next(unpack, None)
         key = self.conf.shared_key
         if not (isinstance(message, list) and len(message) == 6 and message[0] == "PING"):
             await self._pong(writer, False, "invalid ping message")
