@@ -119,7 +119,8 @@ class ForwardSink(Sink):
         self.hostname = conf.self_hostname or socket.gethostname()
 
     def _candidates(self) -> list[Server]:
-        """Servers in the order to try: available primaries by weighted chance, then standbys."""
+        """Servers in the order to try: available primaries by weighted chance, then the
+        standbys, which are reached only when every primary failed or is backing off."""
         now = time.monotonic()
         order: list[Server] = []
         for standby in (False, True):
@@ -128,9 +129,7 @@ class ForwardSink(Sink):
                 pick = random.choices(pool, weights=[s.weight for s in pool])[0]
                 order.append(pick)
                 pool.remove(pick)
-            if order:
-                return order
-        return []
+        return order
 
     async def write(self, batch: Batch) -> None:
         candidates = self._candidates()

@@ -125,12 +125,18 @@ class ForwardSource(StreamSource):
             except msgpack.BufferFull:
                 raise ProtocolError(f"message larger than max_message_bytes "
                                     f"({self.conf.max_message_bytes})") from None
+            # every message of one read goes on as one batch, then their acks (also what
+            # came with the handshake's PING, before any read here)
+            batch: Batch = []
+            acks: list[Any] = []
             try:
-                # also what came with the handshake's PING, before any read here
                 for message in unpack:
-                    await self._message(message, writer, origin, json_replies=False)
+                    self._message(message, batch, acks, origin)
             except (ValueError, msgpack.UnpackException) as e:
                 raise ProtocolError(f"malformed msgpack: {e}") from None
+            finally:
+                # what came before a bad message is taken and acked, as each was whole
+                await self._accept(batch, acks, writer, json_replies=False)
             data = await reader.read(READ_SIZE)
             if not data:
                 if incomplete(unpack):
@@ -153,12 +159,24 @@ class ForwardSource(StreamSource):
                 except ValueError:
                     break  # incomplete: wait for more
                 text = text[end:]
-                await self._message(message, writer, origin, json_replies=True)
+                batch: Batch = []
+                acks: list[Any] = []
+                self._message(message, batch, acks, origin)
+                await self._accept(batch, acks, writer, json_replies=True)
             data = await reader.read(READ_SIZE)
         if text.strip():
             raise ProtocolError("connection closed in the middle of a JSON message")
 
-    async def _message(self, message: Any, writer: asyncio.StreamWriter, origin: str, json_replies: bool) -> None:
+    async def _accept(self, batch: Batch, acks: list[Any], writer: asyncio.StreamWriter, json_replies: bool) -> None:
+        """Acks go out only once the events are in every sink's buffer."""
+        if batch:
+            await self._emit(batch)
+        if acks:
+            dumps = (lambda a: json.dumps({"ack": a}).encode()) if json_replies else (lambda a: msgpack.packb({"ack": a}))
+            writer.write(b"".join(dumps(a) for a in acks))
+            await writer.drain()
+
+    def _message(self, message: Any, batch: Batch, acks: list[Any], origin: str) -> None:
         if message is None:
             return  # fluentd keeps nil as an in-band no-op
         if not isinstance(message, list) or len(message) < 2 or not isinstance(message[0], str):
@@ -167,26 +185,21 @@ class ForwardSource(StreamSource):
         now = now_ns()
         if isinstance(second, list):  # Forward
             option = message[2] if len(message) > 2 else None
-            batch = self._entries(tag, second, now, origin)
+            entries = second
         elif isinstance(second, (str, bytes)):  # PackedForward, maybe compressed
             option = message[2] if len(message) > 2 else None
             compressed = isinstance(option, dict) and option.get("compressed") == "gzip"
             entries = decode_entries(as_bytes(second), compressed, self.conf.max_message_bytes)
-            batch = self._entries(tag, entries, now, origin)
         else:  # Message
             option = message[3] if len(message) > 3 else None
-            batch = self._entries(tag, [message[1:3]], now, origin)
-        if batch:
-            await self._emit(batch)
-        self.ctx.count("messages")
+            entries = [message[1:3]]
+        self._entries(tag, entries, now, origin, batch)
+        self.ctx.counters["messages"] += 1
         chunk = option.get("chunk") if isinstance(option, dict) else None
         if chunk is not None:
-            reply = json.dumps({"ack": chunk}).encode() if json_replies else msgpack.packb({"ack": chunk})
-            writer.write(reply)
-            await writer.drain()
+            acks.append(chunk)
 
-    def _entries(self, tag: str, entries: list, now: int, origin: str) -> Batch:
-        batch: Batch = []
+    def _entries(self, tag: str, entries: list, now: int, origin: str, batch: Batch) -> None:
         for entry in entries:
             if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
                 t = to_ns(entry[0], now)
@@ -194,7 +207,6 @@ class ForwardSource(StreamSource):
                     batch.append((tag, t, entry[1]))
                     continue
             self.ctx.error("entry is not [time, record], skipped", origin=origin, data=_sample(entry))
-        return batch
 
     async def _handshake(self, reader, writer, unpack) -> None:
         nonce = os.urandom(16)

@@ -148,3 +148,15 @@ def test_peer_that_never_acks_or_resets_keeps_the_data(tmp_path, mode):
         assert not list(buffer.glob("*.chunk"))
     finally:
         r.stop()
+
+
+def test_weights_share_the_load_and_backoff_skips_a_failed_server():
+    from helpers import make_plugin
+
+    sink = make_plugin("sink", "forward", servers=[{"host": "a", "weight": 90}, {"host": "b", "weight": 10},
+                                                   {"host": "s", "standby": True}])
+    firsts = [sink._candidates()[0].host for _ in range(2000)]
+    assert 0.85 < firsts.count("a") / 2000 < 0.95 and "s" not in firsts
+    assert [s.host for s in sink._candidates()][-1] == "s"  # the standby comes after every primary
+    sink._failed(sink.servers[0])
+    assert [s.host for s in sink._candidates()] == ["b", "s"]  # a backing-off server is not tried
