@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..event import Batch
-from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder
+from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_meta, mackerel_names
 from ..options import Enum, Option, Str
 from ..plugin import Sink
 
@@ -26,18 +27,34 @@ def make_encoder(conf) -> Encoder:
 
 
 class StdoutSink(Sink):
-    """Write records to standard output: whole lines only, flushed after each batch."""
+    """Write records to standard output: whole lines only, flushed after each batch.
+
+    With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command: when
+    the agent sets MACKEREL_AGENT_PLUGIN_META=1, the sink prints the graph definitions of the
+    metrics it saw (`# mackerel-agent-plugin` and their JSON) instead of values.
+    """
 
     options = FORMAT_OPTIONS
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.encoder = make_encoder(conf)
+        self.meta: list[str] | None = None
+        if conf.format == "mackerel" and os.environ.get("MACKEREL_AGENT_PLUGIN_META") == "1":
+            self.meta = []
 
     async def write(self, batch: Batch) -> None:
+        if self.meta is not None:
+            self.meta += mackerel_names(batch, self.conf.prefix)
+            return
         out = sys.stdout.buffer
         out.write(self.encoder.encode(batch))
         out.flush()
+
+    async def stop(self) -> None:
+        if self.meta is not None:
+            sys.stdout.buffer.write(mackerel_meta(self.meta))
+            sys.stdout.buffer.flush()
 
 
 PLUGIN = StdoutSink

@@ -1,0 +1,37 @@
+"""Sink prometheus_exporter, scraped and parsed by the prometheus source."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from helpers import make_plugin
+
+
+def test_latest_values_labels_types_and_expiry():
+    async def main():
+        sink = make_plugin("sink", "prometheus_exporter", port=0, prefix="docker_", labels=["container_name"],
+                           counters=["*_total"], expire=0.5, fields=["cpu_percent", "net_*", "nan"])
+        await sink.start()
+        await sink.write([("t", 1, {"container_name": "web", "cpu_percent": 12.5, "net_rx_total": 100,
+                                    "image": "nginx", "nan": math.nan}),
+                          ("t", 1, {"container_name": 'we"ird', "cpu_percent": 1})])
+        await sink.write([("t", 2, {"container_name": "web", "cpu_percent": 50.0, "net_rx_total": 300})])
+        scrape = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{sink.port}/metrics")
+        first = [r for _, _, r in await scrape.poll()]
+        await asyncio.sleep(0.6)
+        await sink.write([("t", 3, {"container_name": "db", "cpu_percent": 3.0})])
+        second = [r for _, _, r in await scrape.poll()]
+        await sink.stop()
+        return first, second
+
+    first, second = asyncio.run(main())
+    by = {(r["name"], r["labels"].get("container_name")): r for r in first}
+    assert by[("docker_cpu_percent", "web")]["value"] == 50.0 and by[("docker_cpu_percent", "web")]["type"] == "gauge"
+    assert by[("docker_net_rx_total", "web")] == {"name": "docker_net_rx_total", "labels": {"container_name": "web"},
+                                                  "value": 300.0, "type": "counter"}
+    assert by[("docker_cpu_percent", 'we"ird')]["value"] == 1.0
+    assert math.isnan(by[("docker_nan", "web")]["value"])
+    assert ("docker_image", "web") not in by  # strings are not metrics
+    # after `expire`, only what came since is left
+    assert [(r["name"], r["labels"]) for r in second] == [("docker_cpu_percent", {"container_name": "db"})]

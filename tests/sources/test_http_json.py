@@ -1,0 +1,66 @@
+"""Source http_json against a real HTTP server: documents, path, split, and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from helpers import FIXTURES, make_plugin
+from http_peers import Server
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def poll(source):
+    return [r for _, _, r in asyncio.run(source.poll())]
+
+
+def test_document_headers_path_and_post(server):
+    raw = (FIXTURES / "json/podman-compat-info.http").read_bytes()  # a real endpoint's nested JSON
+    body = raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[1]
+    server.route("/stats", body)
+    source = make_plugin("source", "http_json", url=f"{server.url}/stats", headers={"Authorization": "Bearer x"})
+    assert poll(source) == [json.loads(body)]
+    assert server.requests[-1][2]["Authorization"] == "Bearer x"
+    server.route("/ops/stats", b'{"vm": {"memory": {"total": 123456789012345678901234}, "procs": 55}}')
+    nested = make_plugin("source", "http_json", url=f"{server.url}/ops/stats", path="vm.memory")
+    assert poll(nested) == [{"total": 123456789012345678901234}]
+    post = make_plugin("source", "http_json", url=f"{server.url}/stats", method="POST", body='{"q": 1}')
+    poll(post)
+    assert server.requests[-1][0] == "POST" and server.requests[-1][3] == b'{"q": 1}'
+
+
+def test_split(server):
+    server.route("/list", b'{"items": [{"a": 1}, {"a": 2}]}')
+    source = make_plugin("source", "http_json", url=f"{server.url}/list", path="items", split=True)
+    assert poll(source) == [{"a": 1}, {"a": 2}]
+
+
+def test_failures_are_logged_per_state_change_and_polling_goes_on(server, caplog):
+    errors: list = []
+    source = make_plugin("source", "http_json", url=f"{server.url}/s", timeout=0.3, errors=errors)
+    server.route("/s", b"oops", status=500)
+    assert poll(source) == [] and poll(source) == []
+    server.route("/s", b"<html>not json</html>")
+    assert poll(source) == []
+    server.route("/s", b'{"ok": 1}', delay=1.0)
+    assert poll(source) == []
+    server.route("/s", b'{"ok": 2}')
+    assert poll(source) == [{"ok": 2}]
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and "HTTP 500: oops" in logged[0]
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+    assert source.ctx.counters["errors"] == 4
+    assert errors and "not JSON" in errors[0][2]["error"]
+
+
+def test_server_down(caplog):
+    source = make_plugin("source", "http_json", url="http://127.0.0.1:1/x", timeout=0.5)
+    assert poll(source) == []
+    assert "cannot get http://127.0.0.1:1/x" in caplog.text

@@ -1,0 +1,73 @@
+"""Source proc_net_tcp on a real listener that never accepts, and on the recorded /proc files."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+
+from helpers import FIXTURES, make_plugin, wait_for
+
+from pipeline.sources.proc_net_tcp import read_netstat
+
+
+def poll(source):
+    return [r for _, _, r in asyncio.run(source.poll())]
+
+
+def test_queue_fills_to_backlog_plus_one_and_overflows_count():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(2)  # never accepted
+    port = listener.getsockname()[1]
+    source = make_plugin("source", "proc_net_tcp", ports=[port])
+    [idle] = poll(source)
+    assert idle["queue"] == 0 and idle["backlog"] == 2 and idle["address"] == "127.0.0.1"
+    before = idle["listen_overflows"]
+    clients = []
+    for _ in range(6):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        clients.append(c)
+    try:
+        assert wait_for(lambda: poll(source)[0]["queue"] == 3)  # backlog + 1
+        assert wait_for(lambda: poll(source)[0]["listen_overflows"] > before, timeout=10)
+        [full] = poll(source)
+        assert full["backlog"] == 2 and full["queue_percent"] == 150.0 and full["family"] == "ipv4"
+        assert full["listen_drops"] >= full["listen_overflows"] - before
+    finally:
+        for c in clients:
+            c.close()
+        listener.close()
+
+
+def test_ipv6_listener():
+    listener = socket.socket(socket.AF_INET6)
+    try:
+        listener.bind(("::1", 0))
+    except OSError:
+        listener.close()
+        import pytest
+
+        pytest.skip("no IPv6 loopback here")
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    try:
+        [row] = poll(make_plugin("source", "proc_net_tcp", ports=[port]))
+        assert row["address"] == "::1" and row["family"] == "ipv6" and row["backlog"] == 5
+    finally:
+        listener.close()
+
+
+def test_recorded_proc_files_through_proc_root(tmp_path):
+    (tmp_path / "net").mkdir()
+    for name in ("tcp", "tcp6", "netstat"):
+        shutil.copy(FIXTURES / "procnet" / name, tmp_path / "net" / name)
+    rows = poll(make_plugin("source", "proc_net_tcp", proc_root=str(tmp_path), ports=[8800, 8801, 8803, 8804]))
+    got = {(r["address"], r["port"]): r["queue"] for r in rows}
+    assert got == {("127.0.0.1", 8800): 50, ("::1", 8801): 30, ("127.0.0.1", 8803): 17, ("127.0.0.1", 8804): 0}
+    # another host's /proc: netlink cannot see its sockets, so no backlog is claimed
+    assert all("backlog" not in r for r in rows)
+    netstat = read_netstat(tmp_path)
+    assert all(r["listen_overflows"] == netstat["ListenOverflows"] for r in rows)
