@@ -9,3 +9,8 @@ def test_rename_keeps_order_and_leaves_absent_fields_alone():
     assert [r for _, _, r in f.process([("t", 1, shared), ("t", 2, {"b": 3})])] == [
         {"worker_id": 1, "a": 2}, {"b": 3}]
     assert shared == {"id": 1, "a": 2}  # records shared with other branches are not changed
+
+
+def test_select_keeps_listed_fields_in_order():
+    f = make_plugin("filter", "select", fields=["b", "a", "missing"])
+    assert [r for _, _, r in f.process([("t", 1, {"a": 1, "b": 2, "c": 3})])] == [{"b": 2, "a": 1}]

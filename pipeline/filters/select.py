@@ -1,0 +1,20 @@
+"""Filter `select`: keep only some fields."""
+
+from __future__ import annotations
+
+from ..event import Batch
+from ..options import ListOf, Option, Str
+from ..plugin import Filter
+
+
+class SelectFilter(Filter):
+    """Keep only the listed top-level fields, in that order; absent ones are left out."""
+
+    options = (Option("fields", ListOf(Str()), help="the fields to keep"),)
+
+    def process(self, batch: Batch) -> Batch:
+        fields = self.conf.fields
+        return [(tag, t, {k: record[k] for k in fields if k in record}) for tag, t, record in batch]
+
+
+PLUGIN = SelectFilter

@@ -1,0 +1,85 @@
+"""Source docker against a real Docker-compatible Engine API: podman's, started by
+../shared/tools/docker-api-peer with two running containers (peer-busy, peer-idle)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+
+import pytest
+from helpers import ROOT, make_plugin, run_pipeline
+
+PEER = ROOT.parent / "shared" / "tools" / "docker-api-peer"
+
+
+@pytest.fixture(scope="module")
+def docker_api():
+    started = subprocess.run(["bash", str(PEER), "start"], capture_output=True, text=True, timeout=900)
+    if started.returncode != 0:
+        pytest.skip(f"the podman API peer did not start: {started.stderr.strip()[-300:]}")
+    yield "unix://" + started.stdout.strip().splitlines()[-1]
+    subprocess.run(["bash", str(PEER), "stop"], capture_output=True, timeout=120)
+
+
+def poll(source):
+    return [r for _, _, r in asyncio.run(source.poll())]
+
+
+def podman(*args):
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120,
+                          env={"CONTAINERS_CONF": "/tmp/pipeline-docker-api/containers.conf", "PATH": "/usr/bin:/bin"})
+
+
+def test_lists_negotiates_and_fetches_every_container(docker_api):
+    source = make_plugin("source", "docker", endpoint=docker_api, record_labels=["app"])
+    rows = {r["container_name"]: r for r in poll(source)}
+    assert {"peer-busy", "peer-idle"} <= set(rows)
+    busy = rows["peer-busy"]
+    assert busy["labels"] == {"app": "busy"} and "pipeline-busybox" in busy["image"]
+    assert len(busy["container_id"]) == 64 and busy["cpu_stats"]["cpu_usage"]["total_usage"] > 0
+    assert source.one_shot  # API 1.41: one-shot stats
+
+
+def test_filters_by_name_glob_and_label(docker_api):
+    by_label = make_plugin("source", "docker", endpoint=docker_api, labels={"app": "idle"})
+    assert [r["container_name"] for r in poll(by_label)] == ["peer-idle"]
+    by_glob = make_plugin("source", "docker", endpoint=docker_api, containers=["peer-b*"])
+    assert [r["container_name"] for r in poll(by_glob)] == ["peer-busy"]
+
+
+def test_removed_mid_poll_and_restart(docker_api):
+    assert podman("run", "-d", "--name", "peer-temp", "--network", "none", "localhost/pipeline-busybox",
+                  "sleep", "300").returncode == 0
+    try:
+        source = make_plugin("source", "docker", endpoint=docker_api, containers=["peer-*"])
+        prefix = asyncio.run(source._negotiate())
+        listed = json.loads(source.client.request_sync("GET", f"{prefix}/containers/json").body)
+        assert podman("rm", "-f", "peer-temp").returncode == 0  # gone between the list and its stats
+        async def stats_of_all():
+            return await asyncio.gather(*(source._stats(prefix, c) for c in listed))
+
+        events = asyncio.run(stats_of_all())
+        names = {e[2]["container_name"] for e in events if e is not None}
+        assert "peer-temp" not in names and {"peer-busy", "peer-idle"} <= names
+        assert not source.ctx.failing
+    finally:
+        podman("rm", "-f", "peer-temp")
+    # a restart: same id, counters start again; docker_metrics gives no negative numbers
+    conf = ROOT / "conf" / "docker-stats.yaml"
+    env = {"DOCKER_ENDPOINT": docker_api, "PIPELINE_STATE_DIR": str(ROOT / ".pytest_cache" / "docker-state"),
+           "OUT_DIR": str(ROOT / ".pytest_cache")}
+    assert run_pipeline("run", "--once", str(conf), env=env).returncode == 0
+    assert podman("restart", "peer-idle").returncode == 0
+    result = run_pipeline("run", "--once", str(conf), env=env)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows and all(v >= 0 for r in rows for k, v in r.items() if k.endswith(("_rate", "_percent")))
+
+
+def test_unreachable_socket_is_one_log_line(tmp_path, caplog):
+    source = make_plugin("source", "docker", endpoint=f"unix://{tmp_path}/nope.sock")
+    assert poll(source) == [] and poll(source) == []
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "cannot list containers" in errors[0].getMessage()
+    assert source.ctx.counters["errors"] == 2
