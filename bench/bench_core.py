@@ -9,9 +9,7 @@ The issue's target: the pipeline at >= 50% of the bare loop's records/s.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import FIXTURES, best_of, replay_lines, report, run_graph  # noqa: E402
+from bench.common import FIXTURES, compare, replay_lines  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 
 
@@ -38,25 +36,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measure each side this many times, keep the best")
     args = ap.parse_args()
     lines = replay_lines(FIXTURES / "docker" / "stats-replay.jsonl.gz", args.repeat)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "out.jsonl")
-        doc = {
-            "sources": {"in": {"type": "stdin", "format": "json_lines"}},
-            "filters": {"flat": {"type": "flatten", "inputs": ["in"]}},
-            "sinks": {"file": {"type": "file", "inputs": ["flat"], "path": out}},
-        }
-
-        def pipeline() -> float:
-            if os.path.exists(out):
-                os.remove(out)
-            elapsed = run_graph(doc, lines)
-            with open(out, "rb") as f:
-                written = sum(1 for _ in f)
-            assert written == len(lines), (written, len(lines))
-            return elapsed
-
-        pipeline_s, bare_s = best_of(args.rounds, pipeline, lambda: bare_loop(lines, os.path.join(tmp, "bare")))
-    report("stdin -> flatten -> file (docker stats replay)", len(lines), pipeline_s, bare_s)
+    compare("stdin -> flatten -> file (docker stats replay)", [("flat", {"type": "flatten"})], lines, bare_loop,
+            args.rounds)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ and peak RSS, beside the seed's Node.js program (0.8 s and hundreds of MB for th
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import FIXTURES, best_of, replay_lines, report, run_graph  # noqa: E402
+from bench.common import FIXTURES, compare, replay_lines  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 
 
@@ -37,21 +35,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measure each side this many times, keep the best")
     args = ap.parse_args()
     lines = replay_lines(FIXTURES / "docker" / "stats-replay.jsonl.gz")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "out.jsonl")
-        doc = {
-            "sources": {"in": {"type": "stdin"}},
-            "filters": {"metrics": {"type": "docker_metrics", "inputs": ["in"]}},
-            "sinks": {"file": {"type": "file", "inputs": ["metrics"], "path": out}},
-        }
-
-        def pipeline() -> float:
-            if os.path.exists(out):
-                os.remove(out)
-            return run_graph(doc, lines)
-
-        pipeline_s, bare_s = best_of(args.rounds, pipeline, lambda: bare_loop(lines, os.path.join(tmp, "bare")))
-    report("stdin -> docker_metrics -> file (Docker replay)", len(lines), pipeline_s, bare_s)
+    pipeline_s = compare("stdin -> docker_metrics -> file (Docker replay)", [("metrics", {"type": "docker_metrics"})],
+                         lines, bare_loop, args.rounds)
     print(f"  wall time of one pass through the pipeline: {pipeline_s:.2f} s (seed Node.js program: 0.8 s)")
 
 

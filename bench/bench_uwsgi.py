@@ -7,9 +7,7 @@ against a bare loop doing the same work with the same filter code.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import FIXTURES, best_of, replay_lines, report, run_graph  # noqa: E402
+from bench.common import FIXTURES, compare, replay_lines  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 
 EXPLODE = {"field": "stats.workers", "keep": ["ts"]}
@@ -41,24 +39,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measure each side this many times, keep the best")
     args = ap.parse_args()
     lines = replay_lines(FIXTURES / "uwsgi" / "stats-replay.jsonl.gz", args.repeat)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "out.jsonl")
-        doc = {
-            "sources": {"in": {"type": "stdin"}},
-            "filters": {"workers": {"type": "explode", "inputs": ["in"], **EXPLODE},
-                        "rates": {"type": "rate", "inputs": ["workers"], **RATE}},
-            "sinks": {"file": {"type": "file", "inputs": ["rates"], "path": out}},
-        }
-
-        def pipeline() -> float:
-            if os.path.exists(out):
-                os.remove(out)
-            return run_graph(doc, lines)
-
-        pipeline_s, bare_s = best_of(args.rounds, pipeline, lambda: bare_loop(lines, os.path.join(tmp, "bare")))
-        with open(out, "rb") as f:
-            rows = sum(1 for _ in f)
-    report(f"stdin -> explode -> rate -> file (uWSGI replay, {rows} worker rows)", len(lines), pipeline_s, bare_s)
+    compare("stdin -> explode -> rate -> file (uWSGI replay, 4 worker rows per line)",
+            [("workers", {"type": "explode", **EXPLODE}), ("rates", {"type": "rate", **RATE})],
+            lines, bare_loop, args.rounds)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import resource
 import sys
 import tempfile
@@ -58,6 +59,29 @@ def best_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
         for i, run in enumerate(runs):
             best[i] = min(best[i], run())
     return best
+
+
+def compare(name: str, filters: list[tuple[str, dict[str, Any]]], lines: list[bytes],
+            bare_loop: Callable[[list[bytes], str], float], rounds: int) -> float:
+    """`stdin -> filters (a chain) -> file` against `bare_loop`, best of `rounds` each;
+    prints the report and returns the pipeline's best time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.jsonl")
+        doc: dict[str, Any] = {"sources": {"in": {"type": "stdin"}}, "filters": {}}
+        previous = "in"
+        for fid, conf in filters:
+            doc["filters"][fid] = {**conf, "inputs": [previous]}
+            previous = fid
+        doc["sinks"] = {"file": {"type": "file", "inputs": [previous], "path": out}}
+
+        def pipeline() -> float:
+            if os.path.exists(out):
+                os.remove(out)
+            return run_graph(doc, lines)
+
+        pipeline_s, bare_s = best_of(rounds, pipeline, lambda: bare_loop(lines, os.path.join(tmp, "bare")))
+    report(name, len(lines), pipeline_s, bare_s)
+    return pipeline_s
 
 
 def report(name: str, n: int, pipeline_s: float, bare_s: float) -> None:

@@ -46,7 +46,7 @@ def memory(stats: dict) -> dict[str, Any]:
             "memory_percent": usage / limit * 100.0 if limit else 0.0}
 
 
-def network(stats: dict) -> dict[str, int]:
+def network(stats: dict) -> dict[str, int | float]:
     nets = stats.get("networks")
     if not isinstance(nets, dict) or not nets:
         return {}
@@ -54,11 +54,12 @@ def network(stats: dict) -> dict[str, int]:
             "net_tx_bytes": sum(_num(n.get("tx_bytes")) for n in nets.values() if isinstance(n, dict))}
 
 
-def block_io(stats: dict) -> dict[str, int]:
+def block_io(stats: dict) -> dict[str, int | float]:
     blkio = stats.get("blkio_stats")
     if not isinstance(blkio, dict):
         return {}
-    read = write = 0
+    read: int | float = 0
+    write: int | float = 0
     # `[]`, `null` and a missing list all occur: the CLI shows 0B for each
     for e in blkio.get("io_service_bytes_recursive") or ():
         if isinstance(e, dict):

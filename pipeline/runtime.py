@@ -81,11 +81,12 @@ class SinkRunner:
             self.buffer.commit(chunk)
 
     async def _deliver(self, chunk: Chunk) -> None:
+        events = chunk.events or []  # get() has loaded them
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                await self.sink.write(chunk.events)
+                await self.sink.write(events)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # any failure of a sink is retried, never fatal
@@ -96,7 +97,7 @@ class SinkRunner:
                 self.ctx.health("write", False, f"{reason}; retrying with backoff")
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
-                    self.ctx.count("given_up", len(chunk.events))
+                    self.ctx.count("given_up", len(events))
                     self.on_give_up(chunk, f"{reason}; gave up after {timeout:g}s")
                     return
                 # full jitter: retries of many agents after one outage do not arrive in step
@@ -104,7 +105,7 @@ class SinkRunner:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 continue
             self.failed_reason = None
-            self.ctx.count("events_out", len(chunk.events))
+            self.ctx.count("events_out", len(events))
             self.ctx.health("write", True, "writes succeed again")
             return
 
@@ -220,9 +221,10 @@ class Runtime:
             await node.runner.buffer.put(part)  # type: ignore[union-attr]
 
     def _give_up(self, chunk: Chunk, reason: str) -> None:
-        log.error("gave up %d events: %s", len(chunk.events), reason)
+        events = chunk.events or []
+        log.error("gave up %d events: %s", len(events), reason)
         if self.consumers[ERRORS_INPUT]:
-            for tag, t, record in chunk.events:
+            for tag, t, record in events:
                 self._errors_pending.append(
                     (f"pipeline.error.undelivered.{tag}", t, {"error": reason, "tag": tag, "record": record}))
             asyncio.get_running_loop().create_task(self._flush_errors())
