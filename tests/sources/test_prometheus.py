@@ -1,0 +1,140 @@
+import asyncio
+import math
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from aiohttp import web
+from helpers import FIXTURES, make_plugin
+
+from pipeline.prometheus_text import parse
+
+PROM = FIXTURES / "prometheus"
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+def _recorded(name: str) -> tuple[str, bytes]:
+    """(content type, body) of a recorded HTTP response."""
+    raw = (PROM / name).read_bytes()
+    head, body = raw.split(b"\r\n\r\n" if b"\r\n\r\n" in raw else b"\n\n", 1)
+    ctype = next(line.split(b":", 1)[1].strip() for line in head.splitlines()
+                 if line.lower().startswith(b"content-type:"))
+    return ctype.decode(), body
+
+
+async def _scrape(body: bytes, content_type: str, **options):
+    async def metrics(request):
+        return web.Response(body=body, headers={"Content-Type": content_type})
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    src = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{port}/metrics", **options)
+    await src.start()
+    try:
+        return await src.poll()
+    finally:
+        await src.stop()
+        await runner.cleanup()
+
+
+def _by_series(batch):
+    return {(r["name"], tuple(sorted(r["labels"].items()))): r for _, _, r in batch}
+
+
+def test_text_format_escapes_special_values_and_types():
+    ctype, body = _recorded("promclient-text-0.0.4.http")
+    series = _by_series(asyncio.run(_scrape(body, ctype)))
+    esc = {dict(k[1])["v"]: r["value"] for k, r in series.items() if k[0] == "app_label_escaping"}
+    assert esc == {'say "hi"': 1.0, "C:\\path\\x": 2.0, "line1\nline2": 3.0}
+    assert series[("app_queue_depth", (("queue", "bulk"),))]["value"] == math.inf
+    assert math.isnan(series[("app_last_success_ratio", ())]["value"])
+    assert series[("app_min_free_bytes", ())]["value"] == -math.inf
+    bucket = series[("app_request_latency_seconds_bucket", (("le", "+Inf"), ("path", "/")))]
+    assert bucket["value"] == 313.0 and bucket["type"] == "histogram"
+    assert series[("app_response_size_bytes_count", ())]["type"] == "summary"
+
+
+def test_openmetrics_and_text_give_the_same_series():
+    om = parse(_recorded("promclient-openmetrics.http")[1].decode(), openmetrics=True)
+    text = parse(_recorded("promclient-text-0.0.4.http")[1].decode())
+    assert not om.errors and not text.errors
+    om_hist = {(s.name, tuple(s.labels.items())) for s in om.samples if s.name.endswith("_bucket")}
+    text_hist = {(s.name, tuple(s.labels.items())) for s in text.samples if s.name.endswith("_bucket")}
+    assert om_hist and om_hist <= text_hist
+    assert {s.type for s in om.samples} >= {"counter", "gauge", "histogram", "summary", "info"}
+
+
+def test_timestamps_and_bad_lines():
+    text = ('# TYPE a counter\na_total{x="1"} 5 1700000000123\nnot a sample line\n'
+            'b{x="unterminated} 1\nc 1.445257e+06\n')
+    exp = parse(text)
+    assert [(s.name, s.value, s.time_ns, s.type) for s in exp.samples] == [
+        ("a_total", 5.0, 1700000000123 * 1_000_000, "counter"), ("c", 1445257.0, None, "untyped")]
+    assert [n for n, _ in exp.errors] == [3, 4]
+    om = parse("a_total 5 1700000000.5 # {trace=\"x\"} 1\n# EOF\nignored 1\n", openmetrics=True)
+    assert [(s.value, s.time_ns) for s in om.samples] == [(5.0, 1_700_000_000_500_000_000)]
+
+
+def test_node_exporter_recording_grouped_with_globs():
+    body = (PROM / "node-000.txt").read_bytes()
+    batch = asyncio.run(_scrape(body, "text/plain; version=0.0.4", mode="grouped",
+                                metrics=["node_cpu_*"], exclude=["node_cpu_guest*"]))
+    records = [r for _, _, r in batch]
+    idle0 = next(r for r in records if r.get("cpu") == "0" and r.get("mode") == "idle")
+    assert idle0["node_cpu_seconds_total"] == 904.59
+    assert all(k in ("cpu", "mode", "node_cpu_seconds_total") for r in records for k in r)
+
+
+def test_bad_lines_are_counted_good_ones_kept():
+    errors: list = []
+    batch = asyncio.run(_scrape(b"ok 1\nbroken{ 2\n", "text/plain", errors=errors))
+    assert [r["name"] for _, _, r in batch] == ["ok"]
+    assert len(errors) == 1 and "line 2" in errors[0][2]["error"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter not installed")
+def test_real_node_exporter():
+    port = _free_port()
+    proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
+                             "--collector.disable-defaults", "--collector.cpu", "--collector.loadavg"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "node_exporter did not listen"
+                time.sleep(0.05)
+
+        async def main():
+            src = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{port}/metrics",
+                              mode="grouped", metrics=["node_cpu_seconds_total", "node_load1"])
+            await src.start()
+            try:
+                return await src.poll(), src
+            finally:
+                await src.stop()
+        batch, src = asyncio.run(main())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    records = [r for _, _, r in batch]
+    assert src.ctx.counters["errors"] == 0
+    assert any("node_load1" in r for r in records)
+    cpu = [r for r in records if "node_cpu_seconds_total" in r]
+    assert {r["mode"] for r in cpu} >= {"idle", "user", "system"}
+    assert all(r["node_cpu_seconds_total"] >= 0 for r in cpu)
