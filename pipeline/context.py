@@ -7,8 +7,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -41,19 +42,21 @@ class Context:
         self._on_error = on_error
         self._last_logged: dict[str, float] = {}
         self._states: dict[str, bool] = {}
+        self.last_failure = ""
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
-              kind: str = "bad_input") -> None:
-        """Bad input: counted, logged at most once a minute per kind, sent to the errors output."""
+              kind: str = "bad_input", log: bool = True) -> None:
+        """Bad input: counted, logged at most once a minute per kind, sent to the errors output.
+        `log=False` where health() has logged the failure already."""
         self.count("errors")
         self.count(kind)
         shown = sample(data) if data is not None else None
         now = time.monotonic()
         last = self._last_logged.get(kind)
-        if last is None or now - last >= LOG_EVERY:
+        if log and (last is None or now - last >= LOG_EVERY):
             self._last_logged[kind] = now
             where = f" from {origin}" if origin else ""
             more = f": {shown!r}" if shown is not None else ""
@@ -67,17 +70,27 @@ class Context:
                 record["sample"] = shown
             self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
 
-    def health(self, key: str, ok: bool, message: str = "") -> None:
+    def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False,
+               count: bool = True) -> None:
         """Log only when `key` changes between ok and failing, so a server that is
-        down for an hour gives two lines, not one per poll. Failures are counted."""
+        down for an hour gives two lines, not one per poll. Failures are counted
+        (`count=False` where error() counts them). `every_time` logs each failure
+        (a command that is missing, per attempt)."""
         before = self._states.get(key, True)
         self._states[key] = ok
         if not ok:
-            self.count("errors")
-            if before:
+            self.last_failure = message
+            if count:
+                self.count("errors")
+            if before or every_time:
                 self.log.error("%s", message)
         elif not before:
             self.log.warning("%s", message or f"{key}: recovered")
+
+    @property
+    def failing(self) -> bool:
+        """Whether anything reported through health() is failing now."""
+        return not all(self._states.values())
 
     # state kept between runs (rate counters): one msgpack file per component
 

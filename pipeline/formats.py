@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import msgpack
 import orjson
@@ -22,8 +23,15 @@ DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
 TIME_FORMATS = ("unix", "float", "iso8601")
 
-# 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float
-_LONG_DIGITS = re.compile(rb"\d{20}")
+# 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float.
+# Mapping digits to "0" and the rest to " " and searching for twenty "0"s is two linear
+# passes in C: several times faster than a regex, and cheaper than orjson's own parse.
+_DIGIT_MAP = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY = b"0" * 20
+
+
+def has_long_digits(data: bytes) -> bool:
+    return _TWENTY in data.translate(_DIGIT_MAP)
 
 
 class DecodeError(ValueError):
@@ -33,7 +41,7 @@ class DecodeError(ValueError):
 def json_loads(data: bytes | str) -> Any:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
-    if not _LONG_DIGITS.search(data):
+    if not has_long_digits(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -104,29 +112,33 @@ class LineDecoder(Decoder):
             data = self.rest + data
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
-        return self.lines(data[:cut].split(b"\n")[:-1]) if cut else ([], [])
+        return self.lines(data[:cut - 1]) if cut else ([], [])
 
     def finish(self):
         rest, self.rest = self.rest, b""
-        return self.lines([rest]) if rest.strip() else ([], [])
+        return self.lines(rest) if rest.strip() else ([], [])
 
-    def lines(self, lines: list[bytes]):
+    def lines(self, block: bytes):
+        """Decode a block of whole lines (without the last line break)."""
         raise NotImplementedError
 
 
 class JsonLines(LineDecoder):
-    def lines(self, lines):
+    def lines(self, block):
         records: list[Record] = []
         problems = []
         loads = orjson.loads
-        for line in lines:
-            try:
-                doc = loads(line)
-                if type(doc) is dict and not _LONG_DIGITS.search(line):
-                    records.append(doc)
-                    continue
-            except orjson.JSONDecodeError:
-                pass
+        # one check per block: most blocks hold no huge integer, and their lines need none
+        fast = not has_long_digits(block)
+        for line in block.split(b"\n"):
+            if fast:
+                try:
+                    doc = loads(line)
+                    if type(doc) is dict:
+                        records.append(doc)
+                        continue
+                except orjson.JSONDecodeError:
+                    pass
             if not line.strip():
                 continue
             try:
@@ -137,21 +149,19 @@ class JsonLines(LineDecoder):
 
 
 class Lines(LineDecoder):
-    def lines(self, lines):
-        return [{"message": line.rstrip(b"\r").decode("utf-8", "replace")} for line in lines], []
+    def lines(self, block):
+        return [{"message": line.rstrip(b"\r").decode("utf-8", "replace")} for line in block.split(b"\n")], []
 
 
 class MsgpackStream(Decoder):
     def __init__(self) -> None:
         self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False)
-        self.fed = 0
         self.broken = False
 
     def feed(self, data):
         if self.broken:
             return [], []
         self.unpacker.feed(data)
-        self.fed += len(data)
         records, problems = [], []
         try:
             for obj in self.unpacker:
@@ -166,7 +176,12 @@ class MsgpackStream(Decoder):
         return records, problems
 
     def finish(self):
-        cut = not self.broken and self.unpacker.tell() < self.fed
+        cut = False
+        if not self.broken:
+            try:  # the start of a value that never ended makes read_bytes refuse
+                cut = self.unpacker.read_bytes(1) != b""
+            except ValueError:
+                cut = True
         self.__init__()
         return [], [("msgpack stream ends inside a value", b"")] if cut else []
 
@@ -189,7 +204,7 @@ def format_time(time_ns: int, fmt: str) -> Any:
     if fmt == "float":
         return time_ns / 1e9
     secs, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{nanos:09d}Z"
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 
 class Invalid(Exception):
@@ -306,7 +307,10 @@ def resolve(options: Sequence[Option], raw: dict, path: str, errors: Errors,
         if opt.name not in raw or (raw[opt.name] is None and not opt.required):
             if opt.required:
                 errors.add(_line(raw), sub, "missing required option")
-            values[opt.name] = None if opt.required else _copy_default(opt.default)
+            if isinstance(opt.type, Struct) and isinstance(opt.default, dict):
+                values[opt.name] = resolve(opt.type.options, opt.default, sub, errors)
+            else:
+                values[opt.name] = None if opt.required else _copy_default(opt.default)
             continue
         try:
             values[opt.name] = opt.type.convert(raw[opt.name], sub, errors, raw[opt.name])

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .event import Batch, Event, Record, now_ns
 from .options import (
-    Bool, Duration, Enum, Int, ListOf, OneOf, Option, Size, Str, Struct,
+    Duration,
+    Enum,
+    Int,
+    ListOf,
+    OneOf,
+    Option,
+    Size,
+    Str,
+    Struct,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +65,7 @@ _TYPE = Option("type", Str(), help="plugin type")
 
 class Source(Plugin):
     kind = "source"
-    common_options = (
+    common_options: ClassVar[tuple[Option, ...]] = (
         _TYPE,
         Option("tag", Str(), None, "tag of the events (default: the source's id)"),
     )
@@ -74,7 +82,7 @@ class PollSource(Source):
     """A source the runtime calls every `interval`, aligned to the clock."""
 
     common_options = Source.common_options + (
-        Option("interval", Duration(min=0.001), 10.0, "time between polls, aligned to the clock"),
+        Option("interval", Duration(min=0), 10.0, "time between polls, aligned to the clock; 0 polls once"),
     )
 
     async def poll(self) -> Batch:
@@ -139,7 +147,9 @@ class Sink(Plugin):
     common_options = (
         _TYPE, _INPUTS, _MATCH,
         Option("buffer", BUFFER, {}, "buffer settings: {type, path, max_bytes, overflow}"),
-        Option("flush_interval", Duration(min=0), 1.0, "longest time an event waits in the buffer"),
+        Option("flush_interval", Duration(min=0), 0.0,
+               "0: write as soon as the sink is free (batches grow while it is busy); "
+               "more: gather events this long first"),
         Option("chunk_max_events", Int(min=1), 10000, "most events per write"),
         Option("chunk_max_bytes", Size(), 8 * 1024 * 1024, "most bytes per write"),
         Option("retry_max_interval", Duration(min=0.001), 30.0, "longest wait between retries"),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,35 @@ def make_plugin(kind: str, type: str, id: str = "test", state_dir: Path | None =
     """A plugin built from options exactly as a config would build it (validation included)."""
     cls = load(kind, type)
     problems = Errors()
+    if kind != "source":
+        options.setdefault("inputs", ["in"])
     conf = resolve(cls.all_options(), {"type": type, **options}, f"{kind}s.{id}", problems)
     assert not problems, problems.lines()
     on_error = errors.append if errors is not None else None
     return cls(Context(id, kind, state_dir=state_dir, on_error=on_error), conf)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 15.0, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(step)
+    return False
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False

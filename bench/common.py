@@ -1,0 +1,69 @@
+"""What the benchmarks share: replay files, an in-process pipeline run, peak RSS."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import build_graph
+from pipeline.options import Errors
+from pipeline.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def replay_lines(path: Path, repeat: int = 1) -> list[bytes]:
+    with gzip.open(path, "rb") as f:
+        lines = [line for line in f.read().split(b"\n") if line.strip()]
+    return lines * repeat
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_graph(doc: dict[str, Any], stdin_lines: list[bytes]) -> float:
+    """Run a config (as a dict) with --once semantics, stdin fed from `stdin_lines`;
+    return the wall time of the run."""
+    with tempfile.TemporaryFile() as data:
+        data.write(b"\n".join(stdin_lines) + b"\n")
+        data.seek(0)
+        saved = sys.stdin
+        sys.stdin = open(data.fileno(), closefd=False)  # noqa: SIM115 - restored below
+        try:
+            graph = build_graph(doc, Errors(file="<bench>"))
+            started = time.perf_counter()
+            status = asyncio.run(Runtime(graph, once=True).run())
+            elapsed = time.perf_counter() - started
+        finally:
+            sys.stdin = saved
+    if status != 0:
+        raise SystemExit(f"pipeline run failed with status {status}")
+    return elapsed
+
+
+def best_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
+    """Run each measurement `rounds` times, alternating, and keep each one's best time:
+    alternating spreads the machine's other load over both sides."""
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            best[i] = min(best[i], run())
+    return best
+
+
+def report(name: str, n: int, pipeline_s: float, bare_s: float) -> None:
+    p, b = n / pipeline_s, n / bare_s
+    print(f"{name}: {n} records")
+    print(f"  pipeline   {p:>12,.0f} records/s  ({pipeline_s:.3f} s)")
+    print(f"  bare loop  {b:>12,.0f} records/s  ({bare_s:.3f} s)")
+    print(f"  ratio      {p / b:.0%} of the bare loop")
+    print(f"  peak RSS   {peak_rss_mib():.0f} MiB (whole bench process)")

@@ -1,0 +1,342 @@
+"""Reading a config file into a checked graph, or a list of every problem in it.
+
+Each problem is reported as `FILE:LINE: dotted.key.path: what is wrong`, so the
+YAML loader keeps the line of every key and list item.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from .options import Duration, Enum, Errors, Option, Str, _did_you_mean, _line, resolve
+from .plugin import KINDS, Plugin, UnknownPlugin, load, names
+
+#: the pseudo input that carries error events (bad input, given-up chunks)
+ERRORS_INPUT = "_errors"
+
+TOP_OPTIONS = (
+    Option("state_dir", Str(), None, "directory for state kept between runs (rate counters)"),
+    Option("shutdown_timeout", Duration(), 10.0, "how long sinks may take to flush on stop"),
+    Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
+)
+SECTIONS = {"sources": "source", "filters": "filter", "sinks": "sink"}
+
+
+class LocDict(dict):
+    line: int = 0
+    lines: dict[Any, int]
+
+
+class LocList(list):
+    line: int = 0
+    lines: dict[int, int]
+
+
+_VAR = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: placeholders filled per event by plugins (file paths), not from the environment
+EVENT_PLACEHOLDERS = {"tag"}
+
+
+class _Loader(yaml.SafeLoader):
+    problems: list[tuple[int, str]]
+    env: dict[str, str]
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> LocDict:
+    loader.flatten_mapping(node)
+    out = LocDict()
+    out.line = node.start_mark.line + 1
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            loader.problems.append((key_node.start_mark.line + 1, "a key must be a plain value"))
+            continue
+        if key in out:
+            loader.problems.append((key_node.start_mark.line + 1, f"duplicate key {key!r}"))
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> LocList:
+    out = LocList(loader.construct_object(n, deep=True) for n in node.value)
+    out.line = node.start_mark.line + 1
+    out.lines = {i: n.start_mark.line + 1 for i, n in enumerate(node.value)}
+    return out
+
+
+def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_scalar(node)
+    if "${" not in value:
+        return value
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if m.group(0).startswith("$$"):
+            return m.group(0)[1:]
+        if name in EVENT_PLACEHOLDERS and default is None:
+            return m.group(0)
+        if name in loader.env and (loader.env[name] or default is None):
+            return loader.env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    missing: list[str] = []
+    expanded = _VAR.sub(sub, value)
+    if missing:
+        return _Unset(expanded, missing, node.start_mark.line + 1)
+    if node.style is None:
+        # an unquoted `${PORT:-24224}` is a number once expanded, as if written so
+        resolved = loader.resolve(yaml.ScalarNode, expanded, (True, False))
+        if resolved != "tag:yaml.org,2002:str":
+            return loader.construct_object(yaml.ScalarNode(resolved, expanded))
+    return expanded
+
+
+class _Unset(str):
+    """A value naming an unset environment variable, reported later with its key path."""
+
+    names: list[str]
+    line: int
+
+    def __new__(cls, text: str, names: list[str], line: int) -> _Unset:
+        self = super().__new__(cls, text)
+        self.names, self.line = names, line
+        return self
+
+
+def _report_unset(doc: Any, path: str, errors: Errors) -> Any:
+    if isinstance(doc, _Unset):
+        for name in doc.names:
+            errors.add(doc.line, path, f"environment variable {name} is not set"
+                       " (use ${" + name + ":-default} for a default)")
+        return str(doc)
+    if isinstance(doc, dict):
+        for k in doc:
+            doc[k] = _report_unset(doc[k], f"{path}.{k}" if path else str(k), errors)
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            doc[i] = _report_unset(v, f"{path}[{i}]", errors)
+    return doc
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_seq)
+_Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
+
+
+def parse_yaml(text: str, errors: Errors, env: dict[str, str] | None = None) -> Any:
+    loader = _Loader(text)
+    loader.problems = []
+    loader.env = dict(os.environ) if env is None else env
+    try:
+        doc = loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        errors.add(mark.line + 1 if mark else 0, "", f"YAML syntax error: {e.problem or e}")
+        return None
+    except yaml.YAMLError as e:
+        errors.add(0, "", f"YAML error: {e}")
+        return None
+    finally:
+        loader.dispose()
+    for line, message in loader.problems:
+        errors.add(line, "", message)
+    return _report_unset(doc, "", errors)
+
+
+@dataclass
+class Component:
+    id: str
+    kind: str
+    cls: type[Plugin]
+    conf: SimpleNamespace
+    line: int
+    raw: Any = None
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    file: str
+    settings: SimpleNamespace
+    components: dict[str, Component]
+
+    def of_kind(self, kind: str) -> list[Component]:
+        return [c for c in self.components.values() if c.kind == kind]
+
+    @property
+    def state_dir(self) -> Path | None:
+        return Path(self.settings.state_dir) if self.settings.state_dir else None
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: Errors):
+        super().__init__("\n".join(errors.lines()))
+        self.errors = errors
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Graph:
+    """Read and check a config file; raise ConfigError listing every problem."""
+    errors = Errors(file=str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        errors.add(0, "", f"cannot read the config: {e}")
+        raise ConfigError(errors) from None
+    return build_graph(parse_yaml(text, errors, env), errors)
+
+
+def build_graph(doc: Any, errors: Errors) -> Graph:
+    if doc is None:
+        if not errors:
+            errors.add(0, "", "the config is empty: it needs sources: and sinks:")
+        raise ConfigError(errors)
+    if not isinstance(doc, dict):
+        errors.add(_line(doc), "", "the config must be a map with sources:, filters: and sinks:")
+        raise ConfigError(errors)
+    settings = resolve(TOP_OPTIONS, doc, "", errors, ignore=SECTIONS)
+    components: dict[str, Component] = {}
+    broken: set[str] = set()  # ids whose own errors are reported: inputs naming them are not
+    for section, kind in SECTIONS.items():
+        body = doc.get(section)
+        if body is None:
+            if kind != "filter":
+                errors.add(_line(doc), section, f"missing: a pipeline needs at least one {kind}")
+            continue
+        if not isinstance(body, dict):
+            errors.add(_line(doc, section), section, "expected a map of id -> component")
+            continue
+        for cid, raw in body.items():
+            comp = _component(section, kind, str(cid), raw, body, components, errors)
+            if comp is not None:
+                components[comp.id] = comp
+            else:
+                broken.add(str(cid))
+    _check_edges(components, broken, errors)
+    if errors:
+        raise ConfigError(errors)
+    return Graph(file=errors.file, settings=settings, components=components)
+
+
+def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
+               seen: dict[str, Component], errors: Errors) -> Component | None:
+    path = f"{section}.{cid}"
+    line = _line(body, cid) or 0
+    if cid.startswith("_") or not re.fullmatch(r"[A-Za-z0-9_.\-]+", cid):
+        errors.add(line, path, "an id is letters, digits, '_', '-' and '.', not starting with '_'")
+    if cid in seen:
+        errors.add(line, path, f"id {cid!r} is already used by {seen[cid].kind} {cid!r}")
+    if not isinstance(raw, dict):
+        errors.add(line, path, "expected a map with a type:")
+        return None
+    type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        errors.add(_line(raw, "type") or line, f"{path}.type",
+                   "missing required option" if type_name is None else "expected a plugin name")
+        return None
+    try:
+        cls = load(kind, type_name)
+    except UnknownPlugin:
+        hint = _did_you_mean(type_name, names(kind))
+        errors.add(_line(raw, "type"), f"{path}.type",
+                   f"unknown {kind} type {type_name!r}{hint}; `pipeline plugins` lists them")
+        return None
+    conf = resolve(cls.all_options(), raw, path, errors)
+    inputs = list(getattr(conf, "inputs", None) or [])
+    return Component(cid, kind, cls, conf, line, raw, inputs=inputs)
+
+
+def _check_edges(components: dict[str, Component], broken: set[str], errors: Errors) -> None:
+    for comp in components.values():
+        if comp.kind == "source":
+            continue
+        if not comp.inputs and getattr(comp.conf, "inputs", None) is not None:
+            errors.add(_line(comp.raw, "inputs"), f"{comp.kind}s.{comp.id}.inputs",
+                       f"a {comp.kind} needs at least one input")
+        for i, name in enumerate(comp.inputs):
+            if name == ERRORS_INPUT or name in broken:
+                continue
+            target = components.get(name)
+            if target is None or target.kind == "sink":
+                candidates = [c.id for c in components.values() if c.kind != "sink"] + [ERRORS_INPUT]
+                what = "is a sink, which has no output" if target else "is not a source or filter id"
+                errors.add(_line(comp.raw.get("inputs"), i) or comp.line, f"{comp.kind}s.{comp.id}.inputs[{i}]",
+                           f"{name!r} {what}{_did_you_mean(name, candidates)}")
+            else:
+                target.outputs.append(comp.id)
+    _check_cycles(components, errors)
+
+
+def _check_cycles(components: dict[str, Component], errors: Errors) -> None:
+    done: set[str] = set()
+    reported: set[frozenset[str]] = set()
+
+    def visit(cid: str, trail: list[str]) -> None:
+        if cid in trail:
+            chain = trail[trail.index(cid):] + [cid]
+            key = frozenset(chain)
+            if key not in reported:
+                reported.add(key)
+                first = components[chain[0]]
+                errors.add(_line(first.raw, "inputs"), f"filters.{chain[0]}.inputs",
+                           "cycle: " + " -> ".join(chain))
+            return
+        if cid in done:
+            return
+        for out in components[cid].outputs:
+            visit(out, trail + [cid])
+        done.add(cid)
+
+    for cid in components:
+        visit(cid, [])
+
+
+def topological(graph: Graph) -> list[Component]:
+    """Filters in an order where every filter comes after all of its inputs."""
+    order: list[Component] = []
+    seen: set[str] = set()
+
+    def visit(c: Component) -> None:
+        if c.id in seen:
+            return
+        seen.add(c.id)
+        for i in c.inputs:
+            if i in graph.components:
+                visit(graph.components[i])
+        order.append(c)
+
+    for c in graph.of_kind("filter"):
+        visit(c)
+    return [c for c in order if c.kind == "filter"]
+
+
+def describe(graph: Graph) -> str:
+    lines = []
+    for kind in KINDS:
+        comps = graph.of_kind(kind)
+        if not comps:
+            continue
+        lines.append(f"{kind}s:")
+        for c in comps:
+            parts = [f"  {c.id} ({c.conf.type})"]
+            if c.inputs:
+                parts.append("<- " + ", ".join(c.inputs))
+            if c.outputs:
+                parts.append("-> " + ", ".join(c.outputs))
+            if getattr(c.conf, "match", None):
+                m = c.conf.match
+                parts.append("match " + (" ".join(m) if isinstance(m, list) else m))
+            lines.append(" ".join(parts))
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""The fluentd forward protocol (v1), as fluentd 1.16 speaks it: shared by the forward
+source and sink. See ../shared/docs/FORWARD-PROTOCOL.md in the project's notes.
+
+Times go out as EventTime (msgpack ext 0: uint32 seconds, uint32 nanoseconds), never
+floats (fluentd >= 1.19 drops them, yet acks) nor msgpack's Timestamp (fluentd resets).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+
+from .event import Batch, Event
+
+_EVENT_TIME = struct.Struct(">II")
+
+
+class ProtocolError(ValueError):
+    """Input that breaks the protocol: the connection it came on is closed."""
+
+
+def event_time(time_ns: int) -> msgpack.ExtType:
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    return msgpack.ExtType(0, _EVENT_TIME.pack(seconds & 0xFFFFFFFF, nanos))
+
+
+class NsTime(int):
+    """An EventTime, decoded to ns: told apart from a plain integer time (seconds)."""
+
+
+def ext_hook(code: int, data: bytes) -> int:
+    """EventTime to ns; any other extension is refused, as fluentd refuses it."""
+    if code == 0 and len(data) == 8:
+        seconds, nanos = _EVENT_TIME.unpack(data)
+        return NsTime(seconds * 1_000_000_000 + nanos)
+    raise ProtocolError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
+
+
+def unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
+    # strings that are not UTF-8 survive as surrogates: a PackedForward blob sent as str
+    # (fluentd's out_forward sends str32) comes back byte for byte with encode(..., "surrogateescape")
+    return msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
+                            ext_hook=ext_hook, max_buffer_size=max_buffer_size)
+
+
+def incomplete(u: msgpack.Unpacker) -> bool:
+    """Whether an exhausted unpacker holds the start of an object it could not finish.
+    (tell() counts those bytes as read, so it cannot tell.)"""
+    try:
+        return u.read_bytes(1) != b""
+    except ValueError:  # "cannot switch unpacking methods while an object is incomplete"
+        return True
+
+
+def pack_entries(events: Iterable[Event]) -> bytes:
+    """The PackedForward blob: `[time, record]` entries back to back, no outer array."""
+    packer = msgpack.Packer(autoreset=False)
+    pack = packer.pack
+    for _, t, record in events:
+        pack([event_time(t), record])
+    return packer.bytes()
+
+
+def by_tag(batch: Batch) -> dict[str, Batch]:
+    groups: dict[str, Batch] = {}
+    for event in batch:
+        groups.setdefault(event[0], []).append(event)
+    return groups
+
+
+def packed_forward(tag: str, events: Batch, chunk: str | None, compress: bool) -> bytes:
+    blob = pack_entries(events)
+    option: dict[str, Any] = {"size": len(events), "compressed": "gzip" if compress else "text"}
+    if compress:
+        blob = gzip.compress(blob, compresslevel=1)
+    if chunk is not None:
+        option["chunk"] = chunk
+    # the blob as bin: fluentd accepts str and bin alike, and bin needs no UTF-8 pretence
+    return msgpack.packb([tag, blob, option], use_bin_type=True)
+
+
+def new_chunk_id() -> str:
+    return os.urandom(16).hex()
+
+
+def decode_entries(blob: bytes, compressed: bool, max_bytes: int) -> list[tuple[int, Any]]:
+    """The `[time, record]` entries of a PackedForward blob. A blob whose last entry is cut
+    off is refused whole (fluentd acks it and drops the entry; we want the sender to resend)."""
+    if compressed:
+        blob = _gunzip(blob, max_bytes)
+    entries = []
+    unpack = msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
+    unpack.feed(blob)
+    try:
+        for entry in unpack:
+            entries.append(entry)
+    except (ProtocolError, ValueError, msgpack.UnpackException) as e:
+        raise ProtocolError(f"PackedForward entries do not decode: {e}") from None
+    if incomplete(unpack):
+        raise ProtocolError(f"PackedForward blob ends inside an entry (after {len(entries)} whole entries)")
+    return entries
+
+
+def _gunzip(blob: bytes, max_bytes: int) -> bytes:
+    out = []
+    total = 0
+    while blob:
+        d = zlib.decompressobj(wbits=31)  # gzip members, several may follow each other
+        try:
+            part = d.decompress(blob, max_bytes - total + 1)
+        except zlib.error as e:
+            raise ProtocolError(f"compressed blob is not gzip: {e}") from None
+        total += len(part)
+        if total > max_bytes:
+            raise ProtocolError(f"compressed blob inflates past max_message_bytes ({max_bytes})")
+        if not d.eof:
+            raise ProtocolError("compressed blob is cut off")
+        out.append(part)
+        blob = d.unused_data
+    return b"".join(out)
+
+
+def to_ns(t: Any, now: int) -> int | None:
+    """An entry's time in ns: EventTime as it is, integer or float seconds scaled; 0 or nil
+    mean "now" (as in fluentd); anything else is not a time."""
+    if type(t) is NsTime:
+        return int(t)
+    if t is None or t == 0:
+        return now
+    if isinstance(t, int) and not isinstance(t, bool):
+        return t * 1_000_000_000
+    if isinstance(t, float):
+        return int(t * 1e9)
+    return None
+
+
+# ---- handshake (shared_key), section 6 of the protocol notes
+
+
+def _hex512(*parts: bytes | str) -> str:
+    h = hashlib.sha512()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+    return h.hexdigest()
+
+
+def shared_key_digest(salt: bytes | str, hostname: str, nonce: bytes, shared_key: str) -> str:
+    return _hex512(salt, hostname, nonce, shared_key)
+
+
+def password_digest(auth: bytes, username: str, password: str) -> str:
+    return _hex512(auth, username, password)
+
+
+def helo(nonce: bytes, auth: bytes, keepalive: bool = True) -> bytes:
+    return msgpack.packb(["HELO", {"nonce": nonce, "auth": auth, "keepalive": keepalive}], use_bin_type=True)
+
+
+def ping(hostname: str, salt: str, nonce: bytes, shared_key: str, auth: bytes, username: str,
+         password: str) -> bytes:
+    digest = shared_key_digest(salt, hostname, nonce, shared_key)
+    pw = password_digest(auth, username, password) if auth else ""
+    return msgpack.packb(["PING", hostname, salt, digest, username if auth else "", pw], use_bin_type=True)
+
+
+def as_bytes(value: Any) -> bytes:
+    """A bin, or a str that carried bytes (see unpacker())."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    raise ProtocolError(f"expected bytes, got {type(value).__name__}")

@@ -1,0 +1,139 @@
+"""Sink `file`: records appended to files named by time and tag, rotated and gzipped."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..event import Batch
+from ..options import Bool, Duration, Enum, Option, Size, Str
+from ..plugin import Sink
+from .stdout import FORMAT_OPTIONS, make_encoder
+
+IDLE_CLOSE = 60.0
+
+
+@dataclass
+class _Open:
+    fd: int
+    size: int
+    opened: float
+    used: float
+
+
+class FileSink(Sink):
+    """Append records to files; the path may hold strftime fields and `${tag}`.
+
+    Each write is one `write(2)` of whole lines on a file opened for appending, so
+    a restart, or another writer, never splits a line. A file is rotated when it
+    passes `max_size` or is older than `rotate_interval`: it is renamed to
+    `PATH.YYYYmmddTHHMMSS.ffffff` and, with `compress: gzip`, gzipped in the background.
+    """
+
+    options = (
+        Option("path", Str(), help="file path; strftime fields (%Y%m%d) and ${tag} are filled per event"),
+        *FORMAT_OPTIONS,
+        Option("utc", Bool(), False, "fill strftime fields in UTC instead of local time"),
+        Option("max_size", Size(), None, "rotate a file when it would grow past this size"),
+        Option("rotate_interval", Duration(min=1), None, "rotate a file when it is older than this"),
+        Option("compress", Enum("none", "gzip"), "none", "gzip rotated files"),
+    )
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.encoder = make_encoder(conf)
+        self.template: str = conf.path
+        self.by_time = "%" in self.template
+        self.by_tag = "${tag}" in self.template
+        self.files: dict[str, _Open] = {}
+        self._to_time = time.gmtime if conf.utc else time.localtime
+        self._compressing: set[asyncio.Task[None]] = set()
+
+    def _paths(self, batch: Batch) -> dict[str, Batch]:
+        if not self.by_time and not self.by_tag:
+            return {self.template: batch}
+        groups: dict[str, Batch] = {}
+        names: dict[tuple[str, int], str] = {}
+        for event in batch:
+            tag, t = event[0], event[1]
+            key = (tag, t // 1_000_000_000)
+            path = names.get(key)
+            if path is None:
+                path = self.template.replace("${tag}", tag) if self.by_tag else self.template
+                if self.by_time:
+                    path = time.strftime(path, self._to_time(key[1]))
+                names[key] = path
+            groups.setdefault(path, []).append(event)
+        return groups
+
+    async def write(self, batch: Batch) -> None:
+        now = time.time()
+        for path, events in self._paths(batch).items():
+            data = self.encoder.encode(events)
+            f = self._file(path, now, len(data))
+            os.write(f.fd, data)
+            f.size += len(data)
+            f.used = now
+        for path, f in list(self.files.items()):
+            if now - f.used > IDLE_CLOSE:
+                os.close(f.fd)
+                del self.files[path]
+
+    def _file(self, path: str, now: float, incoming: int) -> _Open:
+        f = self.files.get(path)
+        if f is not None and self._due(f, now, incoming):
+            os.close(f.fd)
+            del self.files[path]
+            self._rotate(path)
+            f = None
+        if f is None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            st = os.fstat(fd)
+            # a file left by an earlier run keeps its age, so time rotation stays on schedule
+            f = self.files[path] = _Open(fd, st.st_size, min(now, st.st_mtime) if st.st_size else now, now)
+            if self._due(f, now, incoming):
+                os.close(fd)
+                del self.files[path]
+                self._rotate(path)
+                return self._file(path, now, incoming)
+        return f
+
+    def _due(self, f: _Open, now: float, incoming: int) -> bool:
+        if not f.size:
+            return False
+        if self.conf.max_size and f.size + incoming > self.conf.max_size:
+            return True
+        return bool(self.conf.rotate_interval and now - f.opened >= self.conf.rotate_interval)
+
+    def _rotate(self, path: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S", self._to_time(time.time()))
+        target = f"{path}.{stamp}.{time.time_ns() // 1000 % 1_000_000:06d}"
+        os.rename(path, target)
+        self.ctx.count("rotations")
+        if self.conf.compress == "gzip":
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(_gzip, target))
+            self._compressing.add(task)
+            task.add_done_callback(self._compressing.discard)
+
+    async def stop(self) -> None:
+        for f in self.files.values():
+            os.close(f.fd)
+        self.files.clear()
+        if self._compressing:
+            await asyncio.gather(*self._compressing, return_exceptions=True)
+
+
+def _gzip(path: str) -> None:
+    with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+    os.replace(path + ".gz.tmp", path + ".gz")
+    os.remove(path)
+
+
+PLUGIN = FileSink

@@ -1,0 +1,43 @@
+"""Sink `stdout`: records on standard output, for td-agent's in_exec or mackerel-agent."""
+
+from __future__ import annotations
+
+import sys
+
+from ..event import Batch
+from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder
+from ..options import Enum, Option, Str
+from ..plugin import Sink
+
+FORMAT_OPTIONS = (
+    Option("format", Enum(*ENCODE_FORMATS), "json",
+           "json (one object per line), msgpack (a stream of maps), ltsv, or mackerel "
+           "(name<TAB>value<TAB>epoch per numeric field)"),
+    Option("tag_key", Str(), None, "add the event's tag to each record under this key"),
+    Option("time_key", Str(), None, "add the event's time to each record under this key"),
+    Option("time_format", Enum(*TIME_FORMATS), "unix", "time_key's format: unix, float or iso8601"),
+    Option("prefix", Str(), "", "mackerel format: prefix of every metric name"),
+)
+
+
+def make_encoder(conf) -> Encoder:
+    return Encoder(conf.format, tag_key=conf.tag_key, time_key=conf.time_key,
+                   time_format=conf.time_format, prefix=conf.prefix)
+
+
+class StdoutSink(Sink):
+    """Write records to standard output: whole lines only, flushed after each batch."""
+
+    options = FORMAT_OPTIONS
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.encoder = make_encoder(conf)
+
+    async def write(self, batch: Batch) -> None:
+        out = sys.stdout.buffer
+        out.write(self.encoder.encode(batch))
+        out.flush()
+
+
+PLUGIN = StdoutSink

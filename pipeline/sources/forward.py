@@ -1,0 +1,260 @@
+"""Source `forward`: receive the fluentd forward protocol (fluent-logger, out_forward, Fluent Bit)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import ssl
+from typing import Any
+
+import msgpack
+
+from ..event import Batch, now_ns
+from ..forward_protocol import (
+    ProtocolError,
+    as_bytes,
+    decode_entries,
+    helo,
+    incomplete,
+    password_digest,
+    shared_key_digest,
+    to_ns,
+    unpacker,
+)
+from ..options import Bool, Int, ListOf, Option, Size, Str, Struct
+from ..plugin import StreamSource
+
+READ_SIZE = 256 * 1024
+
+USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password"),
+              name="user")
+TLS = Struct(
+    Option("cert", Str(), help="server certificate file"),
+    Option("key", Str(), help="server key file"),
+    Option("ca", Str(), None, "CA file: when set, clients must present a certificate it signed"),
+    name="tls",
+)
+
+
+class ForwardSource(StreamSource):
+    """Listen for the forward protocol: Message, Forward, PackedForward and
+    CompressedPackedForward, integer or EventTime times, msgpack or JSON connections.
+
+    An ack (`{"ack": chunk}`) is sent only after the events are in every sink's buffer
+    (with a file buffer: on disk), so an acked event is never lost. Malformed input
+    (garbage, wrong types, a message past `max_message_bytes`, a half-sent message)
+    closes that one connection with a logged reason; the others go on. Stricter than
+    fluentd: a PackedForward whose last entry is cut off is refused, not acked, so the
+    sender sends it again. UDP heartbeats on the same port are answered as fluentd does.
+    """
+
+    endless = True
+    options = (
+        Option("bind", Str(), "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
+        Option("port", Int(min=0, max=65535), 24224, "TCP and UDP port"),
+        Option("max_message_bytes", Size(), 64 * 1024 * 1024, "largest message (and inflated blob) taken"),
+        Option("shared_key", Str(), None, "require fluentd's HELO/PING/PONG handshake with this key"),
+        Option("self_hostname", Str(), None, "our name in the handshake (default: the host name)"),
+        Option("users", ListOf(USER), [], "with shared_key: accepted {username, password}"),
+        Option("tls", TLS, None, "TLS settings: {cert, key, ca}"),
+        Option("heartbeat", Bool(), True, "answer UDP heartbeats on the same port"),
+    )
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.hostname = conf.self_hostname or socket.gethostname()
+        self.server: asyncio.Server | None = None
+        self.udp: asyncio.DatagramTransport | None = None
+        self.port: int = conf.port
+
+    def _tls(self) -> ssl.SSLContext | None:
+        tls = self.conf.tls
+        if tls is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        if tls.ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    async def run(self, emit: Any) -> None:
+        self._emit = emit
+        self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
+                                                 ssl=self._tls(), limit=READ_SIZE)
+        self.port = self.server.sockets[0].getsockname()[1]
+        if self.conf.heartbeat:
+            loop = asyncio.get_running_loop()
+            self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
+        self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
+        try:
+            await self.server.serve_forever()
+        finally:
+            self.server.close()
+            if self.udp is not None:
+                self.udp.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        origin = f"{peer[0]}:{peer[1]}"
+        self.ctx.count("connections")
+        try:
+            unpack = unpacker(self.conf.max_message_bytes)
+            if self.conf.shared_key is not None:
+                await self._handshake(reader, writer, unpack)
+                await self._msgpack(reader, writer, unpack, b"", origin)
+                return
+            first = await reader.read(READ_SIZE)
+            if first[:1] in (b"{", b"["):
+                await self._json(reader, writer, first, origin)
+            elif first:
+                await self._msgpack(reader, writer, unpack, first, origin)
+        except ProtocolError as e:
+            self.ctx.error(f"connection closed: {e}", origin=origin, kind="protocol_error")
+        except (ConnectionError, ssl.SSLError, TimeoutError) as e:
+            self.ctx.count("connection_errors")
+            self.ctx.log.debug("connection from %s: %s", origin, e)
+        finally:
+            writer.close()
+
+    async def _msgpack(self, reader, writer, unpack, data: bytes, origin: str) -> None:
+        while True:
+            try:
+                unpack.feed(data)
+            except msgpack.BufferFull:
+                raise ProtocolError(f"message larger than max_message_bytes "
+                                    f"({self.conf.max_message_bytes})") from None
+            # every message of one read goes on as one batch, then their acks (also what
+            # came with the handshake's PING, before any read here)
+            batch: Batch = []
+            acks: list[Any] = []
+            try:
+                for message in unpack:
+                    self._message(message, batch, acks, origin)
+            except (ValueError, msgpack.UnpackException) as e:
+                raise ProtocolError(f"malformed msgpack: {e}") from None
+            finally:
+                # what came before a bad message is taken and acked, as each was whole
+                await self._accept(batch, acks, writer, json_replies=False)
+            data = await reader.read(READ_SIZE)
+            if not data:
+                if incomplete(unpack):
+                    raise ProtocolError("connection closed in the middle of a message (not acked)")
+                return
+
+    async def _json(self, reader, writer, data: bytes, origin: str) -> None:
+        decoder = json.JSONDecoder()
+        text = ""
+        while data:
+            text += data.decode("utf-8", "replace")
+            if len(text) > self.conf.max_message_bytes:
+                raise ProtocolError("JSON message larger than max_message_bytes")
+            while True:
+                text = text.lstrip()
+                if not text:
+                    break
+                try:
+                    message, end = decoder.raw_decode(text)
+                except ValueError:
+                    break  # incomplete: wait for more
+                text = text[end:]
+                batch: Batch = []
+                acks: list[Any] = []
+                self._message(message, batch, acks, origin)
+                await self._accept(batch, acks, writer, json_replies=True)
+            data = await reader.read(READ_SIZE)
+        if text.strip():
+            raise ProtocolError("connection closed in the middle of a JSON message")
+
+    async def _accept(self, batch: Batch, acks: list[Any], writer: asyncio.StreamWriter, json_replies: bool) -> None:
+        """Acks go out only once the events are in every sink's buffer."""
+        if batch:
+            await self._emit(batch)
+        if acks:
+            dumps = (lambda a: json.dumps({"ack": a}).encode()) if json_replies else (lambda a: msgpack.packb({"ack": a}))
+            writer.write(b"".join(dumps(a) for a in acks))
+            await writer.drain()
+
+    def _message(self, message: Any, batch: Batch, acks: list[Any], origin: str) -> None:
+        if message is None:
+            return  # fluentd keeps nil as an in-band no-op
+        if not isinstance(message, list) or len(message) < 2 or not isinstance(message[0], str):
+            raise ProtocolError(f"not a forward message: {_sample(message)}")
+        tag, second = message[0], message[1]
+        now = now_ns()
+        if isinstance(second, list):  # Forward
+            option = message[2] if len(message) > 2 else None
+            entries = second
+        elif isinstance(second, (str, bytes)):  # PackedForward, maybe compressed
+            option = message[2] if len(message) > 2 else None
+            compressed = isinstance(option, dict) and option.get("compressed") == "gzip"
+            entries = decode_entries(as_bytes(second), compressed, self.conf.max_message_bytes)
+        else:  # Message
+            option = message[3] if len(message) > 3 else None
+            entries = [message[1:3]]
+        self._entries(tag, entries, now, origin, batch)
+        self.ctx.counters["messages"] += 1
+        chunk = option.get("chunk") if isinstance(option, dict) else None
+        if chunk is not None:
+            acks.append(chunk)
+
+    def _entries(self, tag: str, entries: list, now: int, origin: str, batch: Batch) -> None:
+        for entry in entries:
+            if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+                t = to_ns(entry[0], now)
+                if t is not None:
+                    batch.append((tag, t, entry[1]))
+                    continue
+            self.ctx.error("entry is not [time, record], skipped", origin=origin, data=_sample(entry))
+
+    async def _handshake(self, reader, writer, unpack) -> None:
+        nonce = os.urandom(16)
+        auth = os.urandom(16) if self.conf.users else b""
+        writer.write(helo(nonce, auth))
+        await writer.drain()
+        message = None
+        while message is None:
+            data = await asyncio.wait_for(reader.read(READ_SIZE), 30)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            unpack.feed(data)
+            message = next(unpack, None)
+        key = self.conf.shared_key
+        if not (isinstance(message, list) and len(message) == 6 and message[0] == "PING"):
+            await self._pong(writer, False, "invalid ping message")
+            raise ProtocolError("handshake: invalid ping message")
+        _, hostname, salt, digest, username, pw_digest = message
+        if digest != shared_key_digest(as_bytes(salt), str(hostname), nonce, key):
+            await self._pong(writer, False, "shared_key mismatch")
+            raise ProtocolError(f"handshake: shared_key mismatch (client says it is {hostname!r})")
+        if self.conf.users and not any(
+                u.username == username and password_digest(auth, u.username, u.password) == pw_digest
+                for u in self.conf.users):
+            await self._pong(writer, False, "username/password mismatch")
+            raise ProtocolError(f"handshake: username/password mismatch for {username!r}")
+        await self._pong(writer, True, "", shared_key_digest(as_bytes(salt), self.hostname, nonce, key))
+
+    async def _pong(self, writer, ok: bool, reason: str, digest: str = "") -> None:
+        writer.write(msgpack.packb(["PONG", ok, reason, self.hostname if ok else "", digest]))
+        await writer.drain()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+class _Heartbeat(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.transport.sendto(b"\x00", addr)
+
+
+def _sample(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:120] + "..."
+
+
+PLUGIN = ForwardSource

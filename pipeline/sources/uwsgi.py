@@ -1,0 +1,114 @@
+"""Source `uwsgi`: the uWSGI stats server, over a unix socket, TCP or HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+from urllib.parse import urlsplit
+
+from ..event import Batch, now_ns
+from ..formats import DecodeError, json_loads
+from ..options import Duration, ListOf, Option, Size, Str
+from ..plugin import PollSource
+
+#: parts of the stats document that `include` can leave out (`cores` sits in each worker)
+PARTS = ("workers", "cores", "sockets", "locks", "metrics", "apps")
+_IN_WORKERS = ("cores", "apps")
+
+
+class UwsgiSource(PollSource):
+    """Poll a uWSGI stats server; one event per poll: the stats document as uWSGI sent it.
+
+    `address` is `unix:///path/stats.sock` or `tcp://host:port` (uWSGI's `stats` option: it
+    writes the JSON and closes) or `http://host:port/` (`stats-http`). The document is
+    parsed as it comes: big integers stay exact, and raw request-header bytes that uWSGI
+    copies into `cores[].vars` (invalid UTF-8, control characters) do not break it.
+    A server that is down, refuses, or sends half a document or garbage gives one log line
+    when it starts failing and one when it recovers; every failed poll is counted.
+    """
+
+    options = (
+        Option("address", Str(), help="unix:///path/stats.sock, tcp://host:port or http://host:port/"),
+        Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
+        Option("include", ListOf(Str()), ["workers", "cores", "sockets", "metrics", "apps"],
+               f"heavy parts to keep, of: {', '.join(PARTS)}; scalars are always kept"),
+        Option("max_bytes", Size(), 64 * 1024 * 1024, "refuse a stats document larger than this"),
+    )
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        url = urlsplit(conf.address)
+        self.scheme = url.scheme
+        self.url = url
+        self.drop = [p for p in PARTS if p not in conf.include]
+
+    async def start(self) -> None:
+        if self.scheme not in ("unix", "tcp", "http"):
+            raise ValueError(f"address {self.conf.address!r}: expected unix://, tcp:// or http://")
+
+    async def _read(self) -> bytes:
+        if self.scheme == "http":
+            return await asyncio.to_thread(self._http_get)
+        if self.scheme == "unix":
+            reader, writer = await asyncio.open_unix_connection(self.url.path)
+        else:
+            reader, writer = await asyncio.open_connection(self.url.hostname, self.url.port)
+        try:
+            data = await reader.read(self.conf.max_bytes + 1)
+            chunks = [data]
+            while data and sum(map(len, chunks)) <= self.conf.max_bytes:
+                data = await reader.read(1 << 20)
+                chunks.append(data)
+            return b"".join(chunks)
+        finally:
+            writer.close()
+
+    def _http_get(self) -> bytes:
+        conn = http.client.HTTPConnection(self.url.hostname or "127.0.0.1", self.url.port or 80,
+                                          timeout=self.conf.timeout)
+        try:
+            conn.request("GET", self.url.path or "/")
+            response = conn.getresponse()
+            body = response.read(self.conf.max_bytes + 1)
+            if response.status != 200:
+                raise ConnectionError(f"HTTP {response.status} {response.reason}")
+            return body
+        finally:
+            conn.close()
+
+    async def poll(self) -> Batch:
+        started = now_ns()
+        where = self.conf.address
+        try:
+            data = await asyncio.wait_for(self._read(), self.conf.timeout)
+        except (OSError, TimeoutError, http.client.HTTPException) as e:
+            reason = "timed out" if isinstance(e, TimeoutError) else (getattr(e, "strerror", None) or str(e))
+            self.ctx.health("stats", False, f"cannot read uWSGI stats from {where}: {reason}")
+            return []
+        if len(data) > self.conf.max_bytes:
+            self.ctx.health("stats", False, f"uWSGI stats from {where} larger than max_bytes, skipped")
+            return []
+        try:
+            doc = json_loads(data)
+            if not isinstance(doc, dict):
+                raise DecodeError(f"expected a JSON object, got {type(doc).__name__}")
+        except DecodeError as e:
+            message = f"bad uWSGI stats from {where} ({len(data)} bytes): {e}"
+            self.ctx.health("stats", False, message, count=False)
+            self.ctx.error(message, origin=where, data=data[:200], log=False)
+            return []
+        self.ctx.health("stats", True, f"uWSGI stats from {where} readable again")
+        return [self.event(self._trim(doc), started)]
+
+    def _trim(self, doc: dict) -> dict:
+        for part in self.drop:
+            if part in _IN_WORKERS:
+                for worker in doc.get("workers") or ():
+                    if isinstance(worker, dict):
+                        worker.pop(part, None)
+            else:
+                doc.pop(part, None)
+        return doc
+
+
+PLUGIN = UwsgiSource

@@ -1,0 +1,59 @@
+"""Real pipeline processes on both ends of the forward protocol, for the forward tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
+
+
+class Receiver:
+    """`pipeline run` with a forward source writing every event to a JSON-lines file."""
+
+    def __init__(self, tmp: Path, name: str = "recv", port: int | None = None, source: str = "", sink: str = ""):
+        self.dir = tmp / name
+        self.dir.mkdir(exist_ok=True)
+        self.port = port or free_port()
+        self.out = self.dir / "out.jsonl"
+        self.conf = self.dir / "conf.yaml"
+        self.conf.write_text(
+            f"sources:\n  in: {{type: forward, port: {self.port}{', ' + source if source else ''}}}\n"
+            f"sinks:\n  out: {{type: file, inputs: [in], path: {self.out}, tag_key: tag, time_key: time, "
+            f"time_format: float{', ' + sink if sink else ''}}}\n")
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = start_pipeline("run", str(self.conf))
+        assert wait_for(lambda: port_open(self.port) or self.proc.poll() is not None), "receiver did not start"
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=20)
+        return err.decode()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def records(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+
+def sender_conf(tmp: Path, sink: str, name: str = "send.yaml", source: str = "{type: stdin, tag: app.test}") -> Path:
+    conf = tmp / name
+    conf.write_text(f"shutdown_timeout: 3s\nsources:\n  in: {source}\nsinks:\n  fw: {{type: forward, inputs: [in], {sink}}}\n")
+    return conf
+
+
+def numbered(n: int, start: int = 0) -> bytes:
+    return b"".join(b'{"n": %d, "payload": "%s"}\n' % (i, b"x" * 20) for i in range(start, start + n))
+
+
+def send(conf: Path, data: bytes, timeout: float = 60):
+    return run_pipeline("run", "--once", str(conf), input=data, timeout=timeout)

@@ -1,0 +1,75 @@
+"""Sink file: placeholders in paths, rotation by size and time, gzip, appending across runs."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+
+from helpers import make_plugin, run_pipeline
+
+
+def write_batches(sink, *batches):
+    async def main():
+        await sink.start()
+        for batch in batches:
+            await sink.write(batch)
+        await sink.stop()
+    asyncio.run(main())
+
+
+def events(tag, n, start=0, t=1700000000 * 10**9):
+    return [(tag, t, {"i": i, "pad": "x" * 50}) for i in range(start, start + n)]
+
+
+def test_tag_and_strftime_placeholders(tmp_path):
+    sink = make_plugin("sink", "file", path=str(tmp_path / "${tag}" / "%Y-%m-%d.jsonl"), utc=True)
+    write_batches(sink, events("a.b", 2) + events("c", 1) + [("a.b", 86400 * 10**9, {"i": 9})])
+    assert [json.loads(x)["i"] for x in (tmp_path / "a.b/2023-11-14.jsonl").read_text().splitlines()] == [0, 1]
+    assert (tmp_path / "c/2023-11-14.jsonl").read_text().count("\n") == 1
+    assert json.loads((tmp_path / "a.b/1970-01-02.jsonl").read_text()) == {"i": 9}
+
+
+def test_rotation_by_size_with_gzip(tmp_path):
+    path = tmp_path / "out.jsonl"
+    sink = make_plugin("sink", "file", path=str(path), max_size=1000, compress="gzip")
+    write_batches(sink, *[events("t", 5, start=i * 5) for i in range(6)])
+    rotated = sorted(tmp_path.glob("out.jsonl.*.gz"))
+    assert rotated and not list(tmp_path.glob("out.jsonl.*[0-9]"))  # every rotated file was gzipped
+    numbers = []
+    for f in rotated:
+        data = gzip.decompress(f.read_bytes())
+        assert len(data) <= 1000
+        numbers += [json.loads(x)["i"] for x in data.splitlines()]
+    numbers += [json.loads(x)["i"] for x in path.read_text().splitlines()]
+    assert numbers == list(range(30))  # nothing lost, nothing split, in order
+    assert sink.ctx.counters["rotations"] == len(rotated)
+
+
+def test_rotation_by_time(tmp_path):
+    path = tmp_path / "out.jsonl"
+    sink = make_plugin("sink", "file", path=str(path), rotate_interval=1)
+
+    async def main():
+        await sink.start()
+        await sink.write(events("t", 1))
+        await asyncio.sleep(1.1)
+        await sink.write(events("t", 1, start=1))
+        await sink.stop()
+    asyncio.run(main())
+    [rotated] = tmp_path.glob("out.jsonl.*")
+    assert json.loads(rotated.read_text())["i"] == 0 and json.loads(path.read_text())["i"] == 1
+
+
+def test_appends_across_runs(tmp_path):
+    out = tmp_path / "out.jsonl"
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"sources:\n  in: {{type: stdin}}\nsinks:\n  f: {{type: file, inputs: [in], path: {out}}}\n")
+    for i in range(2):
+        result = run_pipeline("run", "--once", str(conf), input=b"".join(b'{"run": %d, "i": %d}\n' % (i, j)
+                                                                         for j in range(1000)))
+        assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2000 and [json.loads(x)["run"] for x in lines] == [0] * 1000 + [1] * 1000
+    assert time.time() - out.stat().st_mtime < 60

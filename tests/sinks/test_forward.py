@@ -1,0 +1,162 @@
+"""Sink forward against our forward source in real processes: acks, gzip, TLS, shared_key,
+failover, standby, and peers that never ack, are slow, or reset."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from forward_peers import Receiver, numbered, send, sender_conf
+from helpers import free_port, wait_for
+
+
+def ns(records):
+    return sorted(r["n"] for r in records)
+
+
+@pytest.mark.parametrize("options", ["compress: gzip", "require_ack: false", "keepalive: false",
+                                     "chunk_max_events: 7"])
+def test_delivers_everything(tmp_path, options):
+    r = Receiver(tmp_path)
+    try:
+        conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}], {options}")
+        result = send(conf, numbered(500))
+        assert result.returncode == 0, result.stderr.decode()
+        assert wait_for(lambda: len(r.records()) == 500)
+        rows = r.records()
+        assert ns(rows) == list(range(500)) and {x["tag"] for x in rows} == {"app.test"}
+    finally:
+        r.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return d
+
+
+def test_tls_and_shared_key(tmp_path, certs):
+    r = Receiver(tmp_path, source=f"shared_key: s3cret, tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}")
+    try:
+        conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}], shared_key: s3cret, "
+                                     f"compress: gzip, tls: {{ca: {certs}/cert.pem, server_name: localhost}}")
+        result = send(conf, numbered(100))
+        assert result.returncode == 0, result.stderr.decode()
+        assert wait_for(lambda: len(r.records()) == 100)
+        # a client that does not trust the certificate is refused
+        bad = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}], shared_key: s3cret, "
+                                    "tls: {server_name: localhost}", name="bad.yaml")
+        result = send(bad, numbered(1))
+        assert result.returncode == 1 and b"CERTIFICATE_VERIFY_FAILED" in result.stderr
+    finally:
+        r.stop()
+
+
+def test_wrong_shared_key_is_a_clear_error_naming_the_server(tmp_path):
+    r = Receiver(tmp_path, source="shared_key: right")
+    try:
+        conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}], shared_key: wrong")
+        result = send(conf, numbered(3))
+        err = result.stderr.decode()
+        assert result.returncode == 1
+        assert f"server 127.0.0.1:{r.port}: refused the handshake: shared_key mismatch" in err
+        assert err.count("error sink.fw: write failed") == 1  # on the state change, not once per retry
+        assert r.records() == []
+    finally:
+        r.stop()
+
+
+def test_failover_to_standby_and_weights(tmp_path):
+    primary, standby = Receiver(tmp_path, "primary"), Receiver(tmp_path, "standby")
+    dead = free_port()
+    try:
+        conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {dead}}}, "
+                                     f"{{host: 127.0.0.1, port: {primary.port}}}, "
+                                     f"{{host: 127.0.0.1, port: {standby.port}, standby: true}}], chunk_max_events: 10")
+        assert send(conf, numbered(200)).returncode == 0
+        assert wait_for(lambda: len(primary.records()) == 200)
+        assert standby.records() == []  # a primary was up: the standby was never used
+        primary.kill()
+        assert send(conf, numbered(50, 200)).returncode == 0
+        assert wait_for(lambda: len(standby.records()) == 50)
+    finally:
+        primary.proc.poll() is None and primary.stop()
+        standby.stop()
+
+
+class BadPeer:
+    """A TCP server that takes data and never acks, acks slowly, or resets the connection."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        with conn:
+            if self.mode == "reset":
+                conn.recv(100)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                return
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += len(data)
+
+
+@pytest.mark.parametrize("mode", ["never_ack", "reset"])
+def test_peer_that_never_acks_or_resets_keeps_the_data(tmp_path, mode):
+    peer = BadPeer(mode)
+    buffer = tmp_path / "buf"
+    conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {peer.port}}}], ack_timeout: 0.5s, "
+                                 f"buffer: {{type: file, path: {buffer}}}")
+    started = time.monotonic()
+    result = send(conf, numbered(300))
+    assert time.monotonic() - started < 20  # shutdown_timeout (3s) bounds the run
+    assert result.returncode == 1
+    assert b"300 events not written before shutdown_timeout" in result.stderr
+    assert b"kept in the file buffer for the next run" in result.stderr
+    if mode == "never_ack":
+        assert peer.received > 0  # it was sent, and sent again, but never counted as delivered
+    # a real receiver comes up: the next run sends what the buffer kept
+    r = Receiver(tmp_path)
+    try:
+        conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}], "
+                                     f"buffer: {{type: file, path: {buffer}}}", name="again.yaml")
+        assert send(conf, b"").returncode == 0
+        assert wait_for(lambda: len(r.records()) == 300)
+        assert ns(r.records()) == list(range(300))
+        assert not list(buffer.glob("*.chunk"))
+    finally:
+        r.stop()
+
+
+def test_weights_share_the_load_and_backoff_skips_a_failed_server():
+    from helpers import make_plugin
+
+    sink = make_plugin("sink", "forward", servers=[{"host": "a", "weight": 90}, {"host": "b", "weight": 10},
+                                                   {"host": "s", "standby": True}])
+    firsts = [sink._candidates()[0].host for _ in range(2000)]
+    assert 0.85 < firsts.count("a") / 2000 < 0.95 and "s" not in firsts
+    assert [s.host for s in sink._candidates()][-1] == "s"  # the standby comes after every primary
+    sink._failed(sink.servers[0])
+    assert [s.host for s in sink._candidates()] == ["b", "s"]  # a backing-off server is not tried

@@ -1,0 +1,57 @@
+"""Sink stdout: JSON lines with tag/time, msgpack, LTSV and mackerel lines, via the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+from helpers import run_pipeline
+
+
+def run(tmp_path, **sink):
+    options = ", ".join(f"{k}: {v}" for k, v in sink.items())
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin, tag: app.x}\n"
+                    f"sinks:\n  out: {{type: stdout, inputs: [in]{', ' if options else ''}{options}}}\n")
+    data = b'{"a": 1, "s": "x\\ty", "n": {"v": 2.5, "b": true}}\n{"a": 2, "s": "z", "n": {"v": 1}}\n'
+    result = run_pipeline("run", "--once", str(conf), input=data)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_json_lines(tmp_path):
+    out = run(tmp_path)
+    assert [json.loads(x) for x in out.splitlines()] == [
+        {"a": 1, "s": "x\ty", "n": {"v": 2.5, "b": True}}, {"a": 2, "s": "z", "n": {"v": 1}}]
+
+
+@pytest.mark.parametrize("fmt, check", [
+    ("unix", lambda v: isinstance(v, int) and abs(v - __import__("time").time()) < 60),
+    ("float", lambda v: isinstance(v, float) and abs(v - __import__("time").time()) < 60),
+    ("iso8601", lambda v: len(v) == 30 and v[4] == "-" and v[10] == "T" and v.endswith("Z")),
+])
+def test_tag_and_time_keys(tmp_path, fmt, check):
+    out = run(tmp_path, tag_key="tag", time_key="time", time_format=fmt)
+    first = json.loads(out.splitlines()[0])
+    assert first["tag"] == "app.x" and check(first["time"])
+
+
+def test_msgpack_stream(tmp_path):
+    out = run(tmp_path, format="msgpack")
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(out)
+    assert [r["a"] for r in unpacker] == [1, 2]
+
+
+def test_ltsv(tmp_path):
+    out = run(tmp_path, format="ltsv")
+    assert out.decode().splitlines() == ['a:1\ts:x\\ty\tn:{"v":2.5,"b":true}', 'a:2\ts:z\tn:{"v":1}']
+
+
+def test_mackerel(tmp_path):
+    out = run(tmp_path, format="mackerel", prefix="app")
+    lines = [line.split("\t") for line in out.decode().splitlines()]
+    assert [(name, value) for name, value, _ in lines] == [
+        ("app.a", "1"), ("app.n.v", "2.5"), ("app.a", "2"), ("app.n.v", "1")]
+    assert all(epoch.isdigit() and len(epoch) == 10 for _, _, epoch in lines)

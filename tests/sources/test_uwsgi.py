@@ -1,0 +1,211 @@
+"""Source uwsgi against a real uWSGI (Debian's uwsgi-core + python3 plugin), and the two uWSGI
+example configs end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES, ROOT, free_port, make_plugin, run_pipeline
+
+APP = """
+import time
+def application(env, start_response):
+    if env["PATH_INFO"] == "/error":
+        raise RuntimeError("boom")
+    if env["PATH_INFO"] == "/slow":
+        time.sleep(0.2)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+class Uwsgi:
+    def __init__(self, tmp: Path, stats: str, extra: tuple[str, ...] = ()):
+        exe = shutil.which("uwsgi")
+        if exe is None:
+            if os.environ.get("CI"):
+                pytest.fail("uwsgi is not installed: .ci/run installs .ci/apt-packages")
+            pytest.skip("uwsgi is not installed (apt-get install uwsgi-core uwsgi-plugin-python3)")
+        (tmp / "app.py").write_text(APP)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [exe, "--plugin", "python3", "--master", "--processes", "2", "--threads", "2",
+             "--http-socket", f"127.0.0.1:{self.port}", "--wsgi-file", str(tmp / "app.py"),
+             "--stats", stats, "--memory-report", "--die-on-term", "--disable-logging", *extra],
+            cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / "uwsgi.log", "wb"))
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                self.get("/")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("uWSGI did not start")
+
+    def get(self, path: str) -> None:
+        urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5).read()
+
+    def load(self, n: int, path: str = "/") -> None:
+        def hit():
+            try:
+                self.get(path)
+            except OSError:  # /error: uWSGI answers 500 or closes the connection
+                pass
+        threads = [threading.Thread(target=hit) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def uwsgi_unix(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uwsgi")
+    server = Uwsgi(tmp, str(tmp / "stats.sock"))
+    server.address = f"unix://{tmp / 'stats.sock'}"
+    yield server
+    server.stop()
+
+
+def poll(**options):
+    source = make_plugin("source", "uwsgi", **options)
+    asyncio.run(source.start())
+    return source, asyncio.run(source.poll())
+
+
+def test_unix_socket_under_load(uwsgi_unix):
+    _, [(tag, t, before)] = poll(address=uwsgi_unix.address)
+    uwsgi_unix.load(20)
+    uwsgi_unix.load(3, "/error")
+    _, [(tag, t, after)] = poll(address=uwsgi_unix.address)
+    assert tag == "test" and abs(t / 1e9 - time.time()) < 60
+    assert len(after["workers"]) == 2
+    total = sum(w["requests"] for w in after["workers"]) - sum(w["requests"] for w in before["workers"])
+    assert total >= 23
+    assert sum(w["exceptions"] for w in after["workers"]) >= 3
+    assert "locks" not in after  # left out by default
+    assert all("cores" in w and "apps" in w for w in after["workers"])
+
+
+def test_include_leaves_heavy_parts_out(uwsgi_unix):
+    _, [(_, _, doc)] = poll(address=uwsgi_unix.address, include=["workers", "locks"])
+    assert "locks" in doc and isinstance(doc["locks"], list) and all(len(lock) == 1 for lock in doc["locks"])
+    assert "sockets" not in doc
+    assert all("cores" not in w and "apps" not in w for w in doc["workers"])
+
+
+@pytest.mark.parametrize("mode", ["tcp", "http"])
+def test_tcp_and_http_stats(tmp_path, mode):
+    port = free_port()
+    extra = ("--stats-http",) if mode == "http" else ()
+    server = Uwsgi(tmp_path, f"127.0.0.1:{port}", extra)
+    try:
+        server.load(5)
+        _, [(_, _, doc)] = poll(address=f"{mode}://127.0.0.1:{port}/")
+        assert sum(w["requests"] for w in doc["workers"]) >= 5 and doc["version"]
+    finally:
+        server.stop()
+
+
+class FakeStatsServer:
+    """A unix socket that answers like a broken stats server: what it sends is up to the test."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.payload = b""
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(self.payload)
+
+
+def test_down_garbage_and_half_documents_log_per_state_change(tmp_path, caplog):
+    path = tmp_path / "s.sock"
+    source = make_plugin("source", "uwsgi", address=f"unix://{path}")
+    asyncio.run(source.start())
+
+    def polls(n):
+        return [asyncio.run(source.poll()) for _ in range(n)]
+
+    assert polls(3) == [[], [], []]  # nothing listening
+    server = FakeStatsServer(path)
+    good = (FIXTURES / "uwsgi/stats-005.json").read_bytes()
+    server.payload = good[: len(good) // 2]  # half a document
+    assert polls(2) == [[], []]
+    server.payload = b"\x00\xffgarbage"
+    assert polls(2) == [[], []]
+    server.payload = good
+    [[(_, _, doc)]] = polls(1)
+    assert doc["workers"][0]["requests"] == json.loads(good)["workers"][0]["requests"]
+    server.sock.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    # one line when it went down, not one per poll; one when it came back
+    assert len(errors) == 1 and "cannot read uWSGI stats" in errors[0]
+    assert sum("readable again" in r.getMessage() for r in caplog.records) == 1
+    assert source.ctx.counters["errors"] == 7
+
+
+def test_recorded_stats_with_invalid_utf8(tmp_path):
+    good = (FIXTURES / "uwsgi/stats-010.json").read_bytes()
+    server = FakeStatsServer(tmp_path / "s.sock")
+    server.payload = good.replace(b'"vars":[', b'"vars":["HTTP_COOKIE=\xc3\x28\x07",', 1)
+    _, [(_, _, doc)] = poll(address=f"unix://{tmp_path / 's.sock'}")
+    server.sock.close()
+    assert doc["workers"][0]["id"] == 1
+
+
+def run_conf(name: str, address: str, state: Path):
+    return run_pipeline("run", "--once", str(ROOT / "conf" / name),
+                        env={"UWSGI_STATS": address, "PIPELINE_STATE_DIR": str(state)})
+
+
+def test_in_exec_example_gives_rates_from_the_second_call(uwsgi_unix, tmp_path):
+    first = run_conf("uwsgi-in_exec.yaml", uwsgi_unix.address, tmp_path)
+    assert first.returncode == 0, first.stderr
+    rows = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [r["id"] for r in rows] == [1, 2] and not any("requests_rate" in r for r in rows)
+    uwsgi_unix.load(30)
+    second = run_conf("uwsgi-in_exec.yaml", uwsgi_unix.address, tmp_path)
+    rows = [json.loads(line) for line in second.stdout.splitlines()]
+    assert all(r["requests_rate"] >= 0 and "tx_rate" in r for r in rows)
+    assert sum(r["requests_rate"] for r in rows) > 0
+    assert {"version", "listen_queue", "avg_rt", "index"} <= set(rows[0])
+    assert "cores" not in rows[0]
+
+
+def test_norikra_example_has_flat_names(uwsgi_unix, tmp_path):
+    run_conf("uwsgi-norikra.yaml", uwsgi_unix.address, tmp_path)
+    uwsgi_unix.load(10)
+    result = run_conf("uwsgi-norikra.yaml", uwsgi_unix.address, tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["worker_id"] for r in rows] == [1, 2]
+    for r in rows:
+        assert "avg_rt" in r and "requests_rate" in r and r["tag"] == "uwsgi"
+        assert not any("." in k for k in r if k != "apps")

@@ -1,0 +1,76 @@
+"""Config loading: environment expansion, tags, fan-in/fan-out, match and state_dir."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+
+
+def load(tmp_path, text, env=None):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return load_config(path, env=env or {})
+
+
+def test_env_expansion_with_defaults_and_types(tmp_path):
+    graph = load(tmp_path, """
+state_dir: ${STATE:-/var/lib/p}
+sources:
+  a:
+    type: exec
+    command: ["echo", "${WORD}"]
+    timeout: ${TIMEOUT:-5s}
+    tag: "${TAG:-app}.${SUFFIX:-x}"
+sinks:
+  o:
+    type: file
+    inputs: [a]
+    path: ${DIR}/${tag}.log
+    chunk_max_events: ${MAX:-500}
+    flush_interval: $${NOT_EXPANDED}
+""".replace("flush_interval: $${NOT_EXPANDED}", "tag_key: $${NOT_EXPANDED}"), env={"WORD": "hi", "DIR": "/d", "SUFFIX": "y"})
+    a, o = graph.components["a"].conf, graph.components["o"].conf
+    assert graph.settings.state_dir == "/var/lib/p"
+    assert a.command == ["echo", "hi"]
+    assert a.timeout == 5.0
+    assert a.tag == "app.y"
+    assert o.path == "/d/${tag}.log"  # ${tag} is the file sink's per-event placeholder
+    assert o.chunk_max_events == 500 and isinstance(o.chunk_max_events, int)
+    assert o.tag_key == "${NOT_EXPANDED}"
+
+
+def test_empty_variable_takes_the_default(tmp_path):
+    graph = load(tmp_path, "sources:\n  a: {type: stdin, tag: '${T:-dflt}'}\nsinks:\n  o: {type: stdout, inputs: [a]}\n",
+                 env={"T": ""})
+    assert graph.components["a"].conf.tag == "dflt"
+
+
+def test_fan_in_and_fan_out(tmp_path):
+    graph = load(tmp_path, """
+sources:
+  a: {type: stdin}
+  b: {type: exec, command: "true"}
+filters:
+  f: {type: flatten, inputs: [a, b]}
+sinks:
+  one: {type: stdout, inputs: [f]}
+  two: {type: file, inputs: [f, b], path: /tmp/x}
+""")
+    c = graph.components
+    assert c["a"].outputs == ["f"]
+    assert sorted(c["b"].outputs) == ["f", "two"]
+    assert sorted(c["f"].outputs) == ["one", "two"]
+    assert c["two"].inputs == ["f", "b"]
+
+
+def test_bad_match_type_is_reported(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "sources:\n  a: {type: stdin}\nsinks:\n  o: {type: stdout, inputs: [a], match: {x: 1}}\n")
+    assert "sinks.o.match" in str(e.value)
+
+
+def test_ids_are_unique_across_sections(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "sources:\n  a: {type: stdin}\nsinks:\n  a: {type: stdout, inputs: [a]}\n")
+    assert "id 'a' is already used" in str(e.value)
