@@ -1,7 +1,8 @@
 import asyncio
+import json
 
 from aiohttp import web
-from helpers import make_plugin
+from helpers import ROOT, make_plugin, run_pipeline
 
 
 async def _serve(routes: dict):
@@ -102,3 +103,20 @@ def test_server_down_is_a_health_failure_not_a_crash():
         return src, got
     src, got = asyncio.run(main())
     assert got == [] and src.ctx.counters["errors"] == 1
+
+
+def test_beam_stats_example_conf(tmp_path):
+    out = tmp_path / "beam.jsonl"
+
+    async def main():
+        runner, base = await _serve({"/ops/stats": _stats})
+        try:
+            return await asyncio.to_thread(
+                run_pipeline, "run", "--once", str(ROOT / "conf" / "beam-stats.yaml"),
+                env={"BEAM_STATS_URL": f"{base}/ops/stats", "BEAM_STATS_FILE": str(out)})
+        finally:
+            await runner.cleanup()
+    result = asyncio.run(main())
+    assert result.returncode == 0, result.stderr.decode()
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"processes": 412, "memory.total": 51234567}]

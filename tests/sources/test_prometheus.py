@@ -1,13 +1,13 @@
 import asyncio
 import math
 import shutil
-import socket
 import subprocess
-import time
+from contextlib import contextmanager
 
 import pytest
 from aiohttp import web
-from helpers import FIXTURES, make_plugin
+from forward_peers import Receiver
+from helpers import FIXTURES, ROOT, free_port, make_plugin, port_open, run_pipeline, wait_for
 
 from pipeline.prometheus_text import parse
 
@@ -98,43 +98,62 @@ def test_bad_lines_are_counted_good_ones_kept():
     assert len(errors) == 1 and "line 2" in errors[0][2]["error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(not shutil.which(NODE_EXPORTER), reason="Debian prometheus-node-exporter not installed")
-def test_real_node_exporter():
-    port = _free_port()
+@contextmanager
+def _node_exporter():
+    """A real node_exporter on a free 127.0.0.1 port, cpu and loadavg collectors only (quick)."""
+    port = free_port()
     proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}",
                              "--collector.disable-defaults", "--collector.cpu", "--collector.loadavg"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "node_exporter did not listen"
-                time.sleep(0.05)
-
-        async def main():
-            src = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{port}/metrics",
-                              mode="grouped", metrics=["node_cpu_seconds_total", "node_load1"])
-            await src.start()
-            try:
-                return await src.poll(), src
-            finally:
-                await src.stop()
-        batch, src = asyncio.run(main())
+        assert wait_for(lambda: port_open(port) or proc.poll() is not None, timeout=10)
+        assert proc.poll() is None, "node_exporter exited"
+        yield f"http://127.0.0.1:{port}/metrics"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+needs_node_exporter = pytest.mark.skipif(not shutil.which(NODE_EXPORTER),
+                                         reason="Debian prometheus-node-exporter not installed")
+
+
+@needs_node_exporter
+def test_real_node_exporter():
+    async def main(url):
+        src = make_plugin("source", "prometheus", url=url, mode="grouped",
+                          metrics=["node_cpu_seconds_total", "node_load1"])
+        await src.start()
+        try:
+            return await src.poll(), src
+        finally:
+            await src.stop()
+    with _node_exporter() as url:
+        batch, src = asyncio.run(main(url))
     records = [r for _, _, r in batch]
     assert src.ctx.counters["errors"] == 0
     assert any("node_load1" in r for r in records)
     cpu = [r for r in records if "node_cpu_seconds_total" in r]
     assert {r["mode"] for r in cpu} >= {"idle", "user", "system"}
     assert all(r["node_cpu_seconds_total"] >= 0 for r in cpu)
+
+
+@needs_node_exporter
+def test_node_exporter_example_conf_gives_cpu_rates(tmp_path):
+    receiver = Receiver(tmp_path)
+    try:
+        conf = tmp_path / "node-exporter.yaml"
+        conf.write_text((ROOT / "conf" / "node-exporter.yaml").read_text()
+                        .replace("port: 24224", f"port: {receiver.port}"))
+        with _node_exporter() as url:
+            env = {"NODE_EXPORTER_URL": url, "PIPELINE_STATE_DIR": str(tmp_path / "state")}
+            for _ in range(2):  # the second call has a previous sample to compute rates from
+                result = run_pipeline("run", "--once", str(conf), env=env)
+                assert result.returncode == 0, result.stderr.decode()
+        assert wait_for(lambda: any("node_cpu_seconds_total_per_second" in r for r in receiver.records()))
+    finally:
+        receiver.stop()
+    rates = [r for r in receiver.records() if "node_cpu_seconds_total_per_second" in r]
+    assert {r["mode"] for r in rates} >= {"idle", "user"}
+    # seconds of CPU per second per cpu and mode: never negative, at most one CPU's worth
+    assert all(0 <= r["node_cpu_seconds_total_per_second"] <= 1.05 for r in rates)
