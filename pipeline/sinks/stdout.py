@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..event import Batch
 from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder
+from ..mackerel import META_ENV, plugin_meta
 from ..options import Enum, Option, Str
 from ..plugin import Sink
 
@@ -33,11 +35,21 @@ class StdoutSink(Sink):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.encoder = make_encoder(conf)
+        # mackerel-agent asks a plugin command for its graph definitions instead of values
+        self.meta: list | None = [] if conf.format == "mackerel" and os.environ.get(META_ENV) == "1" else None
 
     async def write(self, batch: Batch) -> None:
+        if self.meta is not None:
+            self.meta += [record for _, _, record in batch]
+            return
         out = sys.stdout.buffer
         out.write(self.encoder.encode(batch))
         out.flush()
+
+    async def stop(self) -> None:
+        if self.meta is not None:
+            sys.stdout.buffer.write(plugin_meta(self.meta, self.conf.prefix))
+            sys.stdout.buffer.flush()
 
 
 PLUGIN = StdoutSink
