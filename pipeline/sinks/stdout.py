@@ -28,7 +28,12 @@ def make_encoder(conf) -> Encoder:
 
 
 class StdoutSink(Sink):
-    """Write records to standard output: whole lines only, flushed after each batch."""
+    """Write records to standard output: whole lines only, flushed after each batch.
+
+    With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command: when
+    the agent sets MACKEREL_AGENT_PLUGIN_META=1, the sink prints `# mackerel-agent-plugin` and
+    the graph definitions of the metrics it received instead of their values.
+    """
 
     options = FORMAT_OPTIONS
 
