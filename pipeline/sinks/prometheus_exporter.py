@@ -45,11 +45,12 @@ def _numbers(record: dict, path: str, skip: set[str]):
 
 
 def _lookup(record: dict, path: str) -> Any:
+    value: Any = record
     for part in path.split("."):
-        if not isinstance(record, dict):
+        if not isinstance(value, dict):
             return None
-        record = record.get(part)
-    return record
+        value = value.get(part)
+    return value
 
 
 class PrometheusExporter(Sink):
@@ -82,7 +83,7 @@ class PrometheusExporter(Sink):
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.conf.bind, self.conf.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # the real port when port is 0
+        self.port = self._runner.addresses[0][1]  # the real port when port is 0
         self.ctx.log.info("serving /metrics on %s:%d", self.conf.bind, self.port)
 
     async def stop(self) -> None:

@@ -24,16 +24,18 @@ def _recorded(name: str) -> tuple[str, bytes]:
     return ctype.decode(), body
 
 
-async def _scrape(body: bytes, content_type: str, **options):
+async def _scrape(body: bytes, content_type: str, encoding: str | None = None, **options):
+    headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {})}
+
     async def metrics(request):
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return web.Response(body=body, headers=headers)
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     src = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{port}/metrics", **options)
     await src.start()
     try:
@@ -89,6 +91,13 @@ def test_node_exporter_recording_grouped_with_globs():
     idle0 = next(r for r in records if r.get("cpu") == "0" and r.get("mode") == "idle")
     assert idle0["node_cpu_seconds_total"] == 904.59
     assert all(k in ("cpu", "mode", "node_cpu_seconds_total") for r in records for k in r)
+
+
+def test_gzip_body_as_node_exporter_sends_it():
+    body = (PROM / "node-gzip.raw.gz").read_bytes()
+    batch = asyncio.run(_scrape(body, "text/plain; version=0.0.4; charset=utf-8", "gzip",
+                                metrics=["node_cpu_seconds_total"]))
+    assert batch and all(r["type"] == "counter" and r["labels"].keys() == {"cpu", "mode"} for _, _, r in batch)
 
 
 def test_bad_lines_are_counted_good_ones_kept():
