@@ -1,8 +1,9 @@
 import asyncio
 import math
+import subprocess
 import time
 
-from helpers import make_plugin
+from helpers import free_port, make_plugin, port_open, start_pipeline, wait_for
 
 from pipeline.prometheus_text import parse
 
@@ -75,3 +76,29 @@ def test_render_is_valid_exposition():
     assert not exp.errors
     assert {(s.name, s.value, s.type) for s in exp.samples} == {
         ("_9lives_a_b", math.inf, "gauge"), ("_9lives_c", -math.inf, "gauge")}
+
+
+def test_pipeline_run_serves_what_stdin_sends(tmp_path):
+    port = free_port()
+    conf = tmp_path / "exporter.yaml"
+    conf.write_text("sources:\n  in: {type: stdin, tag: uwsgi.app}\n"
+                    f"sinks:\n  prom: {{type: prometheus_exporter, inputs: [in], port: {port}, labels: [id],"
+                    " namespace: uwsgi, counters: [requests]}\n")
+    proc = start_pipeline("run", str(conf), stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write(b'{"id": 1, "requests": 10, "avg_rt": 1500}\n{"id": 2, "requests": 7}\n')
+        proc.stdin.flush()
+        got: dict = {}
+
+        def scraped() -> bool:
+            nonlocal got
+            got = asyncio.run(_scrape(port)) if port_open(port) else {}
+            return len(got) == 3
+        assert wait_for(scraped, timeout=15), (got, proc.poll())
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    assert got == {("uwsgi_requests", (("id", "1"),)): (10.0, "counter"),
+                   ("uwsgi_avg_rt", (("id", "1"),)): (1500.0, "gauge"),
+                   ("uwsgi_requests", (("id", "2"),)): (7.0, "counter")}

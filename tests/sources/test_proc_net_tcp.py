@@ -1,6 +1,7 @@
 import asyncio
 import shutil
 import socket
+import sys
 import time
 
 from helpers import FIXTURES, make_plugin
@@ -83,3 +84,21 @@ def test_real_listener_fills_to_backlog_plus_one_and_overflows():
         for c in clients:
             c.close()
         server.close()
+
+
+def test_without_pyroute2_queue_from_proc_and_no_backlog(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "pyroute2", None)  # as if not installed: import fails
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        src = make_plugin("source", "proc_net_tcp", ports=[port])
+        first = asyncio.run(src.poll())
+        second = asyncio.run(src.poll())
+    for batch in (first, second):
+        assert [r for _, _, r in batch if "port" in r] == [
+            {"family": "ipv4", "address": "127.0.0.1", "port": port, "queue": 0}]
+        assert "listen_overflows" in batch[-1][2]
+    warnings = [r.getMessage() for r in caplog.records if "no backlog" in r.getMessage()]
+    assert warnings == ["no backlog limits (pyroute2 is not installed); reporting accept-queue "
+                        "lengths from /proc/net only"]  # once, not per poll
