@@ -18,3 +18,15 @@ Batch = list[Event]
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def get_path(record: Any, path: str) -> Any:
+    """`record[path]`, or the nested value at the dotted `path` (`worker.id`), or None."""
+    if isinstance(record, dict) and path in record:
+        return record[path]
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value

@@ -285,6 +285,22 @@ def encode_mackerel(batch: Batch, prefix: str = "") -> bytes:
     return "".join(out).encode()
 
 
+def mackerel_names(batch: Batch, prefix: str = "") -> list[str]:
+    return [_MACKEREL_BAD.sub("_", name) for _, _, record in batch for name, _ in _numeric_items(record, prefix)]
+
+
+def mackerel_meta(names: Iterable[str]) -> bytes:
+    """The graph definitions mackerel-agent asks a plugin for (MACKEREL_AGENT_PLUGIN_META=1):
+    one graph per metric name minus its last part, each metric under it."""
+    graphs: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names):
+        graph, _, metric = name.rpartition(".")
+        graph = graph or "pipeline"
+        entry = graphs.setdefault(graph, {"label": graph, "unit": "float", "metrics": []})
+        entry["metrics"].append({"name": metric, "label": metric})
+    return b"# mackerel-agent-plugin\n" + json_dumps({"graphs": graphs}) + b"\n"
+
+
 class Encoder:
     def __init__(self, fmt: str, tag_key: str | None = None, time_key: str | None = None,
                  time_format: str = "unix", prefix: str = ""):

@@ -1,122 +1,121 @@
-"""Prometheus text exposition format (0.0.4) and OpenMetrics 1.0, parsed into samples.
+"""The Prometheus text exposition format (0.0.4) and OpenMetrics 1.0, parsed.
 
-Shared by the prometheus source and the prometheus_exporter sink's tests; kept
-free of I/O so it can parse a recorded body as well as a live scrape.
+Each sample: (name, labels, value, timestamp_ns or None, type, family). Types come from
+`# TYPE`; histogram/summary/counter samples (`_bucket`, `_sum`, `_count`, `_total`,
+`_created`) find their family by suffix. Values keep NaN and +/-Inf as floats.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
-_LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|(?=\}))')
-_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
-_UNESCAPE = re.compile(r"\\(.)")
-_ESCAPES = {"n": "\n", "\\": "\\", '"': '"'}
-#: suffixes a sample name adds to its family's name (histogram, summary, counter, info)
-_SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created", "_info", "_gcount", "_gsum")
+SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created", "_gcount", "_gsum", "_info")
 
 
 class ParseError(ValueError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sample:
     name: str
     labels: dict[str, str]
     value: float
-    type: str = "untyped"
-    #: nanoseconds since the epoch, when the exposition gave a timestamp
-    time_ns: int | None = None
+    timestamp_ns: int | None
+    type: str
+    family: str
 
 
-@dataclass
-class Exposition:
-    samples: list[Sample] = field(default_factory=list)
-    types: dict[str, str] = field(default_factory=dict)
-    help: dict[str, str] = field(default_factory=dict)
-    #: (line number, message) of each line that did not parse; the rest is kept
-    errors: list[tuple[int, str]] = field(default_factory=list)
+def parse_value(text: str) -> float:
+    lowered = text.lower()
+    if lowered in ("+inf", "inf"):
+        return math.inf
+    if lowered == "-inf":
+        return -math.inf
+    if lowered == "nan":
+        return math.nan
+    return float(text)
 
 
-def _unescape(text: str) -> str:
-    if "\\" not in text:
-        return text
-    return _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), text)
-
-
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _family_type(name: str, types: dict[str, str]) -> str:
-    t = types.get(name)
-    if t is not None:
-        return t
-    for suffix in _SUFFIXES:
-        if name.endswith(suffix):
-            t = types.get(name[: -len(suffix)])
-            if t is not None:
-                return t
-    return "untyped"
-
-
-def _parse_sample(line: str, openmetrics: bool) -> Sample:
-    m = _NAME.match(line)
-    if not m:
-        raise ParseError("expected a metric name")
-    name, pos = m.group(), m.end()
+def _labels(line: str, start: int, lineno: int) -> tuple[dict[str, str], int]:
+    """Labels from `{` at `start`; returns them and the index after `}`."""
     labels: dict[str, str] = {}
-    if pos < len(line) and line[pos] == "{":
-        pos += 1
-        while True:
-            while pos < len(line) and line[pos] == " ":
-                pos += 1
-            if pos < len(line) and line[pos] == "}":
-                pos += 1
-                break
-            lm = _LABEL.match(line, pos)
-            if not lm:
-                raise ParseError("bad label set")
-            labels[lm.group(1)] = _unescape(lm.group(2))
-            pos = lm.end()
-    rest = line[pos:]
-    if openmetrics and " # " in rest:  # an exemplar follows the value
-        rest = rest.split(" # ", 1)[0]
-    parts = rest.split()
-    if not parts or len(parts) > 2:
-        raise ParseError("expected a value and an optional timestamp")
-    try:
-        value = float(parts[0])
-        time_ns = None
-        if len(parts) == 2:
-            # OpenMetrics timestamps are seconds (maybe fractional), the text format's milliseconds
-            time_ns = int(float(parts[1]) * 1e9) if openmetrics else int(parts[1]) * 1_000_000
-    except ValueError:
-        raise ParseError(f"bad number in {rest.strip()!r}") from None
-    return Sample(name, labels, value, time_ns=time_ns)
+    i = start + 1
+    n = len(line)
+    while True:
+        while i < n and line[i] in " ,":
+            i += 1
+        if i < n and line[i] == "}":
+            return labels, i + 1
+        eq = line.find("=", i)
+        if eq < 0 or eq + 1 >= n or line[eq + 1] != '"':
+            raise ParseError(f"line {lineno}: bad label in {line!r}")
+        name = line[i:eq].strip()
+        i = eq + 2
+        value = []
+        while i < n and line[i] != '"':
+            if line[i] == "\\" and i + 1 < n:
+                nxt = line[i + 1]
+                value.append("\n" if nxt == "n" else nxt)
+                i += 2
+            else:
+                value.append(line[i])
+                i += 1
+        if i >= n:
+            raise ParseError(f"line {lineno}: unterminated label value in {line!r}")
+        labels[name] = "".join(value)
+        i += 1
 
 
-def parse(text: str, openmetrics: bool = False) -> Exposition:
-    out = Exposition()
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+def _unescape_help(text: str) -> str:
+    return text.replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def parse(text: str, openmetrics: bool = False) -> tuple[list[Sample], dict[str, str]]:
+    """Samples and the HELP text of each family. Raises ParseError on a malformed line."""
+    types: dict[str, str] = {}
+    helps: dict[str, str] = {}
+    samples: list[Sample] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
             continue
         if line.startswith("#"):
             parts = line.split(None, 3)
             if len(parts) >= 3 and parts[1] == "TYPE":
-                out.types[parts[2]] = parts[3].strip() if len(parts) > 3 else "untyped"
+                types[parts[2]] = parts[3].strip() if len(parts) > 3 else "untyped"
             elif len(parts) >= 3 and parts[1] == "HELP":
-                out.help[parts[2]] = _unescape(parts[3]) if len(parts) > 3 else ""
-            elif parts[1:2] == ["EOF"]:
-                break
+                helps[parts[2]] = _unescape_help(parts[3]) if len(parts) > 3 else ""
             continue
+        brace = line.find("{")
+        space = line.find(" ")
+        if brace >= 0 and (space < 0 or brace < space):
+            name = line[:brace]
+            labels, end = _labels(line, brace, lineno)
+            rest = line[end:].split()
+        else:
+            name, *rest = line.split()
+            labels = {}
+        if "#" in rest:  # an OpenMetrics exemplar follows the value
+            rest = rest[: rest.index("#")]
+        if not rest or not name:
+            raise ParseError(f"line {lineno}: no value in {line!r}")
         try:
-            sample = _parse_sample(line, openmetrics)
-        except ParseError as e:
-            out.errors.append((n, f"{e}: {line[:200]!r}"))
-            continue
-        sample.type = _family_type(sample.name, out.types)
-        out.samples.append(sample)
-    return out
+            value = parse_value(rest[0])
+            ts = None
+            if len(rest) > 1:
+                # text format: milliseconds; OpenMetrics: seconds (may be fractional)
+                ts = int(float(rest[1]) * 1e9) if openmetrics else int(rest[1]) * 1_000_000
+        except ValueError:
+            raise ParseError(f"line {lineno}: bad number in {line!r}") from None
+        family = name
+        kind = types.get(name)
+        if kind is None:
+            for suffix in SUFFIXES:
+                if name.endswith(suffix) and name[: -len(suffix)] in types:
+                    family = name[: -len(suffix)]
+                    kind = types[family]
+                    break
+        samples.append(Sample(name, labels, value, ts, kind or "untyped", family))
+    return samples, helps

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ..event import Batch, Record
+from ..event import Batch, Record, get_path
 from ..options import ListOf, Option, Str
 from ..plugin import Filter
-from .rate import get_path
 
 
 class ExplodeFilter(Filter):

@@ -5,22 +5,10 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..event import Batch
+from ..event import Batch, get_path
 from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..plugin import Filter
 from ..rates import RateTracker, parse_rfc3339_ns
-
-
-def get_path(record: dict, path: str) -> Any:
-    """`record[path]`, or the nested value at the dotted `path` (`worker.id`)."""
-    if path in record:
-        return record[path]
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _hashable(value: Any) -> Any:

@@ -1,7 +1,8 @@
-"""Serve the latest value of each numeric field on /metrics for a Prometheus server to scrape."""
+"""Sink `prometheus_exporter`: serve the latest numbers as a Prometheus /metrics page."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import time
@@ -11,126 +12,119 @@ from typing import Any
 from ..event import Batch
 from ..options import Duration, Int, ListOf, Option, Str
 from ..plugin import Sink
-from ..prometheus_text import escape_label
 
-_BAD_NAME = re.compile(r"[^A-Za-z0-9_:]")
-_BAD_LABEL = re.compile(r"[^A-Za-z0-9_]")
-
-Series = tuple[tuple[str, str], ...]
+_BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
 
 
-def metric_name(*parts: str) -> str:
-    name = _BAD_NAME.sub("_", "_".join(p for p in parts if p))
+def metric_name(prefix: str, field: str) -> str:
+    name = _BAD_NAME.sub("_", prefix + field)
     return "_" + name if name[:1].isdigit() else name
 
 
-def format_value(v: float) -> str:
-    if math.isnan(v):
+def _label_value(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
         return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(v) if isinstance(v, float) else str(v)
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
-def _numbers(record: dict, path: str, skip: set[str]):
-    """(dotted path, value) of each number in the record, nested maps included."""
-    for k, v in record.items():
-        key = f"{path}.{k}" if path else str(k)
-        if key in skip:
-            continue
-        if isinstance(v, dict):
-            yield from _numbers(v, key, skip)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            yield key, v
+class PrometheusExporterSink(Sink):
+    """Serve `/metrics` with the latest value of each numeric field of the events.
 
-
-def _lookup(record: dict, path: str) -> Any:
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-class PrometheusExporter(Sink):
-    """Serve the latest value of each numeric field on /metrics, as gauges or counters."""
+    Each numeric top-level field becomes a metric (`prefix` + the field name, characters
+    outside [a-zA-Z0-9_:] as `_`); the values of the `labels` fields (e.g. container_name,
+    worker_id) become its labels. Fields matching `counters` are typed counter, the rest gauge.
+    A series that stops arriving is dropped after `expire`. So a Prometheus server can scrape
+    the numbers the pipeline derives (Docker CPU%, uWSGI per-worker rates).
+    """
 
     options = (
-        Option("bind", Str(), "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
-        Option("port", Int(min=0, max=65535), 9108, "TCP port of /metrics (0: any free port)"),
-        Option("namespace", Str(), "", "prefix of every metric name (namespace_field)"),
-        Option("labels", ListOf(Str()), [], "fields (dotted paths allowed) whose values become labels"),
-        Option("tag_label", Str(), None, "put the event's tag in this label"),
-        Option("fields", ListOf(Str()), [], "globs of the numeric fields to export (default: all)"),
-        Option("counters", ListOf(Str()), [], "globs of the fields to type as counters (default: gauges)"),
-        Option("expire", Duration(), 300.0, "drop a series not updated this long (0: never)"),
+        Option("bind", Str(), "127.0.0.1", "address to listen on"),
+        Option("port", Int(min=0, max=65535), 9464, "port to listen on"),
+        Option("prefix", Str(), "", "prefix of every metric name"),
+        Option("labels", ListOf(Str()), [], "fields whose values become labels"),
+        Option("fields", ListOf(Str()), ["*"], "glob patterns of the fields to export"),
+        Option("counters", ListOf(Str()), [], "glob patterns of fields to type as counters"),
+        Option("expire", Duration(min=0.001), 300.0, "drop a series not seen for this long"),
     )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        # metric name -> labels -> (value, monotonic time of the last update)
-        self.series: dict[str, dict[Series, tuple[float, float]]] = {}
+        # (metric, label items) -> (value, last seen)
+        self.series: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
         self.types: dict[str, str] = {}
-        self.port: int | None = None
+        self.server: asyncio.Server | None = None
+        self.port: int = conf.port
+        self._exported: dict[str, str | None] = {}
+
+    def _metric(self, field: str) -> str | None:
+        """The metric name of a field, or None when the field is not exported (cached)."""
+        if field not in self._exported:
+            conf = self.conf
+            keep = field not in conf.labels and any(fnmatchcase(field, p) for p in conf.fields)
+            name = metric_name(conf.prefix, field) if keep else None
+            if name is not None:
+                self.types[name] = "counter" if any(fnmatchcase(field, p) for p in conf.counters) else "gauge"
+            self._exported[field] = name
+        return self._exported[field]
 
     async def start(self) -> None:
-        from aiohttp import web
-
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.conf.bind, self.conf.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]  # the real port when port is 0
+        self.server = await asyncio.start_server(self._serve, self.conf.bind, self.conf.port)
+        self.port = self.server.sockets[0].getsockname()[1]
         self.ctx.log.info("serving /metrics on %s:%d", self.conf.bind, self.port)
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
 
     async def write(self, batch: Batch) -> None:
         now = time.monotonic()
-        conf = self.conf
-        skip = set(conf.labels)
-        for tag, _, record in batch:
-            labels = [(_BAD_LABEL.sub("_", f), str(v)) for f in conf.labels
-                      if (v := _lookup(record, f)) is not None]
-            if conf.tag_label:
-                labels.append((conf.tag_label, tag))
-            key: Series = tuple(sorted(labels))
-            for field, value in _numbers(record, "", skip):
-                if conf.fields and not any(fnmatchcase(field, p) for p in conf.fields):
-                    continue
-                name = metric_name(conf.namespace, field)
-                if name not in self.types:
-                    counter = any(fnmatchcase(field, p) for p in conf.counters)
-                    self.types[name] = "counter" if counter else "gauge"
-                self.series.setdefault(name, {})[key] = (value, now)
+        labels = self.conf.labels
+        for _, _, record in batch:
+            key = tuple((name, _label_value(record[name])) for name in labels if record.get(name) is not None)
+            for field, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    name = self._metric(field)
+                    if name is not None:
+                        self.series[(name, key)] = (value, now)
 
     def render(self) -> str:
-        expire = self.conf.expire
-        cutoff = time.monotonic() - expire if expire else None
-        out = []
-        for name in sorted(self.series):
-            by_labels = self.series[name]
-            if cutoff is not None:
-                for key in [k for k, (_, seen) in by_labels.items() if seen < cutoff]:
-                    del by_labels[key]
-            if not by_labels:
-                continue
-            out.append(f"# TYPE {name} {self.types[name]}\n")
-            for key, (value, _) in by_labels.items():
-                labels = ",".join(f'{k}="{escape_label(v)}"' for k, v in key)
-                out.append(f"{name}{{{labels}}} {format_value(value)}\n" if labels
-                           else f"{name} {format_value(value)}\n")
-        return "".join(out)
+        cutoff = time.monotonic() - self.conf.expire
+        for key in [k for k, (_, seen) in self.series.items() if seen < cutoff]:
+            del self.series[key]
+        by_name: dict[str, list[str]] = {}
+        for (name, labels), (value, _) in sorted(self.series.items()):
+            text = ",".join(f'{k}="{v}"' for k, v in labels)
+            by_name.setdefault(name, []).append(f"{name}{{{text}}} {_number(value)}" if text
+                                                else f"{name} {_number(value)}")
+        lines = []
+        for name, samples in by_name.items():
+            lines.append(f"# TYPE {name} {self.types.get(name, 'gauge')}")
+            lines += samples
+        return "\n".join(lines) + "\n"
 
-    async def _metrics(self, request):
-        from aiohttp import web
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].split(b"?")[0] if len(parts) >= 2 else b""
+            if parts[:1] == [b"GET"] and path == b"/metrics":
+                status, body = b"200 OK", self.render().encode()
+                kind = b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                status, body, kind = b"404 Not Found", b"only /metrics is here\n", b"text/plain"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + kind + b"\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
-        return web.Response(body=self.render().encode(),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
-PLUGIN = PrometheusExporter
+PLUGIN = PrometheusExporterSink

@@ -6,8 +6,7 @@ import os
 import sys
 
 from ..event import Batch
-from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder
-from ..mackerel import META_ENV, plugin_meta
+from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_meta, mackerel_names
 from ..options import Enum, Option, Str
 from ..plugin import Sink
 
@@ -31,8 +30,8 @@ class StdoutSink(Sink):
     """Write records to standard output: whole lines only, flushed after each batch.
 
     With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command: when
-    the agent sets MACKEREL_AGENT_PLUGIN_META=1, the sink prints `# mackerel-agent-plugin` and
-    the graph definitions of the metrics it received instead of their values.
+    the agent sets MACKEREL_AGENT_PLUGIN_META=1, the sink prints the graph definitions of the
+    metrics it saw (`# mackerel-agent-plugin` and their JSON) instead of values.
     """
 
     options = FORMAT_OPTIONS
@@ -40,12 +39,13 @@ class StdoutSink(Sink):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.encoder = make_encoder(conf)
-        # mackerel-agent asks a plugin command for its graph definitions instead of values
-        self.meta: list | None = [] if conf.format == "mackerel" and os.environ.get(META_ENV) == "1" else None
+        self.meta: list[str] | None = None
+        if conf.format == "mackerel" and os.environ.get("MACKEREL_AGENT_PLUGIN_META") == "1":
+            self.meta = []
 
     async def write(self, batch: Batch) -> None:
         if self.meta is not None:
-            self.meta += [record for _, _, record in batch]
+            self.meta += mackerel_names(batch, self.conf.prefix)
             return
         out = sys.stdout.buffer
         out.write(self.encoder.encode(batch))
@@ -53,7 +53,7 @@ class StdoutSink(Sink):
 
     async def stop(self) -> None:
         if self.meta is not None:
-            sys.stdout.buffer.write(plugin_meta(self.meta, self.conf.prefix))
+            sys.stdout.buffer.write(mackerel_meta(self.meta))
             sys.stdout.buffer.flush()
 
 

@@ -1,67 +1,72 @@
-"""Poll a URL that returns JSON (app /stats, Spring actuator, BEAM vitals) and emit it as records."""
+"""Source `http_json`: poll a URL that answers JSON (an app's /stats, Spring actuator, ...)."""
 
 from __future__ import annotations
 
-from typing import Any
+import http.client
+import ssl
+from urllib.parse import urlsplit
 
-from ..event import Batch
-from ..formats import json_loads
-from ..options import Bool, Option, Str
-from ._http import HTTP_OPTIONS, HttpPollSource
-
-_MISSING = object()
-
-
-def select(doc: Any, path: str) -> Any:
-    """`a.b.0.c`: map keys and list indices; _MISSING when the path is not there."""
-    for part in path.split("."):
-        if isinstance(doc, dict):
-            doc = doc.get(part, _MISSING)
-        elif isinstance(doc, list) and part.lstrip("-").isdigit() and -len(doc) <= int(part) < len(doc):
-            doc = doc[int(part)]
-        else:
-            return _MISSING
-        if doc is _MISSING:
-            return doc
-    return doc
+from ..event import Batch, get_path, now_ns
+from ..formats import DecodeError, json_loads
+from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
+from ..options import Bool, Duration, Enum, MapOf, Option, Str
+from ..plugin import PollSource
 
 
-def _record(value: Any) -> dict:
-    return value if isinstance(value, dict) else {"value": value}
+class HttpJsonSource(PollSource):
+    """Poll a URL that returns JSON; one event per poll (or per element with `split`).
 
+    What mackerel-plugin-json does, with rates downstream. `path: stats.vm` emits only that
+    part of the document; `split: true` emits one event per element of an array (at `path`).
+    A non-2xx answer, a body that is not JSON, or a server slower than `timeout` is logged
+    once when it starts failing and once when it recovers, counted, and polled again.
+    """
 
-class HttpJson(HttpPollSource):
-    """Poll a URL that returns JSON; emit the document, a part of it, or one record per array element."""
-
-    default_headers = {"Accept": "application/json"}
-    options = HTTP_OPTIONS + (
-        Option("path", Str(), None, "dotted path to the part to emit (list indices are numbers)"),
-        Option("split", Bool(), False, "emit one record per element of the (selected) array"),
+    options = (
+        Option("url", Str(), help="http:// or https:// URL"),
+        Option("method", Enum("GET", "POST"), "GET", "request method"),
+        Option("headers", MapOf(Str()), {}, "request headers, e.g. Authorization"),
+        Option("body", Str(), None, "request body (POST)"),
+        Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
+        Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
+        Option("path", Str(), None, "dotted path to the part of the document to emit"),
+        Option("split", Bool(), False, "emit one event per element of the array (at `path`)"),
     )
 
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        url = urlsplit(conf.url)
+        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls)
+        self.target = url.path + (f"?{url.query}" if url.query else "") or "/"
+
     async def poll(self) -> Batch:
-        got = await self.fetch()
-        if got is None:
-            return []
-        body, _ = got
+        started = now_ns()
+        url = self.conf.url
+        body = self.conf.body.encode() if self.conf.body is not None else None
+        headers = {"Accept": "application/json", **self.conf.headers}
         try:
-            doc = json_loads(body)
-        except ValueError as e:
-            self.ctx.error(f"not JSON: {e}", origin=self.conf.url, data=body, kind="bad_json")
+            response = await self.client.request(self.conf.method, self.target, headers, body)
+            data = check(response, url)
+        except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError) as e:
+            self.ctx.health("http", False, f"cannot get {url}: {reason(e)}")
+            return []
+        try:
+            doc = json_loads(data)
+        except DecodeError as e:
+            message = f"{url} answered with something that is not JSON: {e}"
+            self.ctx.health("http", False, message, count=False)
+            self.ctx.error(message, origin=url, data=data, log=False)
             return []
         if self.conf.path:
-            doc = select(doc, self.conf.path)
-            if doc is _MISSING:
-                self.ctx.error(f"path {self.conf.path!r} not in the document", origin=self.conf.url,
-                               data=body, kind="bad_path")
-                return []
-        if self.conf.split:
-            if not isinstance(doc, list):
-                self.ctx.error("split: the selected value is not an array", origin=self.conf.url,
-                               data=body, kind="bad_path")
-                return []
-            return [self.event(_record(v)) for v in doc]
-        return [self.event(_record(doc))]
+            doc = get_path(doc, self.conf.path) if isinstance(doc, dict) else None
+        items = doc if self.conf.split and isinstance(doc, list) else [doc]
+        records = [i for i in items if isinstance(i, dict)]
+        if len(records) != len(items):
+            self.ctx.health("http", False, f"{url}: {self.conf.path or 'the document'} is not a JSON object"
+                            + (" or a list of objects" if self.conf.split else ""))
+            return []
+        self.ctx.health("http", True, f"{url} answers again")
+        return [self.event(r, started) for r in records]
 
 
-PLUGIN = HttpJson
+PLUGIN = HttpJsonSource

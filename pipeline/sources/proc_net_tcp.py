@@ -1,134 +1,138 @@
-"""Accept-queue length and backlog of each TCP listener, plus the host's listen overflow counters.
-
-/proc/net/tcp{,6} gives a LISTEN socket's current accept-queue length (rx_queue)
-but not its backlog limit (tx_queue is always 0 there); only netlink sock_diag
-has that, as `ss -ltn` shows in Send-Q. pyroute2 speaks sock_diag; without it,
-or where netlink is refused, records carry no `backlog`.
-"""
+"""Source `proc_net_tcp`: the accept queue of every listening TCP socket, per listener."""
 
 from __future__ import annotations
 
 import asyncio
-import re
+import ipaddress
 import socket
+import struct
 from pathlib import Path
+from typing import Any
 
-from ..event import Batch, Record
-from ..options import Bool, Enum, Int, ListOf, Option, Str
+from ..event import Batch, Record, now_ns
+from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import PollSource
 
-_LISTEN = "0A"
-_KEY_BAD = re.compile(r"[^A-Za-z0-9]")
+LISTEN = "0A"
+TCP_LISTEN_STATE = 10
 
 
-def decode_address(hex_addr: str) -> str:
-    """/proc/net/tcp's address: hex bytes in host (little-endian) order per 32-bit word."""
-    raw = bytes.fromhex(hex_addr)
-    swapped = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, swapped)
+def hex_address(text: str) -> str:
+    """/proc/net/tcp's address: hex in host byte order per 32-bit word."""
+    raw = bytes.fromhex(text)
+    words = b"".join(struct.pack("@I", struct.unpack(">I", raw[i:i + 4])[0]) for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
 
 
-def read_listeners(path: Path, family: str) -> list[Record]:
-    """LISTEN rows of one /proc/net/tcp-style file: address, port, queue, inode."""
+def read_listeners(proc: Path) -> list[Record]:
     out = []
-    with open(path) as f:
-        next(f, None)  # header
-        for line in f:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _LISTEN:
+    for name, family in (("tcp", "ipv4"), ("tcp6", "ipv6")):
+        try:
+            lines = (proc / "net" / name).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) < 10 or f[3] != LISTEN:
                 continue
-            addr, port = fields[1].split(":")
-            rx_queue = fields[4].split(":")[1]
-            out.append({"family": family, "address": decode_address(addr), "port": int(port, 16),
-                        "queue": int(rx_queue, 16), "inode": int(fields[9])})
+            address, port = f[1].split(":")
+            _, rx = f[4].split(":")
+            out.append({"family": family, "address": hex_address(address), "port": int(port, 16),
+                        "queue": int(rx, 16), "inode": int(f[9])})
     return out
 
 
-def read_netstat(path: Path) -> dict[str, int]:
-    """The TcpExt counters of /proc/net/netstat (a header line, then a values line)."""
-    with open(path) as f:
-        lines = f.read().splitlines()
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
-            return dict(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
+def read_netstat(proc: Path) -> dict[str, int]:
+    """ListenOverflows and ListenDrops from /proc/net/netstat (TcpExt)."""
+    try:
+        lines = (proc / "net" / "netstat").read_text().splitlines()
+    except FileNotFoundError:
+        return {}
+    for head, values in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            table = dict(zip(head.split()[1:], values.split()[1:]))
+            return {k: int(table[k]) for k in ("ListenOverflows", "ListenDrops") if k in table}
     return {}
 
 
-def netlink_backlogs() -> dict[int, int]:
-    """inode -> backlog limit of every listener in this network namespace (sock_diag)."""
+def netlink_backlogs() -> dict[tuple[str, int], tuple[int, int]]:
+    """(address, port) -> (queue, backlog) of every listener, from sock_diag (what `ss` shows)."""
     from pyroute2 import DiagSocket
 
     out = {}
     with DiagSocket() as diag:
         diag.bind()
         for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in diag.get_sock_stats(family=family, states=1 << 10):  # TCP_LISTEN
-                out[msg["idiag_inode"]] = msg["idiag_wqueue"]
+            for s in diag.get_sock_stats(family=family, states=1 << TCP_LISTEN_STATE):
+                address = str(ipaddress.ip_address(s.get("idiag_src")))
+                out[(address, s.get("idiag_sport"))] = (s.get("idiag_rqueue"), s.get("idiag_wqueue"))
     return out
 
 
-class ProcNetTcp(PollSource):
-    """Accept-queue length and backlog per TCP listener (IPv4 and IPv6), plus ListenOverflows/ListenDrops."""
+class ProcNetTcpSource(PollSource):
+    """Accept queues of listening TCP sockets (IPv4 and IPv6), one record per listener.
+
+    Each record: `address`, `port`, `family`, `queue` (connections waiting for accept(); it can
+    reach backlog + 1), `backlog` (the listen() limit) and `queue_percent`, plus the host's
+    `listen_overflows` and `listen_drops` counters from /proc/net/netstat, which the rate filter
+    turns into overflows per second. The backlog is not in /proc/net/tcp: it comes from netlink
+    sock_diag (as `ss -ltn` shows it as Send-Q), through pyroute2. Without netlink (`backlog:
+    proc`, pyroute2 missing, or `proc_root` pointing at another host's /proc), records have
+    no `backlog` and no `queue_percent`.
+    """
 
     options = (
-        Option("ports", ListOf(Int(min=1, max=65535)), [], "only listeners on these ports (default: all)"),
-        Option("proc_root", Str(), "/proc", "where /proc is mounted (a host's /proc in a sidecar)"),
-        Option("netlink", Bool(), True,
-               "ask sock_diag (pyroute2) for each listener's backlog; off: /proc only, no backlog"),
-        Option("layout", Enum("listeners", "single"), "listeners",
-               "listeners: a record per listener and one of host counters; "
-               "single: one record, listeners keyed by address_port (for mackerel)"),
+        Option("ports", ListOf(Int(min=1, max=65535)), None, "only listeners on these ports"),
+        Option("proc_root", Str(), "/proc", "a /proc to read: a host's, mounted elsewhere, for a sidecar"),
+        Option("backlog", Enum("auto", "netlink", "proc"), "auto",
+               "where the backlog comes from: netlink, or none (proc); auto tries netlink"),
     )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self._net = Path(conf.proc_root) / "net"
-        self._netlink = conf.netlink
+        self.proc = Path(conf.proc_root)
+        local = conf.proc_root.rstrip("/") in ("/proc", "")
+        self.use_netlink = conf.backlog == "netlink" or (conf.backlog == "auto" and local)
+        self.ports = set(conf.ports) if conf.ports else None
 
-    async def _backlogs(self) -> dict[int, int]:
-        if not self._netlink:
+    async def _backlogs(self) -> dict[tuple[str, int], tuple[int, int]]:
+        if not self.use_netlink:
             return {}
         try:
-            # pyroute2's sync socket runs its own event loop, so it needs a thread without one
-            return await asyncio.to_thread(netlink_backlogs)
-        except ImportError:
-            reason = "pyroute2 is not installed"
-        except OSError as e:
-            reason = f"netlink refused: {e}"
-        self._netlink = False  # a missing module or a refusing kernel stays that way
-        self.ctx.log.warning("no backlog limits (%s); reporting accept-queue lengths from %s only",
-                             reason, self._net)
-        return {}
+            # pyroute2's synchronous API runs an event loop of its own: not in ours
+            backlogs = await asyncio.to_thread(netlink_backlogs)
+        except Exception as e:  # pyroute2 missing, or netlink not allowed here
+            self.ctx.health("netlink", False, f"no backlog from netlink sock_diag ({type(e).__name__}: {e}); "
+                            "records have queue but no backlog")
+            return {}
+        self.ctx.health("netlink", True, "netlink sock_diag answers again")
+        return backlogs
 
     async def poll(self) -> Batch:
-        listeners: list[Record] = []
-        for name, family in (("tcp", "ipv4"), ("tcp6", "ipv6")):
-            try:
-                listeners += read_listeners(self._net / name, family)
-            except FileNotFoundError:
-                continue  # a kernel without IPv6 has no tcp6
-            except (OSError, ValueError, IndexError) as e:
-                self.ctx.error(f"cannot read: {e}", origin=str(self._net / name), kind="bad_procfile")
-        if self.conf.ports:
-            wanted = set(self.conf.ports)
-            listeners = [r for r in listeners if r["port"] in wanted]
-        backlogs = await self._backlogs()
-        for r in listeners:
-            inode = r.pop("inode")
-            if inode in backlogs:
-                r["backlog"] = backlogs[inode]
+        started = now_ns()
         try:
-            tcpext = read_netstat(self._net / "netstat")
-        except (OSError, ValueError) as e:
-            self.ctx.error(f"cannot read: {e}", origin=str(self._net / "netstat"), kind="bad_procfile")
-            tcpext = {}
-        host = {k: tcpext[n] for k, n in (("listen_overflows", "ListenOverflows"),
-                                          ("listen_drops", "ListenDrops")) if n in tcpext}
-        if self.conf.layout == "single":
-            keyed = {_KEY_BAD.sub("_", f"{r['address']}_{r['port']}"):
-                     {k: v for k, v in r.items() if k in ("queue", "backlog")} for r in listeners}
-            return [self.event({"listeners": keyed, **host})]
-        return [self.event(r) for r in listeners] + [self.event(host)]
+            listeners = read_listeners(self.proc)
+        except OSError as e:
+            self.ctx.health("proc", False, f"cannot read {self.proc}/net/tcp: {e}")
+            return []
+        self.ctx.health("proc", True)
+        host: dict[str, Any] = {}
+        counters = read_netstat(self.proc)
+        if counters:
+            host = {"listen_overflows": counters.get("ListenOverflows"), "listen_drops": counters.get("ListenDrops")}
+        backlogs = await self._backlogs()
+        out = []
+        for record in listeners:
+            if self.ports is not None and record["port"] not in self.ports:
+                continue
+            found = backlogs.get((record["address"], record["port"]))
+            if found is not None:
+                record["queue"], record["backlog"] = found
+                record["queue_percent"] = 100.0 * record["queue"] / found[1] if found[1] else None
+            del record["inode"]
+            record.update(host)
+            out.append(self.event(record, started))
+        return out
 
 
-PLUGIN = ProcNetTcp
+PLUGIN = ProcNetTcpSource

@@ -1,56 +1,97 @@
-"""Scrape a Prometheus (text 0.0.4 or OpenMetrics) endpoint such as node_exporter's /metrics."""
+"""Source `prometheus`: scrape a Prometheus /metrics endpoint (node_exporter, client libraries)."""
 
 from __future__ import annotations
 
+import gzip
+import http.client
+import ssl
+import zlib
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
 
 from ..event import Batch, Record, now_ns
-from ..options import Enum, ListOf, Option, Str
-from ..prometheus_text import Exposition, parse
-from ._http import HTTP_OPTIONS, HttpPollSource
+from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
+from ..options import Duration, Enum, ListOf, MapOf, Option, Str
+from ..plugin import PollSource
+from ..prometheus_text import ParseError, Sample, parse
+
+ACCEPT = ("application/openmetrics-text;version=1.0.0;q=0.9,"
+          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 
 
-def select(exposition: Exposition, include: list[str], exclude: list[str]) -> list:
-    return [s for s in exposition.samples
-            if (not include or any(fnmatchcase(s.name, p) for p in include))
-            and not any(fnmatchcase(s.name, p) for p in exclude)]
+class PrometheusSource(PollSource):
+    """Scrape a Prometheus text (0.0.4) or OpenMetrics endpoint.
 
+    `mode: samples`: one record per series: `name`, `labels`, `value`, `type`.
+    `mode: grouped`: one record per label set, the metric names as fields; e.g. one record per
+    (cpu, mode) with `node_cpu_seconds_total`, which the rate filter (`group_by: [cpu, mode]`)
+    turns into what `rate(node_cpu_seconds_total[10s])` shows in Prometheus.
+    NaN and +/-Inf are kept as floats (JSON output writes them as null).
+    """
 
-class Prometheus(HttpPollSource):
-    """Scrape a Prometheus text or OpenMetrics endpoint: one record per series, or per label set."""
-
-    # offer OpenMetrics first, as Prometheus itself does; the text format is the fallback
-    default_headers = {"Accept": "application/openmetrics-text;version=1.0.0,"
-                                 "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}
-    options = HTTP_OPTIONS + (
-        Option("mode", Enum("samples", "grouped"), "samples",
-               "samples: a record per series; grouped: a record per label set, metric names as fields"),
-        Option("metrics", ListOf(Str()), [], "globs of metric names to keep (default: all)"),
-        Option("exclude", ListOf(Str()), [], "globs of metric names to drop"),
+    options = (
+        Option("url", Str(), help="the /metrics URL"),
+        Option("mode", Enum("samples", "grouped"), "samples", "one record per series, or per label set"),
+        Option("metrics", ListOf(Str()), ["*"], "glob patterns of metric names to keep"),
+        Option("exclude", ListOf(Str()), [], "glob patterns of metric names to drop"),
+        Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
+        Option("headers", MapOf(Str()), {}, "request headers, e.g. Authorization"),
+        Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
     )
 
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        url = urlsplit(conf.url)
+        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls)
+        self.target = url.path + (f"?{url.query}" if url.query else "") or "/metrics"
+        self._keep: dict[str, bool] = {}
+
+    def keep(self, name: str) -> bool:
+        hit = self._keep.get(name)
+        if hit is None:
+            hit = any(fnmatchcase(name, p) for p in self.conf.metrics) and \
+                not any(fnmatchcase(name, p) for p in self.conf.exclude)
+            self._keep[name] = hit
+        return hit
+
     async def poll(self) -> Batch:
-        got = await self.fetch()
-        if got is None:
+        started = now_ns()
+        url = self.conf.url
+        headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip", **self.conf.headers}
+        try:
+            response = await self.client.request("GET", self.target, headers)
+            body = check(response, url)
+            if response.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            openmetrics = "openmetrics" in (response.headers.get("Content-Type") or "")
+            samples, _ = parse(body.decode("utf-8", "replace"), openmetrics)
+        except ParseError as e:
+            self.ctx.health("scrape", False, f"{url}: not the Prometheus text format: {e}", count=False)
+            self.ctx.error(f"not the Prometheus text format: {e}", origin=url, log=False)
             return []
-        body, content_type = got
-        exposition = parse(body.decode("utf-8", "replace"),
-                           openmetrics=content_type.startswith("application/openmetrics-text"))
-        for line, message in exposition.errors:
-            self.ctx.error(f"line {line}: {message}", origin=self.conf.url, kind="bad_line")
-        samples = select(exposition, self.conf.metrics, self.conf.exclude)
-        now = now_ns()
-        if self.conf.mode == "samples":
-            return [self.event({"name": s.name, "labels": s.labels, "value": s.value, "type": s.type},
-                               s.time_ns or now) for s in samples]
-        groups: dict[tuple, Record] = {}
-        for s in samples:
-            key = tuple(sorted(s.labels.items()))
-            record = groups.get(key)
-            if record is None:
-                record = groups[key] = dict(s.labels)
-            record[s.name] = s.value
-        return [self.event(r, now) for r in groups.values()]
+        except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError, zlib.error) as e:
+            self.ctx.health("scrape", False, f"cannot scrape {url}: {reason(e)}")
+            return []
+        self.ctx.health("scrape", True, f"{url} scrapes again")
+        samples = [s for s in samples if self.keep(s.name)]
+        if self.conf.mode == "grouped":
+            return [self.event(r, started) for r in grouped(samples)]
+        return [self.event(as_record(s), s.timestamp_ns or started) for s in samples]
 
 
-PLUGIN = Prometheus
+def as_record(s: Sample) -> Record:
+    return {"name": s.name, "labels": s.labels, "value": s.value, "type": s.type}
+
+
+def grouped(samples: list[Sample]) -> list[Record]:
+    groups: dict[tuple, Record] = {}
+    for s in samples:
+        key = tuple(sorted(s.labels.items()))
+        record = groups.get(key)
+        if record is None:
+            record = groups[key] = dict(s.labels)
+        record[s.name] = s.value
+    return list(groups.values())
+
+
+PLUGIN = PrometheusSource

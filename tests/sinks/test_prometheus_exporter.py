@@ -1,104 +1,37 @@
+"""Sink prometheus_exporter, scraped and parsed by the prometheus source."""
+
+from __future__ import annotations
+
 import asyncio
 import math
-import subprocess
-import time
 
-from helpers import free_port, make_plugin, port_open, start_pipeline, wait_for
-
-from pipeline.prometheus_text import parse
+from helpers import make_plugin
 
 
-async def _scrape(port: int, **options):
-    src = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{port}/metrics", **options)
-    await src.start()
-    try:
-        batch = await src.poll()
-        assert src.ctx.counters["errors"] == 0
-        return {(r["name"], tuple(sorted(r["labels"].items()))): (r["value"], r["type"]) for _, _, r in batch}
-    finally:
-        await src.stop()
-
-
-def test_latest_values_labels_and_types_round_trip():
+def test_latest_values_labels_types_and_expiry():
     async def main():
-        sink = make_plugin("sink", "prometheus_exporter", port=0, namespace="app",
-                           labels=["container_name", "worker.id"], tag_label="tag",
-                           counters=["requests"], fields=["cpu_percent", "requests", "mem.*"])
+        sink = make_plugin("sink", "prometheus_exporter", port=0, prefix="docker_", labels=["container_name"],
+                           counters=["*_total"], expire=0.5, fields=["cpu_percent", "net_*", "nan"])
         await sink.start()
-        try:
-            await sink.write([
-                ("docker.web", 0, {"container_name": "web", "worker": {"id": 1}, "cpu_percent": 12.5,
-                                   "requests": 10, "mem": {"rss": 1024}, "name": "x", "ignored": 3}),
-                ("docker.db", 0, {"container_name": 'd"b\\1\n', "cpu_percent": math.nan, "requests": 1}),
-                ("docker.web", 0, {"container_name": "web", "worker": {"id": 1}, "cpu_percent": 20.0,
-                                   "requests": 15, "mem": {"rss": 2048}}),
-            ])
-            return await _scrape(sink.port)
-        finally:
-            await sink.stop()
-    got = asyncio.run(main())
-    web = (("container_name", "web"), ("tag", "docker.web"), ("worker_id", "1"))
-    db = (("container_name", 'd"b\\1\n'), ("tag", "docker.db"))
-    assert got[("app_cpu_percent", web)] == (20.0, "gauge")
-    assert got[("app_requests", web)] == (15.0, "counter")
-    assert got[("app_mem_rss", web)] == (2048.0, "gauge")
-    assert got[("app_requests", db)] == (1.0, "counter")
-    assert math.isnan(got[("app_cpu_percent", db)][0])
-    assert len(got) == 5  # `ignored` is not in fields, strings and labels are not metrics
+        await sink.write([("t", 1, {"container_name": "web", "cpu_percent": 12.5, "net_rx_total": 100,
+                                    "image": "nginx", "nan": math.nan}),
+                          ("t", 1, {"container_name": 'we"ird', "cpu_percent": 1})])
+        await sink.write([("t", 2, {"container_name": "web", "cpu_percent": 50.0, "net_rx_total": 300})])
+        scrape = make_plugin("source", "prometheus", url=f"http://127.0.0.1:{sink.port}/metrics")
+        first = [r for _, _, r in await scrape.poll()]
+        await asyncio.sleep(0.6)
+        await sink.write([("t", 3, {"container_name": "db", "cpu_percent": 3.0})])
+        second = [r for _, _, r in await scrape.poll()]
+        await sink.stop()
+        return first, second
 
-
-def test_expire_drops_stale_series_keeps_fresh_ones():
-    async def main():
-        sink = make_plugin("sink", "prometheus_exporter", port=0, labels=["w"], expire="300ms")
-        await sink.start()
-        try:
-            await sink.write([("t", 0, {"w": "gone", "v": 1}), ("t", 0, {"w": "kept", "v": 2})])
-            first = await _scrape(sink.port)
-            deadline = time.monotonic() + 5
-            while True:
-                await sink.write([("t", 0, {"w": "kept", "v": 3})])
-                now = await _scrape(sink.port)
-                if ("v", (("w", "gone"),)) not in now:
-                    return first, now
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-        finally:
-            await sink.stop()
-    first, now = asyncio.run(main())
-    assert set(first) == {("v", (("w", "gone"),)), ("v", (("w", "kept"),))}
-    assert now == {("v", (("w", "kept"),)): (3.0, "gauge")}
-
-
-def test_render_is_valid_exposition():
-    sink = make_plugin("sink", "prometheus_exporter", port=0, namespace="9lives")
-    asyncio.run(sink.write([("t", 0, {"a-b": math.inf, "c": -math.inf, "ok": True})]))
-    exp = parse(sink.render())
-    assert not exp.errors
-    assert {(s.name, s.value, s.type) for s in exp.samples} == {
-        ("_9lives_a_b", math.inf, "gauge"), ("_9lives_c", -math.inf, "gauge")}
-
-
-def test_pipeline_run_serves_what_stdin_sends(tmp_path):
-    port = free_port()
-    conf = tmp_path / "exporter.yaml"
-    conf.write_text("sources:\n  in: {type: stdin, tag: uwsgi.app}\n"
-                    f"sinks:\n  prom: {{type: prometheus_exporter, inputs: [in], port: {port}, labels: [id],"
-                    " namespace: uwsgi, counters: [requests]}\n")
-    proc = start_pipeline("run", str(conf), stdin=subprocess.PIPE)
-    try:
-        proc.stdin.write(b'{"id": 1, "requests": 10, "avg_rt": 1500}\n{"id": 2, "requests": 7}\n')
-        proc.stdin.flush()
-        got: dict = {}
-
-        def scraped() -> bool:
-            nonlocal got
-            got = asyncio.run(_scrape(port)) if port_open(port) else {}
-            return len(got) == 3
-        assert wait_for(scraped, timeout=15), (got, proc.poll())
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err.decode()
-    assert got == {("uwsgi_requests", (("id", "1"),)): (10.0, "counter"),
-                   ("uwsgi_avg_rt", (("id", "1"),)): (1500.0, "gauge"),
-                   ("uwsgi_requests", (("id", "2"),)): (7.0, "counter")}
+    first, second = asyncio.run(main())
+    by = {(r["name"], r["labels"].get("container_name")): r for r in first}
+    assert by[("docker_cpu_percent", "web")]["value"] == 50.0 and by[("docker_cpu_percent", "web")]["type"] == "gauge"
+    assert by[("docker_net_rx_total", "web")] == {"name": "docker_net_rx_total", "labels": {"container_name": "web"},
+                                                  "value": 300.0, "type": "counter"}
+    assert by[("docker_cpu_percent", 'we"ird')]["value"] == 1.0
+    assert math.isnan(by[("docker_nan", "web")]["value"])
+    assert ("docker_image", "web") not in by  # strings are not metrics
+    # after `expire`, only what came since is left
+    assert [(r["name"], r["labels"]) for r in second] == [("docker_cpu_percent", {"container_name": "db"})]

@@ -55,3 +55,22 @@ def test_mackerel(tmp_path):
     assert [(name, value) for name, value, _ in lines] == [
         ("app.a", "1"), ("app.n.v", "2.5"), ("app.a", "2"), ("app.n.v", "1")]
     assert all(epoch.isdigit() and len(epoch) == 10 for _, _, epoch in lines)
+
+
+def test_mackerel_plugin_meta(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in], format: mackerel, prefix: accept_queue}\n")
+    data = b'{"port_8080": {"queue": 3, "backlog": 128}, "listen_overflows": 7}\n'
+    result = run_pipeline("run", "--once", str(conf), input=data, env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    assert result.returncode == 0, result.stderr
+    head, body = result.stdout.split(b"\n", 1)
+    assert head == b"# mackerel-agent-plugin"
+    assert json.loads(body) == {"graphs": {
+        "accept_queue.port_8080": {"label": "accept_queue.port_8080", "unit": "float",
+                                   "metrics": [{"name": "queue", "label": "queue"},
+                                               {"name": "backlog", "label": "backlog"}]},
+        "accept_queue": {"label": "accept_queue", "unit": "float",
+                         "metrics": [{"name": "listen_overflows", "label": "listen_overflows"}]}}}
+    values = run_pipeline("run", "--once", str(conf), input=data)
+    assert values.stdout.decode().startswith("accept_queue.port_8080.queue\t3\t")
