@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import struct
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..plugin import PollSource
 
 LISTEN = "0A"
 TCP_LISTEN_STATE = 10
+_KEY_BAD = re.compile(r"[^A-Za-z0-9]")
 
 
 def hex_address(text: str) -> str:
@@ -79,6 +81,10 @@ class ProcNetTcpSource(PollSource):
     sock_diag (as `ss -ltn` shows it as Send-Q), through pyroute2. Without netlink (`backlog:
     proc`, pyroute2 missing, or `proc_root` pointing at another host's /proc), records have
     no `backlog` and no `queue_percent`.
+
+    `layout: single` gives one record per poll instead, listeners keyed by address and port
+    (`{"listeners": {"127_0_0_1_80": {"queue": 3, "backlog": 511, ...}}, "listen_overflows":
+    ...}`): metric names that tell listeners apart, as the mackerel format needs.
     """
 
     options = (
@@ -86,6 +92,8 @@ class ProcNetTcpSource(PollSource):
         Option("proc_root", Str(), "/proc", "a /proc to read: a host's, mounted elsewhere, for a sidecar"),
         Option("backlog", Enum("auto", "netlink", "proc"), "auto",
                "where the backlog comes from: netlink, or none (proc); auto tries netlink"),
+        Option("layout", Enum("listeners", "single"), "listeners",
+               "a record per listener, or one record with listeners keyed by address_port"),
     )
 
     def __init__(self, ctx, conf):
@@ -132,6 +140,11 @@ class ProcNetTcpSource(PollSource):
             del record["inode"]
             record.update(host)
             out.append(self.event(record, started))
+        if self.conf.layout == "single":
+            keyed = {_KEY_BAD.sub("_", f"{r['address']}_{r['port']}"):
+                     {k: v for k, v in r.items() if k in ("queue", "backlog", "queue_percent")}
+                     for _, _, r in out}
+            return [self.event({"listeners": keyed, **host}, started)]
         return out
 
 

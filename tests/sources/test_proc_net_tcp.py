@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 
-from helpers import FIXTURES, make_plugin, wait_for
+from helpers import FIXTURES, ROOT, make_plugin, run_pipeline, wait_for
 
 from pipeline.sources.proc_net_tcp import read_netstat
 
@@ -71,3 +72,29 @@ def test_recorded_proc_files_through_proc_root(tmp_path):
     assert all("backlog" not in r for r in rows)
     netstat = read_netstat(tmp_path)
     assert all(r["listen_overflows"] == netstat["ListenOverflows"] for r in rows)
+
+
+def test_accept_queue_example_as_a_mackerel_plugin_names_each_listener(tmp_path):
+    with socket.socket() as a, socket.socket() as b:
+        for s, backlog in ((a, 5), (b, 7)):
+            s.bind(("127.0.0.1", 0))
+            s.listen(backlog)
+        ports = [a.getsockname()[1], b.getsockname()[1]]
+        conf = tmp_path / "accept-queue.yaml"
+        conf.write_text((ROOT / "conf" / "accept-queue.yaml").read_text()
+                        .replace("[80, 443, 8080]", str(ports)))
+        values = run_pipeline("run", "--once", str(conf))
+        meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    assert values.returncode == 0 and meta.returncode == 0, values.stderr.decode() + meta.stderr.decode()
+    names = [line.split("\t")[0] for line in values.stdout.decode().splitlines()]
+    assert len(names) == len(set(names))  # two listeners never share a metric name
+    got = dict(line.split("\t")[:2] for line in values.stdout.decode().splitlines())
+    for port, backlog in zip(ports, (5, 7), strict=True):
+        key = f"accept_queue.listeners.127_0_0_1_{port}"
+        assert (got[f"{key}.queue"], got[f"{key}.backlog"]) == ("0", str(backlog))
+    assert "accept_queue.listen_overflows" in got
+    header, body = meta.stdout.decode().split("\n", 1)
+    graphs = json.loads(body)["graphs"]
+    assert header == "# mackerel-agent-plugin"
+    assert {m["name"] for m in graphs[f"accept_queue.listeners.127_0_0_1_{ports[0]}"]["metrics"]} == {
+        "queue", "backlog", "queue_percent"}
