@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from typing import Any
@@ -29,14 +30,16 @@ class StdinSource(StreamSource):
     async def run(self, emit: Any) -> None:
         loop = asyncio.get_running_loop()
         blocks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
-        stream: Any = sys.stdin.buffer
+        fd = sys.stdin.fileno()
         size = self.conf.read_size
 
         def reader() -> None:
-            # a daemon thread: a read blocked on a terminal cannot hold up the exit
+            # a daemon thread: a read blocked on a terminal cannot hold up the exit. os.read,
+            # not the buffered stdin: a daemon thread inside a BufferedReader at exit holds its
+            # lock, and Python aborts ("could not acquire lock ... daemon threads")
             while True:
                 try:
-                    data = stream.read1(size)
+                    data = os.read(fd, size)
                 except (OSError, ValueError):
                     data = b""
                 asyncio.run_coroutine_threadsafe(blocks.put(data), loop).result()
