@@ -9,25 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import FIXTURES, compare, replay_lines  # noqa: E402
+from bench.common import FIXTURES, bare_loop_of, compare, replay_lines  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
-
-
-def bare_loop(lines: list[bytes], out_path: str) -> float:
-    metrics = make_plugin("filter", "docker_metrics")
-    started = time.perf_counter()
-    with open(out_path, "wb") as out:
-        for line in lines:
-            for _, _, record in metrics.process([("t", 0, orjson.loads(line))]):
-                out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -36,7 +23,7 @@ def main() -> None:
     args = ap.parse_args()
     lines = replay_lines(FIXTURES / "docker" / "stats-replay.jsonl.gz")
     pipeline_s = compare("stdin -> docker_metrics -> file (Docker replay)", [("metrics", {"type": "docker_metrics"})],
-                         lines, bare_loop, args.rounds)
+                         lines, bare_loop_of(make_plugin("filter", "docker_metrics")), args.rounds)
     print(f"  wall time of one pass through the pipeline: {pipeline_s:.2f} s (seed Node.js program: 0.8 s)")
 
 

@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import FIXTURES, compare, replay_lines  # noqa: E402
+from bench.common import FIXTURES, bare_loop_of, compare, replay_lines  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 
 EXPLODE = {"field": "stats.workers", "keep": ["ts"]}
 RATE = {"fields": ["requests", "tx", "exceptions", "harakiri_count"], "group_by": ["id"], "time_field": "ts"}
-
-
-def bare_loop(lines: list[bytes], out_path: str) -> float:
-    explode = make_plugin("filter", "explode", **EXPLODE)
-    rate = make_plugin("filter", "rate", **RATE)
-    started = time.perf_counter()
-    with open(out_path, "wb") as out:
-        for line in lines:
-            for _, _, record in rate.process(explode.process([("t", 0, orjson.loads(line))])):
-                out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -41,7 +27,8 @@ def main() -> None:
     lines = replay_lines(FIXTURES / "uwsgi" / "stats-replay.jsonl.gz", args.repeat)
     compare("stdin -> explode -> rate -> file (uWSGI replay, 4 worker rows per line)",
             [("workers", {"type": "explode", **EXPLODE}), ("rates", {"type": "rate", **RATE})],
-            lines, bare_loop, args.rounds)
+            lines, bare_loop_of(make_plugin("filter", "explode", **EXPLODE), make_plugin("filter", "rate", **RATE)),
+            args.rounds)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pipeline.config import build_graph
 from pipeline.options import Errors
 from pipeline.runtime import Runtime
@@ -59,6 +61,21 @@ def best_of(rounds: int, *runs: Callable[[], float]) -> list[float]:
         for i, run in enumerate(runs):
             best[i] = min(best[i], run())
     return best
+
+
+def bare_loop_of(*filters: Any) -> Callable[[list[bytes], str], float]:
+    """The floor: parse each line, run it through the same filter objects, encode, write."""
+    def run(lines: list[bytes], out_path: str) -> float:
+        started = time.perf_counter()
+        with open(out_path, "wb") as out:
+            for line in lines:
+                batch = [("t", 0, orjson.loads(line))]
+                for f in filters:
+                    batch = f.process(batch)
+                for _, _, record in batch:
+                    out.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        return time.perf_counter() - started
+    return run
 
 
 def compare(name: str, filters: list[tuple[str, dict[str, Any]]], lines: list[bytes],

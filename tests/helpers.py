@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,16 @@ def port_open(port: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def accept_forever(sock: socket.socket, handle) -> None:
+    """Serve a listening socket from a daemon thread: `handle(conn)` per connection, each in
+    a thread of its own; ends when the socket is closed."""
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 from forward_peers import Receiver, numbered, send, sender_conf
-from helpers import free_port, wait_for
+from helpers import accept_forever, free_port, wait_for
 
 
 def ns(records):
@@ -100,15 +99,7 @@ class BadPeer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.received = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        accept_forever(self.sock, self.handle)
 
     def handle(self, conn):
         with conn:

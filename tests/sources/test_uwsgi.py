@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, free_port, make_plugin, run_pipeline
+from helpers import FIXTURES, ROOT, accept_forever, free_port, make_plugin, run_pipeline
 
 APP = """
 import time
@@ -133,16 +133,11 @@ class FakeStatsServer:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.bind(str(path))
         self.sock.listen(8)
-        threading.Thread(target=self.serve, daemon=True).start()
+        accept_forever(self.sock, self.answer)
 
-    def serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(self.payload)
+    def answer(self, conn):
+        with conn:
+            conn.sendall(self.payload)
 
 
 def test_down_garbage_and_half_documents_log_per_state_change(tmp_path, caplog):
