@@ -1,8 +1,16 @@
-"""Forward benchmark on loopback, acks on: `stdin -> forward sink` in one pipeline process,
-`forward source -> file (file buffer)` in another; then fluent-logger's sync sender into the
-same receiver. 30-key uWSGI-like records, PackedForward chunks of 1000 events.
+"""Forward benchmark on loopback, acks on, 30-key uWSGI-like records, PackedForward chunks
+of 1000 events. Every receiver is a pipeline process whose sink has a file buffer.
 
-    python bench/bench_forward.py [--events N]
+1. source: a pre-encoded sender (what Fluent Bit or fluentd's out_forward send) on 4
+   connections -> `forward source -> discard sink`: the events/s the source acks, that is
+   writes and fsyncs to the file buffer.
+2. relay: the same sender -> `forward source -> forward sink` (an aggregator) -> a
+   `forward -> discard` receiver: what the sink sends when it needs not encode.
+3. sink: `stdin -> forward sink` (its own process, JSON parsing included) -> a receiver;
+   then fluent-logger's sync sender (one event per message, the same record) -> the same.
+4. end to end: `stdin -> forward sink -> forward source -> file` (JSON lines).
+
+    python bench/bench_forward.py [--events N] [--only source|relay|sink|end]
 """
 
 from __future__ import annotations
@@ -15,12 +23,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+CHUNK = 1000
 
 
 def record(i: int) -> dict:
@@ -52,6 +63,10 @@ class PeakRss:
                 return
             time.sleep(0.05)
 
+    @property
+    def mib(self) -> str:
+        return f"{self.peak_kib / 1024:.0f} MiB"
+
 
 def count_lines(path: Path) -> int:
     if not path.exists():
@@ -60,72 +75,187 @@ def count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
-def wait_lines(path: Path, n: int, timeout: float = 300) -> None:
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while count_lines(path) < n:
+    while not done():
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {count_lines(path)} of {n} events arrived")
-        time.sleep(0.02)
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--logger-events", type=int, default=20_000)
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    port = free_port()
-    out = tmp / "out.jsonl"
-    (tmp / "recv.yaml").write_text(
-        f"sources:\n  in: {{type: forward, port: {port}}}\n"
-        f"sinks:\n  out: {{type: file, inputs: [in], path: {out}, buffer: {{type: file, path: {tmp / 'buf'}}}}}\n")
-    (tmp / "send.yaml").write_text(
+class Receiver:
+    """A pipeline process: `forward source -> SINK` with a file buffer."""
+
+    def __init__(self, tmp: Path, name: str, sink: str):
+        self.port = free_port()
+        conf = tmp / f"{name}.yaml"
+        conf.write_text(
+            f"sources:\n  in: {{type: forward, port: {self.port}}}\n"
+            f"sinks:\n  out: {{type: {sink}, inputs: [in], "
+            f"buffer: {{type: file, path: {tmp / (name + '-buf')}, max_bytes: 4GiB}}}}\n")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(conf)], env=ENV)
+        self.rss = PeakRss(self.proc)
+        wait_until(self._listening, "the receiver to listen", 30)
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def blast(port: int, messages: list[bytes], connections: int) -> float:
+    """Send pre-encoded PackedForward messages, each waiting for its ack, on several
+    connections at once (as a sender with several chunks in flight); the elapsed time."""
+    work = iter(messages)
+    lock = threading.Lock()
+
+    def connection() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            unpacker = msgpack.Unpacker(raw=False)
+            while True:
+                with lock:
+                    message = next(work, None)
+                if message is None:
+                    return
+                s.sendall(message)
+                while next(unpacker, None) is None:
+                    data = s.recv(4096)
+                    if not data:
+                        raise SystemExit("the receiver closed the connection")
+                    unpacker.feed(data)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=connection) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def encoded(n: int) -> list[bytes]:
+    from pipeline import forward_protocol as fp
+
+    messages = []
+    for start in range(0, n, CHUNK):
+        events = [("bench", time.time_ns(), record(i)) for i in range(start, min(n, start + CHUNK))]
+        chunk = fp.new_chunk_id()
+        messages.append(fp.packed_forward("bench", fp.pack_entries(events), len(events), chunk, False))
+    return messages
+
+
+def source_scenario(tmp: Path, n: int) -> None:
+    messages = encoded(n)
+    receiver = Receiver(tmp, "source", "discard")
+    try:
+        elapsed = blast(receiver.port, messages, connections=4)
+    finally:
+        receiver.stop()
+    print(f"1. forward source, acked into a file buffer (pre-encoded sender, 4 connections): "
+          f"{n / elapsed:,.0f} events/s ({elapsed:.2f} s); receiver peak RSS {receiver.rss.mib}")
+
+
+def relay_scenario(tmp: Path, n: int) -> None:
+    messages = encoded(n)
+    last = Receiver(tmp, "relay-last", "discard")
+    relay = Receiver(tmp, "relay", f"forward, servers: [{{host: 127.0.0.1, port: {last.port}}}]")
+    buffered = tmp / "relay-buf"
+    try:
+        started = time.perf_counter()
+        blast(relay.port, messages, connections=4)
+        # the relay deletes a chunk when the last receiver acked it
+        wait_until(lambda: not any(buffered.glob("*.chunk")), "the relay to deliver")
+        elapsed = time.perf_counter() - started
+    finally:
+        relay.stop()
+        last.stop()
+    print(f"2. relay: forward source -> forward sink (file buffer) -> a receiver's file buffer: "
+          f"{n / elapsed:,.0f} events/s ({elapsed:.2f} s); relay peak RSS {relay.rss.mib}")
+
+
+def send(tmp: Path, data: Path, port: int, name: str) -> tuple[float, PeakRss]:
+    """`stdin -> forward sink` run once over `data`; it exits when every chunk is acked."""
+    conf = tmp / f"{name}.yaml"
+    conf.write_text(
         "sources:\n  in: {type: stdin}\n"
         f"sinks:\n  fw: {{type: forward, inputs: [in], servers: [{{host: 127.0.0.1, port: {port}}}], "
-        "chunk_max_events: 1000}\n")
-    data = tmp / "in.jsonl"
-    data.write_bytes(b"".join(orjson.dumps(record(i), option=orjson.OPT_APPEND_NEWLINE) for i in range(args.events)))
-
-    receiver = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(tmp / "recv.yaml")], env=ENV,
-                                stderr=subprocess.DEVNULL)
-    recv_rss = PeakRss(receiver)
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+        f"chunk_max_events: {CHUNK}}}\n")
     started = time.perf_counter()
     with open(data, "rb") as stdin:
-        sender = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--once", str(tmp / "send.yaml")],
+        sender = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--once", str(conf)],
                                   env=ENV, stdin=stdin)
-        send_rss = PeakRss(sender)
-        status = sender.wait()
-    wait_lines(out, args.events)
-    elapsed = time.perf_counter() - started
-    if status:
-        raise SystemExit(f"sender exited {status}")
+        rss = PeakRss(sender)
+        if sender.wait():
+            raise SystemExit(f"sender exited {sender.returncode}")
+    return time.perf_counter() - started, rss
 
+
+def fluent_logger(port: int, n: int) -> float:
     from fluent import sender as fluent_sender
 
     logger = fluent_sender.FluentSender("bench", host="127.0.0.1", port=port, nanosecond_precision=True)
     one = record(1)
-    logger_started = time.perf_counter()
-    for _ in range(args.logger_events):
-        logger.emit("logger", one)
+    started = time.perf_counter()
+    for _ in range(n):
+        if not logger.emit("logger", one):
+            raise SystemExit(f"fluent-logger: {logger.last_error}")
     logger.close()
-    wait_lines(out, args.events + args.logger_events)
-    logger_elapsed = time.perf_counter() - logger_started
-    receiver.terminate()
-    receiver.wait()
+    return time.perf_counter() - started
 
-    ours = args.events / elapsed
-    theirs = args.logger_events / logger_elapsed
-    print(f"{args.events} events, 30-key records, PackedForward chunks of 1000, acks on, loopback")
-    print(f"  stdin -> forward sink -> forward source -> file (file buffer): {ours:,.0f} events/s ({elapsed:.2f} s)")
-    print(f"  fluent-logger sync sender -> same source:                     {theirs:,.0f} events/s")
-    print(f"  ratio: our sink sends {ours / theirs:.1f}x fluent-logger's events/s")
-    print(f"  peak RSS: sender {send_rss.peak_kib / 1024:.0f} MiB, receiver {recv_rss.peak_kib / 1024:.0f} MiB")
+
+def sink_scenario(tmp: Path, data: Path, n: int, logger_n: int) -> None:
+    receiver = Receiver(tmp, "sink", "discard")
+    try:
+        elapsed, rss = send(tmp, data, receiver.port, "sink-sender")
+        logger_elapsed = fluent_logger(receiver.port, logger_n)
+    finally:
+        receiver.stop()
+    ours, theirs = n / elapsed, logger_n / logger_elapsed
+    print(f"3. stdin -> forward sink (whole process, JSON parsing included) -> source -> discard: "
+          f"{ours:,.0f} events/s ({elapsed:.2f} s); sender peak RSS {rss.mib}")
+    print(f"   fluent-logger sync sender, same record, same receiver: {theirs:,.0f} events/s; "
+          f"ratio {ours / theirs:.1f}x")
+
+
+def end_to_end_scenario(tmp: Path, data: Path, n: int) -> None:
+    receiver = Receiver(tmp, "end", "file, path: " + str(tmp / "out.jsonl"))
+    try:
+        started = time.perf_counter()
+        _, rss = send(tmp, data, receiver.port, "end-sender")
+        wait_until(lambda: count_lines(tmp / "out.jsonl") >= n, "the records in the file")
+        elapsed = time.perf_counter() - started
+    finally:
+        receiver.stop()
+    print(f"4. stdin -> forward sink -> forward source -> file (JSON lines): {n / elapsed:,.0f} events/s "
+          f"({elapsed:.2f} s); peak RSS sender {rss.mib}, receiver {receiver.rss.mib}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--logger-events", type=int, default=20_000)
+    ap.add_argument("--only", choices=("source", "relay", "sink", "end"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        data = tmp / "in.jsonl"
+        data.write_bytes(b"".join(orjson.dumps(record(i), option=orjson.OPT_APPEND_NEWLINE)
+                                  for i in range(args.events)))
+        print(f"{args.events:,} events, 30-key records, PackedForward chunks of {CHUNK}, acks on, loopback")
+        if args.only in (None, "source"):
+            source_scenario(tmp, args.events)
+        if args.only in (None, "relay"):
+            relay_scenario(tmp, args.events)
+        if args.only in (None, "sink"):
+            sink_scenario(tmp, data, args.events, args.logger_events)
+        if args.only in (None, "end"):
+            end_to_end_scenario(tmp, data, args.events)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,31 @@ Event = tuple[str, int, Record]
 Batch = list[Event]
 
 
+class Packed:
+    """Events of one tag still in the forward protocol's PackedForward form: msgpack
+    `[EventTime, record]` entries back to back, framing checked, records not decoded.
+
+    A forward source hands these on as they came; buffers store them as they are and a
+    forward sink sends them on as they are. Only a filter, or a sink that reads records,
+    has them decoded (`forward_protocol.unpack_packed`), so a relay never pays per event.
+    """
+
+    __slots__ = ("tag", "blob", "count", "origin")
+
+    def __init__(self, tag: str, blob: bytes, count: int, origin: str = ""):
+        self.tag = tag
+        self.blob = blob
+        self.count = count
+        self.origin = origin
+
+    def __repr__(self) -> str:
+        return f"Packed({self.tag!r}, {self.count} events, {len(self.blob)} bytes)"
+
+
+#: what a buffer holds and a sink that takes Packed is given
+Item = Event | Packed
+
+
 def now_ns() -> int:
     return time.time_ns()
 

@@ -13,11 +13,14 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from .event import Batch, Event
+from .event import Batch, Event, Item, Packed
+
+if TYPE_CHECKING:
+    from .context import Context
 
 _EVENT_TIME = struct.Struct(">II")
 
@@ -63,21 +66,34 @@ def pack_entries(events: Iterable[Event]) -> bytes:
     """The PackedForward blob: `[time, record]` entries back to back, no outer array."""
     packer = msgpack.Packer(autoreset=False)
     pack = packer.pack
+    last, ext = None, None
     for _, t, record in events:
-        pack([event_time(t), record])
+        if t != last:  # events of one batch often share a time: one EventTime for them
+            last, ext = t, event_time(t)
+        pack((ext, record))
     return packer.bytes()
 
 
-def by_tag(batch: Batch) -> dict[str, Batch]:
-    groups: dict[str, Batch] = {}
-    for event in batch:
-        groups.setdefault(event[0], []).append(event)
-    return groups
+def by_tag(batch: list[Item]) -> dict[str, tuple[list[bytes], int]]:
+    """Per tag: the PackedForward blobs of its events (Packed ones as they came) and their count."""
+    events: dict[str, Batch] = {}
+    blobs: dict[str, tuple[list[bytes], int]] = {}
+    for item in batch:
+        if type(item) is Packed:
+            parts, n = blobs.get(item.tag, ([], 0))
+            parts.append(item.blob)
+            blobs[item.tag] = (parts, n + item.count)
+        else:
+            events.setdefault(item[0], []).append(item)  # type: ignore[index, arg-type]
+    for tag, group in events.items():
+        parts, n = blobs.get(tag, ([], 0))
+        parts.append(pack_entries(group))
+        blobs[tag] = (parts, n + len(group))
+    return blobs
 
 
-def packed_forward(tag: str, events: Batch, chunk: str | None, compress: bool) -> bytes:
-    blob = pack_entries(events)
-    option: dict[str, Any] = {"size": len(events), "compressed": "gzip" if compress else "text"}
+def packed_forward(tag: str, blob: bytes, size: int, chunk: str | None, compress: bool) -> bytes:
+    option: dict[str, Any] = {"size": size, "compressed": "gzip" if compress else "text"}
     if compress:
         blob = gzip.compress(blob, compresslevel=1)
     if chunk is not None:
@@ -90,11 +106,60 @@ def new_chunk_id() -> str:
     return os.urandom(16).hex()
 
 
+_FAST_ENTRY = b"\x92\xd7\x00"  # [EventTime, ...
+_IS_MAP = bytes(1 if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF) else 0 for b in range(256))
+
+
+def count_entries(blob: bytes) -> int | None:
+    """The number of entries of a PackedForward blob whose entries are all `[EventTime,
+    map]` (what fluentd, Fluent Bit and our sink send), checked by skipping, not decoding,
+    them; None for any other shape, which needs decoding. A cut-off blob is refused."""
+    unpack = msgpack.Unpacker(max_buffer_size=len(blob) or 1)
+    unpack.feed(blob)
+    skip, tell, is_map = unpack.skip, unpack.tell, _IS_MAP
+    end = len(blob)
+    n = pos = 0
+    try:
+        while pos < end:
+            if blob[pos:pos + 3] != _FAST_ENTRY or end <= pos + 11 or not is_map[blob[pos + 11]]:
+                return None
+            skip()
+            pos = tell()
+            n += 1
+    except msgpack.OutOfData:
+        raise ProtocolError(f"PackedForward blob ends inside an entry (after {n} whole entries)") from None
+    except (ValueError, msgpack.UnpackException) as e:
+        raise ProtocolError(f"PackedForward entries do not decode: {e}") from None
+    return n
+
+
+def unpack_packed(packed: Packed) -> Batch:
+    """The events of a Packed; ProtocolError if a record does not decode after all."""
+    tag = packed.tag
+    return [(tag, int(t), record) for t, record in decode_entries(packed.blob, False, len(packed.blob))]
+
+
+def unpack_items(items: list[Item], ctx: Context) -> Batch:
+    """The events of a list of events and Packed runs. A run whose records do not decode
+    after all (its framing was checked, its contents were not) is reported and skipped."""
+    batch: Batch = []
+    for item in items:
+        if type(item) is not Packed:
+            batch.append(item)  # type: ignore[arg-type]
+            continue
+        try:
+            batch += unpack_packed(item)
+        except ProtocolError as e:
+            ctx.error(f"{item.count} events of tag {item.tag!r} skipped: {e}", origin=item.origin,
+                      kind="protocol_error")
+    return batch
+
+
 def decode_entries(blob: bytes, compressed: bool, max_bytes: int) -> list[tuple[int, Any]]:
     """The `[time, record]` entries of a PackedForward blob. A blob whose last entry is cut
     off is refused whole (fluentd acks it and drops the entry; we want the sender to resend)."""
     if compressed:
-        blob = _gunzip(blob, max_bytes)
+        blob = gunzip(blob, max_bytes)
     entries = []
     unpack = msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
     unpack.feed(blob)
@@ -108,7 +173,7 @@ def decode_entries(blob: bytes, compressed: bool, max_bytes: int) -> list[tuple[
     return entries
 
 
-def _gunzip(blob: bytes, max_bytes: int) -> bytes:
+def gunzip(blob: bytes, max_bytes: int) -> bytes:
     out = []
     total = 0
     while blob:

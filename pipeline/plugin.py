@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .event import Batch, Event, Record, now_ns
+from .event import Batch, Event, Packed, Record, now_ns
 from .options import (
     Duration,
     Enum,
@@ -89,11 +89,19 @@ class PollSource(Source):
         raise NotImplementedError
 
 
+class Emit(Protocol):
+    async def __call__(self, batch: Batch) -> None: ...
+
+    async def packed(self, items: list[Packed]) -> None: ...
+
+
 class StreamSource(Source):
     """A source that produces events as they come (stdin, tail, forward)."""
 
-    async def run(self, emit: Any) -> None:
-        """Read until the end of input or until cancelled; `await emit(batch)` per batch."""
+    async def run(self, emit: Emit) -> None:
+        """Read until the end of input or until cancelled; `await emit(batch)` per batch
+        (or `await emit.packed(items)` for Packed runs). Either returns once the events
+        are in every buffer they go to: the time to acknowledge them."""
         raise NotImplementedError
 
 
@@ -133,7 +141,9 @@ class Filter(Plugin):
 BUFFER = Struct(
     Option("type", Enum("memory", "file"), "memory", "memory, or file (survives crashes)"),
     Option("path", Str(), None, "directory of the file buffer's chunks"),
-    Option("max_bytes", Size(), 64 * 1024 * 1024, "most bytes held before the overflow policy acts"),
+    Option("max_bytes", Size(), 64 * 1024 * 1024,
+           "most bytes held before the overflow policy acts: memory for a memory buffer "
+           "(events estimated at 5x their msgpack size), disk for a file buffer"),
     Option("overflow", Enum("block", "drop_oldest", "drop_newest"), "block",
            "when full: block (sources wait), drop_oldest or drop_newest"),
     name="buffer",
@@ -144,6 +154,10 @@ class Sink(Plugin):
     """`write(batch)`, behind a buffer the runtime owns (batching, retry, overflow)."""
 
     kind = "sink"
+    #: write() takes Packed runs as they are (else the runtime decodes them first)
+    takes_packed: ClassVar[bool] = False
+    #: chunks given to write() at once, each by its own writer (more than 1: order may change)
+    max_in_flight: int = 1
     common_options = (
         _TYPE, _INPUTS, _MATCH,
         Option("buffer", BUFFER, {}, "buffer settings: {type, path, max_bytes, overflow}"),
@@ -158,7 +172,8 @@ class Sink(Plugin):
     )
 
     async def write(self, batch: Batch) -> None:
-        """Deliver the batch, or raise: the runtime retries with backoff."""
+        """Deliver the batch, or raise: the runtime retries with backoff. `batch` holds
+        Packed runs only for a sink that `takes_packed`."""
         raise NotImplementedError
 
 

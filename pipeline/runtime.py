@@ -21,7 +21,8 @@ from typing import Any
 from .buffer import Buffer, Chunk, make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
-from .event import Batch, Event
+from .event import Batch, Event, Item, Packed
+from .forward_protocol import unpack_items
 from .plugin import Filter, PollSource, Sink, Source, StreamSource
 from .tagmatch import matcher
 
@@ -51,7 +52,7 @@ class Node:
 class SinkRunner:
     """A sink's buffer and writer: batching, retry with backoff and jitter, drain."""
 
-    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Chunk, str], None]):
+    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None]):
         self.sink = sink
         self.ctx = sink.ctx
         self.conf = sink.conf
@@ -63,7 +64,11 @@ class SinkRunner:
     async def start(self) -> None:
         await self.sink.start()
         await self.buffer.open()
-        self.tasks = [asyncio.create_task(self._writer(), name=f"sink {self.ctx.id}")]
+        # only the first writer takes a chunk before it is full (flush_interval 0): the
+        # others add throughput under load, and must not cut the stream into slivers
+        eager = not self.conf.flush_interval
+        self.tasks = [asyncio.create_task(self._writer(eager and i == 0), name=f"sink {self.ctx.id}")
+                      for i in range(self.sink.max_in_flight)]
         if self.conf.flush_interval:
             self.tasks.append(asyncio.create_task(self._timer(), name=f"flush {self.ctx.id}"))
 
@@ -73,20 +78,28 @@ class SinkRunner:
             await asyncio.sleep(period)
             self.buffer.seal_due(self.conf.flush_interval)
 
-    async def _writer(self) -> None:
-        eager = not self.conf.flush_interval
+    async def _writer(self, eager: bool) -> None:
         while True:
             chunk = await self.buffer.get(eager)
             await self._deliver(chunk)
             self.buffer.commit(chunk)
 
+    def _items(self, chunk: Chunk) -> list[Item]:
+        """What the sink is given: Packed runs are decoded unless it sends them on as they are."""
+        items = chunk.events or []  # get() has loaded them
+        if chunk.packed and not self.sink.takes_packed:
+            chunk.events = items = unpack_items(items, self.ctx)  # type: ignore[assignment]
+            chunk.packed = False
+        return items
+
     async def _deliver(self, chunk: Chunk) -> None:
-        events = chunk.events or []  # get() has loaded them
+        events = self._items(chunk)
+        count = chunk.count if chunk.packed else len(events)
         started = time.monotonic()
         attempt = 0
         while True:
             try:
-                await self.sink.write(events)
+                await self.sink.write(events)  # type: ignore[arg-type]  # Packed only if takes_packed
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # any failure of a sink is retried, never fatal
@@ -97,15 +110,16 @@ class SinkRunner:
                 self.ctx.health("write", False, f"{reason}; retrying with backoff")
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
-                    self.ctx.count("given_up", len(events))
-                    self.on_give_up(chunk, f"{reason}; gave up after {timeout:g}s")
+                    self.ctx.count("given_up", count)
+                    given_up = unpack_items(events, self.ctx) if chunk.packed else events
+                    self.on_give_up(given_up, f"{reason}; gave up after {timeout:g}s")  # type: ignore[arg-type]
                     return
                 # full jitter: retries of many agents after one outage do not arrive in step
                 delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 continue
             self.failed_reason = None
-            self.ctx.count("events_out", len(events))
+            self.ctx.count("events_out", count)
             self.ctx.health("write", True, "writes succeed again")
             return
 
@@ -131,6 +145,23 @@ class SinkRunner:
                       self.ctx.id, left, why, kept)
             return False
         return True
+
+
+class Emitter:
+    """What a stream source is given: `await emit(batch)` for events, and
+    `await emit.packed(items)` for Packed runs (the forward source)."""
+
+    __slots__ = ("runtime", "producer")
+
+    def __init__(self, runtime: Runtime, producer: str):
+        self.runtime = runtime
+        self.producer = producer
+
+    async def __call__(self, batch: Batch) -> None:
+        await self.runtime.emit(self.producer, batch)
+
+    async def packed(self, items: list[Packed]) -> None:
+        await self.runtime.emit_packed(self.producer, items)
 
 
 class Runtime:
@@ -173,34 +204,59 @@ class Runtime:
 
     # ---- moving events
 
-    def route(self, producer: str, batch: Batch, out: list[tuple[Node, Batch]]) -> None:
+    def route(self, producer: str, batch: Batch, out: list[tuple[Node, list[Item]]]) -> None:
         """Run `batch` through every filter downstream of `producer`; collect sink inputs."""
         for node in self.consumers[producer]:
-            part = node.select(batch)
-            if not part:
-                continue
-            ctx = node.plugin.ctx
-            ctx.counters["events_in"] += len(part)
-            if node.runner is not None:
-                out.append((node, part))
-                continue
-            try:
-                result = node.plugin.process(part)  # type: ignore[union-attr]
-            except Exception as e:  # a filter bug must not stop the other events
-                log.debug("filter %s failed", node.id, exc_info=True)
-                ctx.error(f"filter failed on a batch of {len(part)} events, batch skipped: {e!r}",
-                          kind="filter_exception")
-                continue
-            if result:
-                ctx.counters["events_out"] += len(result)
-                self.route(node.id, result, out)
+            self._feed(node, batch, out)
+
+    def _feed(self, node: Node, batch: Batch, out: list[tuple[Node, list[Item]]]) -> None:
+        part = node.select(batch)
+        if not part:
+            return
+        ctx = node.plugin.ctx
+        ctx.counters["events_in"] += len(part)
+        if node.runner is not None:
+            out.append((node, part))  # type: ignore[arg-type]
+            return
+        try:
+            result = node.plugin.process(part)  # type: ignore[union-attr]
+        except Exception as e:  # a filter bug must not stop the other events
+            log.debug("filter %s failed", node.id, exc_info=True)
+            ctx.error(f"filter failed on a batch of {len(part)} events, batch skipped: {e!r}",
+                      kind="filter_exception")
+            return
+        if result:
+            ctx.counters["events_out"] += len(result)
+            self.route(node.id, result, out)
 
     async def emit(self, producer: str, batch: Batch) -> None:
         if not batch:
             return
         self.contexts[producer].counters["events_out"] += len(batch)
-        out: list[tuple[Node, Batch]] = []
+        out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
+        await self._put(out)
+
+    async def emit_packed(self, producer: str, items: list[Packed]) -> None:
+        """Packed runs go to sink buffers as they are; a filter gets them decoded (once)."""
+        ctx = self.contexts[producer]
+        ctx.counters["events_out"] += sum(p.count for p in items)
+        out: list[tuple[Node, list[Item]]] = []
+        decoded: Batch | None = None
+        for node in self.consumers[producer]:
+            if node.runner is None:
+                if decoded is None:
+                    decoded = unpack_items(items, ctx)  # type: ignore[arg-type]
+                self._feed(node, decoded, out)
+                continue
+            accepts = node.accepts
+            part = items if accepts is None else [p for p in items if accepts(p.tag)]
+            if part:
+                node.plugin.ctx.counters["events_in"] += sum(p.count for p in part)
+                out.append((node, part))  # type: ignore[arg-type]
+        await self._put(out)
+
+    async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
         for node, part in out:
             await node.runner.buffer.put(part)  # type: ignore[union-attr]
         if self._errors_pending:
@@ -214,14 +270,13 @@ class Runtime:
         # error events are routed like any batch, but errors raised while routing
         # them are not routed again: a broken errors sink must not loop
         pending, self._errors_pending = self._errors_pending, []
-        out: list[tuple[Node, Batch]] = []
+        out: list[tuple[Node, list[Item]]] = []
         self.route(ERRORS_INPUT, pending, out)
         self._errors_pending = []
         for node, part in out:
             await node.runner.buffer.put(part)  # type: ignore[union-attr]
 
-    def _give_up(self, chunk: Chunk, reason: str) -> None:
-        events = chunk.events or []
+    def _give_up(self, events: Batch, reason: str) -> None:
         log.error("gave up %d events: %s", len(events), reason)
         if self.consumers[ERRORS_INPUT]:
             for tag, t, record in events:
@@ -263,10 +318,8 @@ class Runtime:
                             source.ctx.id, late, interval, skipped)
 
     async def _stream(self, source: StreamSource) -> None:
-        async def emit(batch: Batch) -> None:
-            await self.emit(source.ctx.id, batch)
         try:
-            await source.run(emit)
+            await source.run(Emitter(self, source.ctx.id))
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -282,10 +335,9 @@ class Runtime:
     async def _emit_from_filter(self, node: Node, batch: Batch) -> None:
         if batch:
             node.plugin.ctx.counters["events_out"] += len(batch)
-            out: list[tuple[Node, Batch]] = []
+            out: list[tuple[Node, list[Item]]] = []
             self.route(node.id, batch, out)
-            for sink, part in out:
-                await sink.runner.buffer.put(part)  # type: ignore[union-attr]
+            await self._put(out)
 
     async def _save_state_loop(self) -> None:
         while True:

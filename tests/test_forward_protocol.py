@@ -9,6 +9,8 @@ import msgpack
 import pytest
 
 from pipeline import forward_protocol as fp
+from pipeline.context import Context
+from pipeline.event import Packed
 
 
 def test_event_time_bytes_as_fluentd_writes_them():
@@ -37,7 +39,7 @@ def test_packed_forward_round_trip_and_gzip():
     events = [("app", 10**18 + i, {"i": i, "s": "ü"}) for i in range(3)]
     for compress in (False, True):
         u = fp.unpacker()
-        u.feed(fp.packed_forward("app", events, "c1", compress))
+        u.feed(fp.packed_forward("app", fp.pack_entries(events), 3, "c1", compress))
         [[tag, blob, option]] = list(u)
         assert tag == "app" and option == {"size": 3, "compressed": "gzip" if compress else "text", "chunk": "c1"}
         entries = fp.decode_entries(fp.as_bytes(blob), compress, 10**6)
@@ -75,3 +77,36 @@ def test_handshake_digests_match_the_captured_fluentd_exchange():
     assert fp.shared_key_digest(salt, "server-user.example", nonce, key) == (
         "e0983d76733b08231e4209e3a7e972553d0054817eb1b579291d2d226ffab078305d4a0e0571f8cf1f3f176b81d2a6b4b9c"
         "458207ca51ce6cb1a1361c2dcf9eb")
+
+
+def test_count_entries_walks_eventtime_entries_without_decoding():
+    events = [("t", 10**18 + i, {"i": i, "nested": {"a": [1, 2]}}) for i in range(50)]
+    blob = fp.pack_entries(events)
+    assert fp.count_entries(blob) == 50 and fp.count_entries(b"") == 0
+    assert fp.unpack_packed(Packed("t", blob, 50)) == events
+    with pytest.raises(fp.ProtocolError, match="ends inside an entry .after 49 whole"):
+        fp.count_entries(blob[:-1])
+    with pytest.raises(fp.ProtocolError, match="do not decode"):
+        fp.count_entries(blob[:11] + b"\x81\xc1")  # 0xc1 is no msgpack type
+
+
+@pytest.mark.parametrize("entry", [
+    [1700000000, {"a": 1}],  # integer seconds: to be scaled to ns
+    [1700000000.5, {"a": 1}],  # a float, which fluentd >= 1.19 drops: not sent on as it is
+    [fp.event_time(1), "not a map"],
+])
+def test_other_entry_shapes_are_left_for_decoding(entry):
+    blob = fp.pack_entries([("t", 1, {"ok": 1})]) + msgpack.packb(entry)
+    assert fp.count_entries(blob) is None
+
+
+def test_a_packed_run_that_does_not_decode_is_reported_and_skipped():
+    good = Packed("t", fp.pack_entries([("t", 5, {"a": 1})]), 1)
+    bad_record = msgpack.packb([fp.event_time(6), {"x": msgpack.ExtType(9, b"?")}])
+    assert fp.count_entries(bad_record) == 1  # its framing is fine; its record is not
+    errors: list = []
+    ctx = Context("c", "sink", on_error=errors.append)
+    batch = fp.unpack_items([("t", 4, {"plain": 1}), Packed("t", bad_record, 1, "10.0.0.1:5"), good], ctx)
+    assert batch == [("t", 4, {"plain": 1}), ("t", 5, {"a": 1})]
+    assert ctx.counters["protocol_error"] == 1 and "unknown msgpack extension type 9" in errors[0][2]["error"]
+    assert errors[0][2]["origin"] == "10.0.0.1:5"

@@ -2,9 +2,9 @@
 
 Events are grouped into chunks (by count, bytes and age); the runtime's writer
 takes the oldest sealed chunk, hands it to the sink, and commits it only when
-the sink returned without error. A chunk that fails stays at the head and is
-retried, so order is kept and nothing is dropped by a failing sink; only the
-overflow policy (counted) or `retry_timeout` ever gives events up.
+the sink returned without error. A chunk that fails stays with its writer and is
+retried, so with one writer order is kept, and nothing is dropped by a failing
+sink; only the overflow policy (counted) or `retry_timeout` ever gives events up.
 """
 
 from __future__ import annotations
@@ -15,30 +15,40 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import cast
 
 import msgpack
 
 from ..context import Context
-from ..event import Batch
+from ..event import Item, Packed
 
 
-@dataclass
+@dataclass(eq=False)  # chunks are told apart by identity; comparing their events would cost
 class Chunk:
-    #: None while a chunk of a file buffer is only on disk
-    events: Batch | None = field(default_factory=list)
+    #: events, or Packed runs of them; None while a chunk of a file buffer is only on disk
+    events: list[Item] | None = field(default_factory=list)
     count: int = 0
+    #: msgpack bytes (what a write sends), and what the chunk counts against max_bytes
     nbytes: int = 0
+    held: int = 0
     created: float = field(default_factory=time.monotonic)
     #: unique per chunk; a forward sink sends it as the ack id
     id: bytes = field(default_factory=lambda: os.urandom(16))
+    #: holds Packed items (decoded for a sink that reads records)
+    packed: bool = False
+    #: a writer has it (several may, each its own chunk, with a sink's `max_in_flight`)
+    taken: bool = False
 
 
-def estimate_bytes(batch: Batch) -> int:
-    """Size of a batch as msgpack, estimated from its first record: exact sizes would
-    cost a second encoding of every event; this costs one per batch."""
+def estimate_bytes(batch: list[Item]) -> int:
+    """Size of a batch as msgpack. Packed items are counted exactly; for events it is
+    estimated from the first record: exact sizes would cost a second encoding of every
+    event; this costs one per batch."""
     if not batch:
         return 0
-    tag, t, record = batch[0]
+    if type(batch[0]) is Packed:
+        return sum(len(p.blob) for p in cast(list[Packed], batch))
+    tag, t, record = batch[0]  # type: ignore[misc]
     try:
         one = len(msgpack.packb(record)) + len(tag) + 12
     except (TypeError, ValueError, OverflowError):
@@ -46,11 +56,17 @@ def estimate_bytes(batch: Batch) -> int:
     return one * len(batch)
 
 
+#: Events as Python objects take this many times their msgpack size (measured 4.0-5.7x for
+#: uWSGI worker rows and Docker stats records): a memory buffer's max_bytes is memory.
+MEMORY_PER_MSGPACK_BYTE = 5
+
+
 class Buffer:
     """The interface every buffer implements, and the in-memory one.
 
     put() returns once the events are accepted (the file buffer: written and fsynced).
-    get() waits for the oldest sealed chunk and leaves it in place; commit() drops it.
+    get() waits for the oldest sealed chunk no writer has and hands it out; commit()
+    drops it. A list given to put() holds events or Packed items, not both.
     """
 
     def __init__(self, ctx: Context, conf: SimpleNamespace, *, chunk_max_events: int,
@@ -75,28 +91,37 @@ class Buffer:
     def pending_events(self) -> int:
         return sum(c.count for c in self.sealed) + (self.open_chunk.count if self.open_chunk else 0)
 
-    async def put(self, batch: Batch) -> None:
+    def held(self, batch: list[Item]) -> int:
+        """What `batch` counts against max_bytes."""
+        return estimate_bytes(batch) * self._weight(type(batch[0]) is Packed) if batch else 0
+
+    def _weight(self, packed: bool) -> int:
+        # a Packed run is one bytes object: its size is what it takes
+        return 1 if packed else MEMORY_PER_MSGPACK_BYTE
+
+    async def put(self, batch: list[Item]) -> None:
         if not batch:
             return
         size = estimate_bytes(batch)
-        if self.nbytes + size > self.max_bytes and not await self._make_room(size, batch):
+        held = size * self._weight(type(batch[0]) is Packed)
+        if self.nbytes + held > self.max_bytes and not await self._make_room(held, batch):
             return
         self._append(batch, size)
         async with self._changed:
             self._changed.notify_all()
 
-    async def _make_room(self, size: int, batch: Batch) -> bool:
+    async def _make_room(self, size: int, batch: list[Item]) -> bool:
         """Apply the overflow policy; False if the batch is to be dropped."""
         if self.overflow == "drop_newest":
-            self.ctx.count("dropped_overflow", len(batch))
+            self.ctx.count("dropped_overflow", _count(batch))
             self.ctx.error(f"buffer full ({self.max_bytes} bytes): dropped the newest events",
                            kind="buffer_overflow")
             return False
         if self.overflow == "drop_oldest":
-            while self.nbytes + size > self.max_bytes and len(self.sealed) > 1:
-                # the head chunk may be in the writer's hands: drop the next oldest
-                victim = self.sealed[1]
-                del self.sealed[1]
+            # chunks in a writer's hands stay: they may be on their way already
+            victims = (c for c in list(self.sealed) if not c.taken)
+            while self.nbytes + size > self.max_bytes and (victim := next(victims, None)) is not None:
+                self.sealed.remove(victim)
                 self._forget(victim)
                 self.ctx.count("dropped_overflow", victim.count)
                 self.ctx.error(f"buffer full ({self.max_bytes} bytes): dropped the oldest events",
@@ -108,34 +133,54 @@ class Buffer:
             await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + size <= self.max_bytes)
         return True
 
-    def _append(self, batch: Batch, size: int) -> None:
-        chunk = self.open_chunk
-        if chunk is None:
-            chunk = self.open_chunk = self._new_chunk()
-        start = 0
+    def _append(self, batch: list[Item], size: int) -> None:
+        if type(batch[0]) is Packed:
+            for p in cast(list[Packed], batch):  # a Packed run is never split: it may go past chunk_max_events
+                self._add([p], p.count, len(p.blob))
+            return
         per_event = size / len(batch)
+        start = 0
         while start < len(batch):
+            chunk = self._open()
             room = self.chunk_max_events - chunk.count
-            if self.chunk_max_bytes and per_event:
+            if per_event:
                 room = min(room, max(1, int((self.chunk_max_bytes - chunk.nbytes) / per_event)))
             part = batch[start:start + room]
-            self._store(chunk, part, int(per_event * len(part)))
+            self._add(part, len(part), int(per_event * len(part)))
             start += len(part)
-            if chunk.count >= self.chunk_max_events or chunk.nbytes >= self.chunk_max_bytes:
-                self.seal()
-                chunk = self.open_chunk = self._new_chunk()
+
+    def _open(self) -> Chunk:
+        if self.open_chunk is None:
+            self.open_chunk = self._new_chunk()
+        return self.open_chunk
+
+    def _add(self, part: list[Item], count: int, nbytes: int) -> None:
+        chunk = self._open()
+        if chunk.count and (chunk.count + count > self.chunk_max_events
+                            or chunk.nbytes + nbytes > self.chunk_max_bytes):
+            self.seal()
+            chunk = self._open()
+        nbytes = self._store(chunk, part, nbytes)
+        packed = type(part[0]) is Packed
+        held = nbytes * self._weight(packed)
+        chunk.count += count
+        chunk.nbytes += nbytes
+        chunk.held += held
+        chunk.packed = chunk.packed or packed
+        self.nbytes += held
+        if chunk.count >= self.chunk_max_events or chunk.nbytes >= self.chunk_max_bytes:
+            self.seal()
 
     def _new_chunk(self) -> Chunk:
         return Chunk()
 
-    def _store(self, chunk: Chunk, events: Batch, size: int) -> None:
-        chunk.events.extend(events)  # type: ignore[union-attr]
-        chunk.count += len(events)
-        chunk.nbytes += size
-        self.nbytes += size
+    def _store(self, chunk: Chunk, items: list[Item], nbytes: int) -> int:
+        """Keep `items` in `chunk`; returns the bytes they take (`nbytes` estimated them)."""
+        chunk.events.extend(items)  # type: ignore[union-attr]
+        return nbytes
 
     def _forget(self, chunk: Chunk) -> None:
-        self.nbytes -= chunk.nbytes
+        self.nbytes -= chunk.held
 
     def seal(self) -> None:
         """Close the open chunk for writing now (flush)."""
@@ -163,26 +208,36 @@ class Buffer:
                 self._changed.notify_all()
         asyncio.get_running_loop().create_task(wake())
 
+    def _next(self) -> Chunk | None:
+        return next((c for c in self.sealed if not c.taken), None)
+
     async def get(self, eager: bool = False) -> Chunk:
-        """The oldest sealed chunk, waiting for one. `eager`: an idle writer takes the
-        open chunk at once, so batches grow only while the sink is busy; measured, holding
-        a second of events in memory instead made every stage slower (cache misses)."""
+        """The oldest sealed chunk no writer has, waiting for one. `eager`: an idle writer
+        takes the open chunk at once, so batches grow only while the sink is busy; measured,
+        holding a second of events in memory instead made every stage slower (cache misses)."""
         def ready() -> bool:
-            return bool(self.sealed) or (eager and self.open_chunk is not None and bool(self.open_chunk.count))
+            return self._next() is not None or (
+                eager and self.open_chunk is not None and bool(self.open_chunk.count))
         async with self._changed:
             await self._changed.wait_for(ready)
-        if not self.sealed:
+        chunk = self._next()
+        if chunk is None:
             self.seal()
-        chunk = self.sealed[0]
+            chunk = self.sealed[-1]
+        chunk.taken = True
         self._load(chunk)
         return chunk
 
     def commit(self, chunk: Chunk) -> None:
         """The sink has the chunk (or it was given up): drop it for good."""
-        if self.sealed and self.sealed[0] is chunk:
-            self.sealed.popleft()
+        if chunk in self.sealed:
+            self.sealed.remove(chunk)
             self._forget(chunk)
             self._notify()
+
+
+def _count(batch: list[Item]) -> int:
+    return sum(i.count if isinstance(i, Packed) else 1 for i in batch)
 
 
 def make_buffer(ctx: Context, conf: SimpleNamespace, *, chunk_max_events: int,

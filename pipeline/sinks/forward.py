@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from ..event import Batch
+from ..event import Item
 from ..forward_protocol import (
     as_bytes,
     by_tag,
@@ -68,9 +68,8 @@ class Server:
     standby: bool
     failures: int = 0
     retry_at: float = 0.0
-    #: an open keepalive connection and when it was last used
-    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    used: float = 0.0
+    #: open keepalive connections no writer uses now, with when each was last used
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = field(default_factory=list)
     salt: str = field(default_factory=lambda: new_chunk_id())
 
     @property
@@ -90,6 +89,10 @@ class ForwardSink(Sink):
     `{"ack": id}` comes back within `ack_timeout`; a reset, EOF or timeout before that means
     not delivered, and the runtime sends the chunk again (at-least-once).
 
+    Events that came from a forward source are sent on as they came, without decoding.
+    Up to `max_in_flight` chunks are on their way at once, each on its own connection,
+    so waiting for one ack does not stall the others (1 keeps strict order).
+
     Servers are chosen by weight among those available; `standby` servers only while no
     other is. A server that fails is left alone with exponential backoff (up to
     `retry_max_interval`) and used again once it answers. `shared_key` runs fluentd's
@@ -99,6 +102,8 @@ class ForwardSink(Sink):
     options = (
         Option("servers", ListOf(SERVER), help="[{host, port, weight, standby}, ...]"),
         Option("require_ack", Bool(), True, "wait for fluentd's ack of every chunk"),
+        Option("max_in_flight", Int(min=1, max=64), 4,
+               "chunks sent and not yet acked at once, each on its own connection; 1 keeps strict order"),
         Option("ack_timeout", Duration(min=0.001), 30.0, "an ack not back by then means not delivered"),
         Option("compress", Enum("none", "gzip"), "none", "gzip sends CompressedPackedForward"),
         Option("tls", TLS, None, "TLS settings: {ca, cert, key, verify, server_name}"),
@@ -112,8 +117,11 @@ class ForwardSink(Sink):
         Option("write_timeout", Duration(min=0.001), 10.0, "sending timeout"),
     )
 
+    takes_packed = True
+
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
+        self.max_in_flight = conf.max_in_flight
         self.servers = [Server(s.host, s.port, s.weight, s.standby) for s in conf.servers]
         self.tls = client_tls(conf.tls)
         self.hostname = conf.self_hostname or socket.gethostname()
@@ -131,16 +139,17 @@ class ForwardSink(Sink):
                 pool.remove(pick)
         return order
 
-    async def write(self, batch: Batch) -> None:
+    async def write(self, batch: list[Item]) -> None:  # type: ignore[override]
         candidates = self._candidates()
         if not candidates:
             soonest = min(self.servers, key=lambda s: s.retry_at)
             wait = max(0.0, soonest.retry_at - time.monotonic())
             raise ConnectionError(f"no server available (next retry of {soonest.name} in {wait:.1f}s)")
         messages = []
-        for tag, events in by_tag(batch).items():
+        for tag, (blobs, size) in by_tag(batch).items():
             chunk = new_chunk_id() if self.conf.require_ack else None
-            messages.append((chunk, packed_forward(tag, events, chunk, self.conf.compress == "gzip")))
+            blob = blobs[0] if len(blobs) == 1 else b"".join(blobs)
+            messages.append((chunk, packed_forward(tag, blob, size, chunk, self.conf.compress == "gzip")))
         problems = []
         for server in candidates:
             try:
@@ -163,19 +172,26 @@ class ForwardSink(Sink):
 
     async def _send(self, server: Server, messages: list[tuple[str | None, bytes]]) -> None:
         now = time.monotonic()
-        if server.conn is not None and now - server.used > self.conf.keepalive_timeout:
-            self._close(server)
-        if server.conn is None:
-            server.conn = await asyncio.wait_for(self._connect(server), self.conf.connect_timeout)
-        reader, writer = server.conn
-        for _, data in messages:
-            writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.conf.write_timeout)
-        if self.conf.require_ack:
-            await asyncio.wait_for(self._acks(reader, {c for c, _ in messages}), self.conf.ack_timeout)
-        server.used = time.monotonic()
-        if not self.conf.keepalive:
-            self._close(server)
+        while server.idle:
+            reader, writer, used = server.idle.pop()
+            if now - used <= self.conf.keepalive_timeout and not writer.is_closing():
+                break
+            writer.close()
+        else:
+            reader, writer = await asyncio.wait_for(self._connect(server), self.conf.connect_timeout)
+        try:
+            for _, data in messages:
+                writer.write(data)
+            await asyncio.wait_for(writer.drain(), self.conf.write_timeout)
+            if self.conf.require_ack:
+                await asyncio.wait_for(self._acks(reader, {c for c, _ in messages}), self.conf.ack_timeout)
+        except BaseException:
+            writer.close()  # a connection with a message half sent or an ack owed is not reused
+            raise
+        if self.conf.keepalive:
+            server.idle.append((reader, writer, time.monotonic()))
+        else:
+            writer.close()
 
     async def _acks(self, reader: asyncio.StreamReader, waiting: set[str | None]) -> None:
         unpack = unpacker(1 << 20)
@@ -229,9 +245,9 @@ class ForwardSink(Sink):
             raise HandshakeRefused("proved no knowledge of the shared_key")
 
     def _close(self, server: Server) -> None:
-        if server.conn is not None:
-            server.conn[1].close()
-            server.conn = None
+        for _, writer, _ in server.idle:
+            writer.close()
+        server.idle.clear()
 
     async def stop(self) -> None:
         for server in self.servers:

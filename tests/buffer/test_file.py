@@ -7,8 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipeline import forward_protocol as fp
+from pipeline.buffer import file as file_buffer
 from pipeline.buffer.file import BufferLocked, FileBuffer, read_chunk
 from pipeline.context import Context
+from pipeline.event import Packed
 
 
 def make(path, errors=None, events=10):
@@ -27,7 +30,7 @@ def test_put_is_on_disk_before_it_returns_and_commit_deletes(tmp_path):
         await b.open()
         await b.put(batch(15))
         on_disk = sorted(tmp_path.glob("*.chunk"))
-        assert [len(read_chunk(p)[0]) for p in on_disk] == [10, 5]
+        assert [read_chunk(p)[1] for p in on_disk] == [10, 5]
         chunk = await b.get()
         assert [e[2]["i"] for e in chunk.events] == list(range(10))
         b.commit(chunk)
@@ -88,3 +91,47 @@ def test_second_pipeline_on_the_same_dir_is_refused(tmp_path):
         await b.open()
         b.close()
     asyncio.run(main())
+
+
+def test_packed_runs_are_kept_as_they_came_and_recovered(tmp_path):
+    blob = fp.pack_entries([("fw", 10**18 + i, {"i": i}) for i in range(40)])
+
+    async def crash_after_put():
+        b = make(tmp_path, events=100)
+        await b.open()
+        await b.put([Packed("fw", blob, 40, "10.0.0.9:1234"), Packed("fw", blob, 40)])
+        await b.put(batch(3))
+        b.close()
+    asyncio.run(crash_after_put())
+
+    async def recover():
+        b = make(tmp_path, events=100)
+        await b.open()
+        chunk = await b.get(eager=True)
+        b.close()
+        return b, chunk
+    b, chunk = asyncio.run(recover())
+    assert b.ctx.counters["recovered"] == 83 and chunk.count == 83 and chunk.packed
+    first, second, *events = chunk.events
+    assert isinstance(first, Packed) and first.blob == blob and first.count == 40 and first.origin == "10.0.0.9:1234"
+    assert isinstance(second, Packed) and [e[2]["i"] for e in events] == [0, 1, 2]
+
+
+def test_concurrent_puts_share_fsync_rounds(tmp_path, monkeypatch):
+    rounds: list[int] = []
+    real = file_buffer._fsync_and_close
+
+    def counted(fds):
+        rounds.append(len(fds))
+        real(fds)
+    monkeypatch.setattr(file_buffer, "_fsync_and_close", counted)
+
+    async def main():
+        b = make(tmp_path, events=1000)
+        await b.open()
+        await asyncio.gather(*(b.put(batch(10, start=i * 10)) for i in range(50)))
+        on_disk = sum(read_chunk(p)[1] for p in tmp_path.glob("*.chunk"))
+        b.close()
+        return on_disk
+    assert asyncio.run(main()) == 500  # every put returned after its events were synced
+    assert 1 <= len(rounds) < 50

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.buffer import Buffer, estimate_bytes
 from pipeline.context import Context
+from pipeline.plugin import Sink
 from pipeline.runtime import SinkRunner
 
 
@@ -28,7 +29,7 @@ def test_chunks_by_events_and_bytes():
         assert [len(c.events) for c in b.sealed] == [10, 10] and len(b.open_chunk.events) == 5
         b.seal()
         assert [len(c.events) for c in b.sealed] == [10, 10, 5]
-        per = estimate_bytes(batch(1))
+        per = estimate_bytes(batch(1))  # chunk sizes are msgpack bytes
         b2 = buffer(nbytes=per * 4)
         await b2.put(batch(9))
         assert [len(c.events) for c in b2.sealed] == [4, 4]
@@ -37,7 +38,7 @@ def test_chunks_by_events_and_bytes():
 
 def test_drop_newest_and_drop_oldest_are_counted():
     async def main():
-        per = estimate_bytes(batch(1))
+        per = buffer().held(batch(1))
         newest = buffer(max_bytes=per * 10, overflow="drop_newest", events=5)
         for i in range(4):
             await newest.put(batch(5, start=i * 5))
@@ -45,17 +46,20 @@ def test_drop_newest_and_drop_oldest_are_counted():
         assert kept == list(range(10)) and newest.ctx.counters["dropped_overflow"] == 10
 
         oldest = buffer(max_bytes=per * 10, overflow="drop_oldest", events=5)
-        for i in range(4):
+        await oldest.put(batch(5))
+        held = await oldest.get()
+        for i in range(1, 4):
             await oldest.put(batch(5, start=i * 5))
         kept = [e[2]["i"] for c in oldest.sealed for e in c.events]
-        # the head chunk (which a writer may hold) stays; the next oldest go
+        # the chunk a writer holds stays (it may be on its way); the oldest others go
+        assert held.taken and oldest.sealed[0] is held
         assert kept == list(range(5)) + list(range(15, 20)) and oldest.ctx.counters["dropped_overflow"] == 10
     asyncio.run(main())
 
 
 def test_block_waits_for_room():
     async def main():
-        per = estimate_bytes(batch(1))
+        per = buffer().held(batch(1))
         b = buffer(max_bytes=per * 5, overflow="block", events=5)
         await b.put(batch(5))
         blocked = asyncio.create_task(b.put(batch(5, start=5)))
@@ -67,21 +71,15 @@ def test_block_waits_for_room():
     asyncio.run(main())
 
 
-class FlakySink:
+class FlakySink(Sink):
     """Fails its first writes, then takes everything."""
 
     def __init__(self, failures):
+        super().__init__(Context("flaky", "sink"),
+                         SimpleNamespace(flush_interval=0.01, retry_max_interval=0.05, retry_timeout=None,
+                                         buffer=SimpleNamespace(type="memory")))
         self.failures = failures
         self.got: list[int] = []
-        self.ctx = Context("flaky", "sink")
-        self.conf = SimpleNamespace(flush_interval=0.01, retry_max_interval=0.05, retry_timeout=None,
-                                    buffer=SimpleNamespace(type="memory"))
-
-    async def start(self):
-        pass
-
-    async def stop(self):
-        pass
 
     async def write(self, events):
         if self.failures:

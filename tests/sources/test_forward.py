@@ -66,8 +66,9 @@ def test_all_modes_acked(receiver):
     t = fp.event_time(1700000000 * 10**9 + 5)
     message = msgpack.packb(["m.tag", t, {"mode": "message"}, {"chunk": "c1"}])
     forward = msgpack.packb(["f.tag", [[t, {"mode": "forward"}], [1700000001, {"mode": "forward2"}]], {"chunk": "c2"}])
-    packed = fp.packed_forward("p.tag", [("p.tag", 1700000000 * 10**9 + 7, {"mode": "packed"})], "c3", False)
-    gz = fp.packed_forward("g.tag", [("g.tag", 1, {"mode": "gzip"})], "c4", True)
+    packed = fp.packed_forward("p.tag", fp.pack_entries([("p.tag", 1700000000 * 10**9 + 7, {"mode": "packed"})]),
+                               1, "c3", False)
+    gz = fp.packed_forward("g.tag", fp.pack_entries([("g.tag", 1, {"mode": "gzip"})]), 1, "c4", True)
     plain = msgpack.packb(["n.tag", 1700000000, {"mode": "no ack"}])
     replies = talk(receiver.port, message + forward + packed + gz + plain, replies=4)
     assert replies == [{"ack": "c1"}, {"ack": "c2"}, {"ack": "c3"}, {"ack": "c4"}]
