@@ -1,7 +1,8 @@
 """Delivery through failures, with real processes on both ends: nothing accepted is lost.
 
 - the receiving pipeline is SIGKILLed mid-stream and started again later;
-- the sending pipeline is SIGKILLed with a file buffer full of unsent events and started again.
+- the sending pipeline is SIGKILLed with a file buffer full of unsent events and started again;
+- a relay (forward source -> forward sink) is SIGKILLed holding what it acked, undecoded.
 Records are counted end to end; duplicates are allowed (at-least-once) and reported.
 """
 
@@ -12,10 +13,11 @@ import signal
 import threading
 import time
 
-from forward_peers import Receiver, numbered, sender_conf
+from forward_peers import Receiver, numbered, send, sender_conf
 from helpers import free_port, start_pipeline, wait_for
 
 from pipeline.buffer.file import read_chunk
+from pipeline.event import Packed
 
 
 def test_receiver_killed_mid_stream_and_restarted(tmp_path):
@@ -75,3 +77,34 @@ def test_sender_killed_with_a_file_buffer_and_restarted(tmp_path):
         assert not list(buffer.glob("*.chunk"))
     finally:
         receiver.stop()
+
+
+def test_relay_keeps_packed_runs_undecoded_through_a_crash(tmp_path):
+    # agent -> relay (forward source -> forward sink, file buffer) -> fluentd stand-in
+    final_port = free_port()  # down at first: the relay has to keep everything
+    relay = Receiver(tmp_path, name="relay")
+    relay_buffer = tmp_path / "relay-buf"
+    relay.conf.write_text(
+        f"sources:\n  in: {{type: forward, port: {relay.port}}}\n"
+        f"sinks:\n  up: {{type: forward, inputs: [in], servers: [{{host: 127.0.0.1, port: {final_port}}}], "
+        f"retry_max_interval: 0.5s, buffer: {{type: file, path: {relay_buffer}}}}}\n")
+    relay.stop()
+    relay.start()
+    conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {relay.port}}}], chunk_max_events: 100")
+    result = send(conf, numbered(1000))
+    assert result.returncode == 0, result.stderr.decode()  # every chunk acked by the relay
+    # acked means on the relay's disk: as the PackedForward runs that came, not decoded events
+    items = [item for path in sorted(relay_buffer.glob("*.chunk")) for item in read_chunk(path)[0]]
+    assert items and all(isinstance(item, Packed) for item in items)
+    assert sum(item.count for item in items) == 1000
+    relay.kill()
+    relay.start()  # recovers its chunks
+    final = Receiver(tmp_path, name="final", port=final_port)
+    try:
+        assert wait_for(lambda: len(final.records()) >= 1000, timeout=30)
+        rows = final.records()
+        assert sorted(r["n"] for r in rows) == list(range(1000)) and {r["tag"] for r in rows} == {"app.test"}
+        assert wait_for(lambda: not list(relay_buffer.glob("*.chunk")))  # deleted once acked
+    finally:
+        final.stop()
+        relay.stop()

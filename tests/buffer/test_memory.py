@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import tracemalloc
 from types import SimpleNamespace
 
+import orjson
 import pytest
+from helpers import FIXTURES
 
 from pipeline.buffer import Buffer, estimate_bytes
 from pipeline.context import Context
@@ -104,3 +108,24 @@ def test_failing_sink_gets_everything_in_order_after_recovery(failures, caplog):
     if failures:
         assert sum("write failed: peer down; retrying" in r.getMessage() for r in caplog.records) == 1
         assert any("writes succeed again" in r.getMessage() for r in caplog.records)
+
+
+def test_max_bytes_of_a_memory_buffer_is_the_memory_its_events_take():
+    lines = [line for line in gzip.open(FIXTURES / "docker" / "stats-replay.jsonl.gz").read().split(b"\n") if line]
+
+    async def fill(b):
+        i = 0
+        while not b.ctx.counters["dropped_overflow"]:
+            await b.put([("docker", i, orjson.loads(lines[i % len(lines)]))])
+            i += 1
+
+    limit = 4 * 1024 * 1024
+    b = buffer(max_bytes=limit, overflow="drop_newest", events=50)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        asyncio.run(fill(b))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.5 * limit < held < 1.5 * limit, f"{held / limit:.2f}x max_bytes"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 
+import msgpack
 import pytest
 from forward_peers import Receiver, numbered, send, sender_conf
 from helpers import accept_forever, free_port, wait_for
@@ -151,3 +153,40 @@ def test_weights_share_the_load_and_backoff_skips_a_failed_server():
     assert [s.host for s in sink._candidates()][-1] == "s"  # the standby comes after every primary
     sink._failed(sink.servers[0])
     assert [s.host for s in sink._candidates()] == ["b", "s"]  # a backing-off server is not tried
+
+
+class AckLater:
+    """A receiver that holds every ack until `hold` chunks are waiting for one (or 0.2 s
+    passed), and notes the most chunks it ever had unacked at once."""
+
+    def __init__(self, hold: int):
+        self.hold, self.waiting, self.most, self.events = hold, 0, 0, 0
+        self.cond = threading.Condition()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        accept_forever(self.sock, self.handle)
+
+    def handle(self, conn):
+        unpacker = msgpack.Unpacker(raw=False)
+        with conn:
+            while data := conn.recv(65536):
+                unpacker.feed(data)
+                for _tag, _blob, option in unpacker:
+                    with self.cond:
+                        self.waiting += 1
+                        self.most = max(self.most, self.waiting)
+                        self.cond.notify_all()
+                        self.cond.wait_for(lambda: self.waiting >= self.hold, timeout=0.2)
+                        self.events += option["size"]
+                    conn.sendall(msgpack.packb({"ack": option["chunk"]}))
+                    with self.cond:
+                        self.waiting -= 1
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_several_chunks_in_flight_each_on_its_own_connection(tmp_path, in_flight):
+    peer = AckLater(hold=3)
+    conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {peer.port}}}], chunk_max_events: 10, "
+                                 f"max_in_flight: {in_flight}")
+    assert send(conf, numbered(90)).returncode == 0
+    assert peer.events == 90 and peer.most == in_flight

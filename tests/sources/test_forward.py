@@ -152,3 +152,19 @@ def test_shared_key_and_users(tmp_path):
         assert wait_for(lambda: [x["user"] for x in r.records()] == ["alice"])
     finally:
         r.stop()
+
+
+def test_a_filter_after_the_source_gets_packed_runs_decoded(tmp_path):
+    r = Receiver(tmp_path)
+    r.stop()
+    r.conf.write_text(r.conf.read_text().replace("inputs: [in]", "inputs: [ren]") +
+                      "filters:\n  ren: {type: rename, inputs: [in], fields: {old: new}}\n")
+    r.start()
+    try:
+        events = [("p.tag", 1700000000 * 10**9 + i, {"old": i}) for i in range(5)]
+        message = fp.packed_forward("p.tag", fp.pack_entries(events), 5, "c1", False)
+        assert talk(r.port, message) == [{"ack": "c1"}]
+        assert wait_for(lambda: len(r.records()) == 5)
+        assert [row["new"] for row in r.records()] == list(range(5))
+    finally:
+        r.stop()
