@@ -12,10 +12,11 @@ import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import ormsgpack
 
 from .event import Batch, Event, Item, Packed
 
@@ -62,20 +63,51 @@ def incomplete(u: msgpack.Unpacker) -> bool:
         return True
 
 
-def pack_entries(events: Iterable[Event]) -> bytes:
-    """The PackedForward blob: `[time, record]` entries back to back, no outer array."""
-    packer = msgpack.Packer(autoreset=False)
-    pack = packer.pack
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    return b"\xdc" + n.to_bytes(2, "big") if n < 0x10000 else b"\xdd" + n.to_bytes(4, "big")
+
+
+def pack_entries(events: Batch) -> bytes:
+    """The PackedForward blob: `[time, record]` entries back to back, no outer array.
+
+    ormsgpack (Rust) packs them 3x faster than msgpack's C packer (measured: 1.1 against
+    3.7 us a 30-key record). A batch it refuses goes through msgpack's packer, which takes
+    what ormsgpack does not (subclasses) and raises for what no msgpack can hold."""
+    entries: list[tuple[Any, Any]] = []
+    append = entries.append
     last, ext = None, None
     for _, t, record in events:
         if t != last:  # events of one batch often share a time: one EventTime for them
-            last, ext = t, event_time(t)
-        pack((ext, record))
-    return packer.bytes()
+            seconds, nanos = divmod(t, 1_000_000_000)
+            last, ext = t, ormsgpack.Ext(0, _EVENT_TIME.pack(seconds & 0xFFFFFFFF, nanos))
+        append((ext, record))
+    try:
+        return ormsgpack.packb(entries, option=ormsgpack.OPT_NON_STR_KEYS)[len(_array_header(len(entries))):]
+    except TypeError:
+        packer = msgpack.Packer(autoreset=False)
+        for _, t, record in events:
+            packer.pack((event_time(t), record))
+        return packer.bytes()
 
 
-def by_tag(batch: list[Item]) -> dict[str, tuple[list[bytes], int]]:
-    """Per tag: the PackedForward blobs of its events (Packed ones as they came) and their count."""
+def _packable(events: Batch, on_bad: Callable[[Event, Exception], None]) -> Batch:
+    good = []
+    for event in events:
+        try:
+            msgpack.packb(event[2])
+        except (TypeError, ValueError, OverflowError) as e:
+            on_bad(event, e)
+            continue
+        good.append(event)
+    return good
+
+
+def by_tag(batch: list[Item], on_bad: Callable[[Event, Exception], None]) -> dict[str, tuple[list[bytes], int]]:
+    """Per tag: the PackedForward blobs of its events (Packed ones as they came) and their
+    count. A record msgpack cannot hold (an integer past 64 bits) goes to `on_bad`: left
+    in, it would fail every retry of its chunk and hold up all that follows."""
     events: dict[str, Batch] = {}
     blobs: dict[str, tuple[list[bytes], int]] = {}
     for item in batch:
@@ -86,9 +118,15 @@ def by_tag(batch: list[Item]) -> dict[str, tuple[list[bytes], int]]:
         else:
             events.setdefault(item[0], []).append(item)  # type: ignore[index, arg-type]
     for tag, group in events.items():
-        parts, n = blobs.get(tag, ([], 0))
-        parts.append(pack_entries(group))
-        blobs[tag] = (parts, n + len(group))
+        try:
+            blob = pack_entries(group)
+        except (TypeError, ValueError, OverflowError):
+            group = _packable(group, on_bad)
+            blob = pack_entries(group)
+        if group:
+            parts, n = blobs.get(tag, ([], 0))
+            parts.append(blob)
+            blobs[tag] = (parts, n + len(group))
     return blobs
 
 
@@ -134,9 +172,17 @@ def count_entries(blob: bytes) -> int | None:
 
 
 def unpack_packed(packed: Packed) -> Batch:
-    """The events of a Packed; ProtocolError if a record does not decode after all."""
+    """The events of a Packed; ProtocolError if a record does not decode after all.
+
+    ormsgpack decodes them 2x faster than msgpack's Unpacker (2.7 against 5.6 us a 30-key
+    record); its framing was checked (count_entries), so the count is the real one."""
     tag = packed.tag
-    return [(tag, int(t), record) for t, record in decode_entries(packed.blob, False, len(packed.blob))]
+    try:
+        entries = ormsgpack.unpackb(_array_header(packed.count) + packed.blob, ext_hook=ext_hook,
+                                    option=ormsgpack.OPT_NON_STR_KEYS)
+    except ValueError:  # its messages are terse ("ext_hook failed"): msgpack's tell what is wrong
+        entries = decode_entries(packed.blob, False, len(packed.blob))
+    return [(tag, int(t), record) for t, record in entries]
 
 
 def unpack_items(items: list[Item], ctx: Context) -> Batch:

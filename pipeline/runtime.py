@@ -22,7 +22,6 @@ from .buffer import Buffer, Chunk, make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
 from .event import Batch, Event, Item, Packed
-from .forward_protocol import unpack_items
 from .plugin import Filter, PollSource, Sink, Source, StreamSource
 from .tagmatch import matcher
 
@@ -88,6 +87,8 @@ class SinkRunner:
         """What the sink is given: Packed runs are decoded unless it sends them on as they are."""
         items = chunk.events or []  # get() has loaded them
         if chunk.packed and not self.sink.takes_packed:
+            from .forward_protocol import unpack_items  # only where Packed runs are: not at start-up
+
             chunk.events = items = unpack_items(items, self.ctx)  # type: ignore[assignment]
             chunk.packed = False
         return items
@@ -110,6 +111,8 @@ class SinkRunner:
                 self.ctx.health("write", False, f"{reason}; retrying with backoff")
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
+                    from .forward_protocol import unpack_items
+
                     self.ctx.count("given_up", count)
                     given_up = unpack_items(events, self.ctx) if chunk.packed else events
                     self.on_give_up(given_up, f"{reason}; gave up after {timeout:g}s")  # type: ignore[arg-type]
@@ -239,6 +242,8 @@ class Runtime:
 
     async def emit_packed(self, producer: str, items: list[Packed]) -> None:
         """Packed runs go to sink buffers as they are; a filter gets them decoded (once)."""
+        from .forward_protocol import unpack_items
+
         ctx = self.contexts[producer]
         ctx.counters["events_out"] += sum(p.count for p in items)
         out: list[tuple[Node, list[Item]]] = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from ..event import Item
+from ..event import Event, Item
 from ..forward_protocol import (
     as_bytes,
     by_tag,
@@ -146,7 +146,7 @@ class ForwardSink(Sink):
             wait = max(0.0, soonest.retry_at - time.monotonic())
             raise ConnectionError(f"no server available (next retry of {soonest.name} in {wait:.1f}s)")
         messages = []
-        for tag, (blobs, size) in by_tag(batch).items():
+        for tag, (blobs, size) in by_tag(batch, self._unpackable).items():
             chunk = new_chunk_id() if self.conf.require_ack else None
             blob = blobs[0] if len(blobs) == 1 else b"".join(blobs)
             messages.append((chunk, packed_forward(tag, blob, size, chunk, self.conf.compress == "gzip")))
@@ -163,6 +163,9 @@ class ForwardSink(Sink):
             server.failures = 0
             return
         raise ConnectionError("; ".join(problems))
+
+    def _unpackable(self, event: Event, e: Exception) -> None:
+        self.ctx.error(f"record cannot be sent as msgpack ({e}): skipped", data=event[2], kind="unencodable")
 
     def _failed(self, server: Server) -> None:
         self._close(server)
