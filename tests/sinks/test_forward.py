@@ -11,7 +11,7 @@ import time
 import msgpack
 import pytest
 from forward_peers import Receiver, numbered, send, sender_conf
-from helpers import accept_forever, free_port, wait_for
+from helpers import accept_forever, free_port, start_pipeline, wait_for
 
 
 def ns(records):
@@ -92,7 +92,7 @@ def test_failover_to_standby_and_weights(tmp_path):
 
 
 class BadPeer:
-    """A TCP server that takes data and never acks, acks slowly, or resets the connection."""
+    """A TCP server that takes data and never acks, reads slowly and acks, or resets the connection."""
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -101,6 +101,8 @@ class BadPeer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.received = 0
+        self.acked_events = 0
+        self.lock = threading.Lock()
         accept_forever(self.sock, self.handle)
 
     def handle(self, conn):
@@ -109,11 +111,17 @@ class BadPeer:
                 conn.recv(100)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 return
-            while True:
-                data = conn.recv(65536)
-                if not data:
-                    return
+            unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 << 20)
+            while data := conn.recv(65536):
                 self.received += len(data)
+                if self.mode != "slow":
+                    continue
+                time.sleep(0.005)  # about 13 MB/s
+                unpacker.feed(data)
+                for _tag, _blob, option in unpacker:
+                    with self.lock:
+                        self.acked_events += option["size"]
+                    conn.sendall(msgpack.packb({"ack": option["chunk"]}))
 
 
 @pytest.mark.parametrize("mode", ["never_ack", "reset"])
@@ -204,3 +212,60 @@ def test_a_record_msgpack_cannot_hold_is_reported_not_retried_forever(tmp_path):
         assert b"record cannot be sent as msgpack" in result.stderr and b"123456789012345678901234567890" in result.stderr
     finally:
         r.stop()
+
+
+class PeakRss:
+    """The most memory a process had resident (VmHWM), sampled until it exits."""
+
+    def __init__(self, pid: int):
+        self.pid, self.mib = pid, 0.0
+        threading.Thread(target=self.sample, daemon=True).start()
+
+    def sample(self) -> None:
+        while True:
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    lines = [line for line in f if line.startswith("VmHWM:")]
+            except OSError:
+                return
+            if not lines:  # exited, not yet reaped
+                return
+            self.mib = max(self.mib, int(lines[0].split()[1]) / 1024)
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("mode", ["slow", "never_ack"])
+def test_a_slow_or_silent_peer_keeps_the_senders_memory_bounded(tmp_path, mode):
+    # 200,000 records of 250 bytes: about 100 MiB as Python objects if the sender took them
+    # all in; with a 4 MiB memory buffer, backpressure stops it reading stdin instead
+    total = 200_000
+    peer = BadPeer(mode)
+    conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {peer.port}}}], ack_timeout: 60s, "
+                                 "chunk_max_events: 1000, buffer: {max_bytes: 4MiB}")
+    sender = start_pipeline("run", str(conf), stdin=subprocess.PIPE)
+    rss = PeakRss(sender.pid)
+    fed = 0
+
+    def feed():
+        nonlocal fed
+        line = b'{"n": %d, "payload": "' + b"x" * 220 + b'"}\n'
+        try:
+            for start in range(0, total, 1000):
+                sender.stdin.write(b"".join(line % i for i in range(start, start + 1000)))
+                fed = start + 1000
+            sender.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        if mode == "slow":
+            assert wait_for(lambda: peer.acked_events == total, timeout=60), peer.acked_events
+        else:
+            assert wait_for(lambda: peer.received > 1 << 19, timeout=30)
+            time.sleep(2)
+            assert fed < total  # held back: the sender stopped reading
+        assert 0 < rss.mib < 80
+    finally:
+        sender.kill()
+        sender.wait()
