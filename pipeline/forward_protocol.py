@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -162,30 +163,36 @@ _IS_MAP = bytes(1 if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF) else 0 for b in rang
 
 
 def count_entries(blob: bytes) -> int | None:
-    """The number of entries of a PackedForward blob whose entries are all `[EventTime,
-    map]` (what fluentd, Fluent Bit and our sink send), checked by skipping, not decoding,
-    them; None for any other shape, which needs decoding. A cut-off blob is refused."""
-    unpack = msgpack.Unpacker(max_buffer_size=len(blob) or 1)
+    """The number of entries of a PackedForward blob in the form fluentd, Fluent Bit and our
+    sink send (the first entry `[EventTime, map]`), found by skipping, not decoding, them;
+    None for a blob in another form, which is decoded instead. A cut-off blob is refused.
+
+    Only the first entry's form is looked at: checking every entry's cost as much as the
+    walk itself. A later entry of another form is dealt with when records are decoded."""
+    if not blob:
+        return 0
+    if blob[:3] != _FAST_ENTRY or len(blob) <= 11 or not _IS_MAP[blob[11]]:
+        return None
+    unpack = msgpack.Unpacker(max_buffer_size=len(blob))
     unpack.feed(blob)
-    skip, tell, is_map = unpack.skip, unpack.tell, _IS_MAP
-    end = len(blob)
-    n = pos = 0
+    skip = unpack.skip
+    n = 0
     try:
-        while pos < end:
-            if blob[pos:pos + 3] != _FAST_ENTRY or end <= pos + 11 or not is_map[blob[pos + 11]]:
-                return None
+        while True:
             skip()
-            pos = tell()
             n += 1
     except msgpack.OutOfData:
-        raise ProtocolError(f"PackedForward blob ends inside an entry (after {n} whole entries)") from None
+        pass
     except (ValueError, msgpack.UnpackException) as e:
         raise ProtocolError(f"PackedForward entries do not decode: {e}") from None
+    if incomplete(unpack):
+        raise ProtocolError(f"PackedForward blob ends inside an entry (after {n} whole entries)")
     return n
 
 
-def unpack_packed(packed: Packed) -> Batch:
-    """The events of a Packed; ProtocolError if a record does not decode after all.
+def unpack_packed(packed: Packed) -> tuple[Batch, int]:
+    """The events of a Packed, and how many of its entries were not `[time, map]` and left
+    out; ProtocolError if its records do not decode after all.
 
     ormsgpack decodes them 2x faster than msgpack's Unpacker (2.7 against 5.6 us a 30-key
     record); its framing was checked (count_entries), so the count is the real one."""
@@ -195,7 +202,20 @@ def unpack_packed(packed: Packed) -> Batch:
                                     option=ormsgpack.OPT_NON_STR_KEYS)
     except ValueError:  # its messages are terse ("ext_hook failed"): msgpack's tell what is wrong
         entries = decode_entries(packed.blob, False, len(packed.blob))
-    return [(tag, int(t), record) for t, record in entries]
+    try:
+        batch = [(tag, int(t), record) for t, record in entries if type(t) is NsTime and type(record) is dict]
+    except (TypeError, ValueError):  # an entry that is not a pair
+        batch = []
+    if len(batch) == len(entries):
+        return batch, 0
+    batch = []  # some entry is of another form: integer or float time, not a [time, map]
+    now = time.time_ns()
+    for entry in entries:
+        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+            t = to_ns(entry[0], now)
+            if t is not None:
+                batch.append((tag, t, entry[1]))
+    return batch, len(entries) - len(batch)
 
 
 def unpack_items(items: list[Item], ctx: Context) -> Batch:
@@ -207,9 +227,14 @@ def unpack_items(items: list[Item], ctx: Context) -> Batch:
             batch.append(item)  # type: ignore[arg-type]
             continue
         try:
-            batch += unpack_packed(item)
+            events, bad = unpack_packed(item)
         except ProtocolError as e:
             ctx.error(f"{item.count} events of tag {item.tag!r} skipped: {e}", origin=item.origin,
+                      kind="protocol_error")
+            continue
+        batch += events
+        if bad:
+            ctx.error(f"{bad} entries of tag {item.tag!r} are not [time, record]: skipped", origin=item.origin,
                       kind="protocol_error")
     return batch
 

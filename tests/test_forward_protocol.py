@@ -83,7 +83,7 @@ def test_count_entries_walks_eventtime_entries_without_decoding():
     events = [("t", 10**18 + i, {"i": i, "nested": {"a": [1, 2]}}) for i in range(50)]
     blob = fp.pack_entries(events)
     assert fp.count_entries(blob) == 50 and fp.count_entries(b"") == 0
-    assert fp.unpack_packed(Packed("t", blob, 50)) == events
+    assert fp.unpack_packed(Packed("t", blob, 50)) == (events, 0)
     with pytest.raises(fp.ProtocolError, match="ends inside an entry .after 49 whole"):
         fp.count_entries(blob[:-1])
     with pytest.raises(fp.ProtocolError, match="do not decode"):
@@ -95,9 +95,18 @@ def test_count_entries_walks_eventtime_entries_without_decoding():
     [1700000000.5, {"a": 1}],  # a float, which fluentd >= 1.19 drops: not sent on as it is
     [fp.event_time(1), "not a map"],
 ])
-def test_other_entry_shapes_are_left_for_decoding(entry):
-    blob = fp.pack_entries([("t", 1, {"ok": 1})]) + msgpack.packb(entry)
+def test_a_blob_in_another_form_is_left_for_decoding(entry):
+    blob = msgpack.packb(entry) + fp.pack_entries([("t", 1, {"ok": 1})])
     assert fp.count_entries(blob) is None
+
+
+def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
+    blob = (fp.pack_entries([("t", 5, {"ok": 1})]) + msgpack.packb([1700000000, {"int": 1}])
+            + msgpack.packb([fp.event_time(6), "not a map"]) + msgpack.packb(7))
+    assert fp.count_entries(blob) == 4
+    events, bad = fp.unpack_packed(Packed("t", blob, 4))
+    assert events == [("t", 5, {"ok": 1}), ("t", 1700000000 * 10**9, {"int": 1})] and bad == 2
+    assert all(type(e[1]) is int for e in events)
 
 
 def test_a_packed_run_that_does_not_decode_is_reported_and_skipped():
