@@ -38,6 +38,8 @@ class Chunk:
     packed: bool = False
     #: a writer has it (several may, each its own chunk, with a sink's `max_in_flight`)
     taken: bool = False
+    #: parts of it a sink has written (a sink that reads records writes Packed runs apart)
+    written: int = 0
 
 
 def estimate_bytes(batch: list[Item]) -> int:
