@@ -87,6 +87,12 @@ class Context:
         elif not before:
             self.log.warning("%s", message or f"{key}: recovered")
 
+    def forget(self, prefix: str, keep: set[str]) -> None:
+        """Drop the health of keys under `prefix` that are not in `keep` (a container that
+        is gone): what no longer exists cannot be failing."""
+        for key in [k for k in self._states if k.startswith(prefix) and k not in keep]:
+            del self._states[key]
+
     @property
     def failing(self) -> bool:
         """Whether anything reported through health() is failing now."""

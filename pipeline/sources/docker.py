@@ -89,6 +89,7 @@ class DockerSource(PollSource):
             return []
         self.ctx.health("api", True, f"Docker API at {endpoint} answers again")
         chosen = [c for c in listed if isinstance(c, dict) and self._selected(c)]
+        self.ctx.forget("stats ", {f"stats {c.get('Id', '')}" for c in chosen})
         results = await asyncio.gather(*(self._stats(prefix, c) for c in chosen))
         return [e for e in results if e is not None]
 

@@ -8,7 +8,7 @@ import json
 import subprocess
 
 import pytest
-from helpers import ROOT, make_plugin, run_pipeline
+from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
 
 PEER = ROOT.parent / "shared" / "tools" / "docker-api-peer"
 
@@ -83,3 +83,25 @@ def test_unreachable_socket_is_one_log_line(tmp_path, caplog):
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "cannot list containers" in errors[0].getMessage()
     assert source.ctx.counters["errors"] == 2
+
+
+def test_a_failing_container_that_is_gone_no_longer_fails_the_source():
+    # the Engine's own answers (recorded from podman), served over HTTP; one container's
+    # stats fail, then that container is no longer listed
+    from http_peers import Server
+
+    recorded = FIXTURES / "docker" / "podman" / "body"
+    listed = json.loads((recorded / "containers-json.json").read_text())
+    good, bad = listed[0], listed[1]
+    server = Server()
+    try:
+        server.route("/v1.41/containers/json", json.dumps([good, bad]).encode())
+        server.route(f"/v1.41/containers/{good['Id']}/stats?stream=false&one-shot=true",
+                     (recorded / "stats-fx-idle-000.json").read_bytes())
+        server.route(f"/v1.41/containers/{bad['Id']}/stats?stream=false&one-shot=true", b"boom", status=500)
+        source = make_plugin("source", "docker", endpoint=f"tcp://127.0.0.1:{server.port}", api_version="1.41")
+        assert len(poll(source)) == 1 and source.ctx.failing
+        server.route("/v1.41/containers/json", json.dumps([good]).encode())  # removed
+        assert len(poll(source)) == 1 and not source.ctx.failing
+    finally:
+        server.close()
