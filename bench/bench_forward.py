@@ -275,17 +275,25 @@ def stdin_scenario(tmp: Path, data: Path, n: int) -> None:
           f"{n / elapsed:,.0f} events/s ({elapsed:.2f} s); sender peak RSS {rss.mib}")
 
 
-def end_to_end_scenario(tmp: Path, data: Path, n: int) -> None:
-    receiver = Receiver(tmp, "end", "file, path: " + str(tmp / "out.jsonl"))
+def end_to_end_scenario(tmp: Path, data: Path, n: int, logger_n: int) -> None:
+    out = tmp / "out.jsonl"
+    receiver = Receiver(tmp, "end", "file, path: " + str(out))
     try:
         started = time.perf_counter()
         _, rss = send(tmp, data, receiver.port, "end-sender")
-        wait_until(lambda: count_lines(tmp / "out.jsonl") >= n, "the records in the file")
+        wait_until(lambda: count_lines(out) >= n, "the records in the file")
         elapsed = time.perf_counter() - started
+        records = [record(i) for i in range(logger_n)]
+        started = time.perf_counter()
+        fluent_logger(receiver.port, records)
+        wait_until(lambda: count_lines(out) >= n + logger_n, "fluent-logger's records in the file")
+        logger_elapsed = time.perf_counter() - started
     finally:
         receiver.stop()
     print(f"5. stdin -> forward sink -> forward source -> file (JSON lines): {n / elapsed:,.0f} events/s "
           f"({elapsed:.2f} s); peak RSS sender {rss.mib}, receiver {receiver.rss.mib}")
+    print(f"   fluent-logger's sync sender -> the same receiver, until in the file: "
+          f"{logger_n / logger_elapsed:,.0f} events/s")
 
 
 def main() -> None:
@@ -309,7 +317,7 @@ def main() -> None:
         if args.only in (None, "stdin"):
             stdin_scenario(tmp, data, args.events)
         if args.only in (None, "end"):
-            end_to_end_scenario(tmp, data, args.events)
+            end_to_end_scenario(tmp, data, args.events, args.logger_events)
 
 
 if __name__ == "__main__":
