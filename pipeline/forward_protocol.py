@@ -136,7 +136,7 @@ def by_tag(batch: list[Item], on_bad: Callable[[Event, Exception], None]) -> dic
     return blobs
 
 
-def _bin_header(n: int) -> bytes:
+def bin_header(n: int) -> bytes:
     if n < 0x100:
         return b"\xc4" + n.to_bytes(1, "big")
     return b"\xc5" + n.to_bytes(2, "big") if n < 0x10000 else b"\xc6" + n.to_bytes(4, "big")
@@ -151,7 +151,7 @@ def packed_forward(tag: str, blob: bytes, size: int, chunk: str | None, compress
         blob = gzip.compress(blob, compresslevel=1)
     if chunk is not None:
         option["chunk"] = chunk
-    return b"".join((b"\x93", msgpack.packb(tag), _bin_header(len(blob)), blob, msgpack.packb(option)))
+    return b"".join((b"\x93", msgpack.packb(tag), bin_header(len(blob)), blob, msgpack.packb(option)))
 
 
 def new_chunk_id() -> str:

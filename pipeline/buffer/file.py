@@ -23,6 +23,7 @@ from pathlib import Path
 import msgpack
 
 from ..event import Item, Packed
+from ..forward_protocol import bin_header
 from . import Buffer, Chunk
 
 SUFFIX = ".chunk"
@@ -61,15 +62,27 @@ def read_chunk(path: Path) -> tuple[list[Item], int, int]:
     return items, count, good
 
 
-def _pack_items(items: list[Item]) -> bytes:
+def _entries(items: list[Item]) -> list[bytes]:
+    """The chunk file entries of `items`, as buffers to write in turn: a Packed run's blob is
+    written from where it is, not copied into a packer's buffer first."""
+    if len(items) == 1 and type(items[0]) is Packed:
+        p = items[0]
+        return [b"\x94" + msgpack.packb(p.tag) + bin_header(len(p.blob)), p.blob,
+                msgpack.packb(p.count) + msgpack.packb(p.origin)]
     packer = msgpack.Packer(autoreset=False)
-    pack = packer.pack
     for item in items:
-        if type(item) is Packed:
-            pack((item.tag, item.blob, item.count, item.origin))
-        else:
-            pack(item)
-    return packer.bytes()
+        packer.pack((item.tag, item.blob, item.count, item.origin) if type(item) is Packed else item)
+    return [packer.bytes()]
+
+
+def _write_all(fd: int, parts: list[bytes]) -> int:
+    """Write every byte of `parts` (a short write is continued, not taken for done)."""
+    total = sum(len(p) for p in parts)
+    written = os.writev(fd, parts)
+    while written < total:  # rare: a signal, or a disk filling up (the next write raises)
+        rest = b"".join(parts)[written:]
+        written += os.write(fd, rest)
+    return total
 
 
 def _fsync_and_close(fds: list[int]) -> None:
@@ -145,11 +158,10 @@ class FileBuffer(Buffer):
 
     def _store(self, chunk: Chunk, items: list[Item], nbytes: int) -> int:
         assert isinstance(chunk, FileChunk) and chunk.fd is not None
-        data = _pack_items(items)
-        os.write(chunk.fd, data)
+        size = _write_all(chunk.fd, _entries(items))
         self._dirty.add(chunk.fd)
         self._written += 1
-        return super()._store(chunk, items, len(data))
+        return super()._store(chunk, items, size)
 
     def _weight(self, packed: bool) -> int:
         return 1  # max_bytes of a file buffer is disk, and what is on disk is exact
