@@ -121,7 +121,7 @@ class SinkRunner:
         while chunk.written < len(parts):
             part = parts[chunk.written]
             batch = self._records(part)
-            count = chunk.count if len(parts) == 1 and chunk.packed else len(batch)
+            count = chunk.count if self.sink.takes_packed and chunk.packed else len(batch)
             reason = await self._write(batch, count, started)
             if reason is not None:
                 from .forward_protocol import unpack_items
