@@ -129,3 +129,33 @@ def test_max_bytes_of_a_memory_buffer_is_the_memory_its_events_take():
     finally:
         tracemalloc.stop()
     assert 0.5 * limit < held < 1.5 * limit, f"{held / limit:.2f}x max_bytes"
+
+
+def test_a_record_reading_sink_gets_packed_runs_one_by_one_and_none_twice():
+    from pipeline import forward_protocol as fp
+    from pipeline.event import Packed
+
+    class FailsOnce(FlakySink):
+        def __init__(self):
+            super().__init__(0)
+            self.calls = 0
+
+        async def write(self, events):
+            self.calls += 1
+            if self.calls == 2:
+                raise ConnectionError("peer down")
+            self.got.append([e[2]["i"] for e in events])
+
+    runs = [Packed("t", fp.pack_entries(batch(3, start=i * 3)), 3) for i in range(3)]
+
+    async def main():
+        sink = FailsOnce()
+        runner = SinkRunner(sink, buffer(events=100), on_give_up=lambda events, reason: None)
+        await runner.start()
+        await runner.buffer.put(runs)
+        assert await runner.drain(asyncio.get_running_loop().time() + 100)
+        return sink
+    sink = asyncio.run(main())
+    # decoded run by run; the run that failed was written again, the one before it was not
+    assert sink.got == [[0, 1, 2], [3, 4, 5], [6, 7, 8]] and sink.ctx.counters["retries"] == 1
+    assert sink.ctx.counters["events_out"] == 9
