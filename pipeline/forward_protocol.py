@@ -201,7 +201,7 @@ def unpack_packed(packed: Packed) -> tuple[Batch, int]:
         entries = ormsgpack.unpackb(_array_header(packed.count) + packed.blob, ext_hook=ext_hook,
                                     option=ormsgpack.OPT_NON_STR_KEYS)
     except ValueError:  # its messages are terse ("ext_hook failed"): msgpack's tell what is wrong
-        entries = decode_entries(packed.blob, False, len(packed.blob))
+        entries = decode_entries(packed.blob)
     try:
         batch = [(tag, int(t), record) for t, record in entries if type(t) is NsTime and type(record) is dict]
     except (TypeError, ValueError):  # an entry that is not a pair
@@ -239,11 +239,9 @@ def unpack_items(items: list[Item], ctx: Context) -> Batch:
     return batch
 
 
-def decode_entries(blob: bytes, compressed: bool, max_bytes: int) -> list[tuple[int, Any]]:
+def decode_entries(blob: bytes) -> list[tuple[int, Any]]:
     """The `[time, record]` entries of a PackedForward blob. A blob whose last entry is cut
     off is refused whole (fluentd acks it and drops the entry; we want the sender to resend)."""
-    if compressed:
-        blob = gunzip(blob, max_bytes)
     entries = []
     unpack = msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
     unpack.feed(blob)

@@ -211,7 +211,7 @@ class ForwardSource(StreamSource):
                 blob = gunzip(blob, self.conf.max_message_bytes)
             count = count_entries(blob)
             if count is None:  # not all [EventTime, record]: decoded here, times made ns
-                entries = decode_entries(blob, False, self.conf.max_message_bytes)
+                entries = decode_entries(blob)
             else:
                 entries = []
                 if count:
