@@ -168,3 +168,21 @@ def test_a_filter_after_the_source_gets_packed_runs_decoded(tmp_path):
         assert [row["new"] for row in r.records()] == list(range(5))
     finally:
         r.stop()
+
+
+def test_sinks_match_packed_runs_by_tag(tmp_path):
+    r = Receiver(tmp_path)
+    r.stop()
+    other = r.dir / "other.jsonl"
+    r.conf.write_text(r.conf.read_text().replace("inputs: [in],", "inputs: [in], match: 'app.**',") +
+                      f"  rest: {{type: file, inputs: [in], match: 'sys.*', path: {other}}}\n")
+    r.start()
+    try:
+        app = fp.packed_forward("app.web", fp.pack_entries([("app.web", 1, {"to": "out"})] * 3), 3, "a", False)
+        sys_ = fp.packed_forward("sys.kernel", fp.pack_entries([("sys.kernel", 1, {"to": "rest"})] * 2), 2, "b",
+                                 False)
+        assert talk(r.port, app + sys_, replies=2) == [{"ack": "a"}, {"ack": "b"}]
+        assert wait_for(lambda: len(r.records()) == 3 and other.exists() and len(other.read_text().splitlines()) == 2)
+        assert {row["to"] for row in r.records()} == {"out"} and '"rest"' in other.read_text()
+    finally:
+        r.stop()
