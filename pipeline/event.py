@@ -41,6 +41,10 @@ class Packed:
 Item = Event | Packed
 
 
+def count_events(items: list[Item]) -> int:
+    return sum(i.count if isinstance(i, Packed) else 1 for i in items)
+
+
 def now_ns() -> int:
     return time.time_ns()
 

@@ -31,9 +31,10 @@ class ProtocolError(ValueError):
     """Input that breaks the protocol: the connection it came on is closed."""
 
 
-def event_time(time_ns: int) -> msgpack.ExtType:
+def event_time_data(time_ns: int) -> bytes:
+    """The 8 bytes of an EventTime (msgpack ext type 0)."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    return msgpack.ExtType(0, _EVENT_TIME.pack(seconds & 0xFFFFFFFF, nanos))
+    return _EVENT_TIME.pack(seconds & 0xFFFFFFFF, nanos)
 
 
 class NsTime(int):
@@ -74,32 +75,25 @@ def pack_entries(events: Batch) -> bytes:
     """The PackedForward blob: `[time, record]` entries back to back, no outer array.
 
     ormsgpack (Rust) packs them 3x faster than msgpack's C packer (measured: 1.1 against
-    3.7 us a 30-key record). A batch it refuses goes through msgpack's packer, which takes
-    what ormsgpack does not (subclasses) and raises for what no msgpack can hold."""
+    3.7 us a 30-key record). TypeError for a record no msgpack can hold (an integer past
+    64 bits): by_tag() then finds it."""
     # one EventTime per distinct time (a batch read at once shares one), and comprehensions:
     # a loop with a branch per event cost as much as packing the records
-    exts = {t: ormsgpack.Ext(0, _EVENT_TIME.pack((t // 1_000_000_000) & 0xFFFFFFFF, t % 1_000_000_000))
-            for t in {e[1] for e in events}}
+    exts = {t: ormsgpack.Ext(0, event_time_data(t)) for t in {e[1] for e in events}}
     if len(exts) == 1:
         [ext] = exts.values()
         entries = [(ext, e[2]) for e in events]
     else:
         entries = [(exts[t], record) for _, t, record in events]
-    try:
-        return ormsgpack.packb(entries, option=ormsgpack.OPT_NON_STR_KEYS)[len(_array_header(len(entries))):]
-    except TypeError:
-        packer = msgpack.Packer(autoreset=False)
-        for _, t, record in events:
-            packer.pack((event_time(t), record))
-        return packer.bytes()
+    return ormsgpack.packb(entries, option=ormsgpack.OPT_NON_STR_KEYS)[len(_array_header(len(entries))):]
 
 
 def _packable(events: Batch, on_bad: Callable[[Event, Exception], None]) -> Batch:
     good = []
     for event in events:
         try:
-            msgpack.packb(event[2])
-        except (TypeError, ValueError, OverflowError) as e:
+            ormsgpack.packb(event[2], option=ormsgpack.OPT_NON_STR_KEYS)
+        except TypeError as e:
             on_bad(event, e)
             continue
         good.append(event)
@@ -126,7 +120,7 @@ def by_tag(batch: list[Item], on_bad: Callable[[Event, Exception], None]) -> dic
     for tag, group in events.items():
         try:
             blob = pack_entries(group)
-        except (TypeError, ValueError, OverflowError):
+        except TypeError:
             group = _packable(group, on_bad)
             blob = pack_entries(group)
         if group:

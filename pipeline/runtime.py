@@ -22,7 +22,7 @@ from typing import Any
 from .buffer import Buffer, Chunk, make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
-from .event import Batch, Event, Item, Packed
+from .event import Batch, Event, Item, Packed, count_events
 from .plugin import Filter, PollSource, Sink, Source, StreamSource
 from .tagmatch import matcher
 
@@ -300,7 +300,7 @@ class Runtime:
         from .forward_protocol import unpack_items
 
         ctx = self.contexts[producer]
-        ctx.counters["events_out"] += sum(p.count for p in items)
+        ctx.counters["events_out"] += count_events(items)  # type: ignore[arg-type]
         out: list[tuple[Node, list[Item]]] = []
         decoded: Batch | None = None
         for node in self.consumers[producer]:
@@ -312,7 +312,7 @@ class Runtime:
             accepts = node.accepts
             part = items if accepts is None else [p for p in items if accepts(p.tag)]
             if part:
-                node.plugin.ctx.counters["events_in"] += sum(p.count for p in part)
+                node.plugin.ctx.counters["events_in"] += count_events(part)  # type: ignore[arg-type]
                 out.append((node, part))  # type: ignore[arg-type]
         await self._put(out)
 

@@ -7,6 +7,7 @@ import gzip
 
 import msgpack
 import pytest
+from helpers import event_time
 
 from pipeline import forward_protocol as fp
 from pipeline.context import Context
@@ -14,7 +15,7 @@ from pipeline.event import Packed
 
 
 def test_event_time_bytes_as_fluentd_writes_them():
-    message = msgpack.packb(["t", fp.event_time(1700000000 * 10**9 + 5), {"k": "v"}, {"chunk": "abc"}])
+    message = msgpack.packb(["t", event_time(1700000000 * 10**9 + 5), {"k": "v"}, {"chunk": "abc"}])
     assert message.hex(" ") == ("94 a1 74 d7 00 65 53 f1 00 00 00 00 05 81 a1 6b a1 76 81 a5 63 68 75 6e 6b "
                                 "a3 61 62 63")
     u = fp.unpacker()
@@ -93,7 +94,7 @@ def test_count_entries_walks_eventtime_entries_without_decoding():
 @pytest.mark.parametrize("entry", [
     [1700000000, {"a": 1}],  # integer seconds: to be scaled to ns
     [1700000000.5, {"a": 1}],  # a float, which fluentd >= 1.19 drops: not sent on as it is
-    [fp.event_time(1), "not a map"],
+    [event_time(1), "not a map"],
 ])
 def test_a_blob_in_another_form_is_left_for_decoding(entry):
     blob = msgpack.packb(entry) + fp.pack_entries([("t", 1, {"ok": 1})])
@@ -102,7 +103,7 @@ def test_a_blob_in_another_form_is_left_for_decoding(entry):
 
 def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
     blob = (fp.pack_entries([("t", 5, {"ok": 1})]) + msgpack.packb([1700000000, {"int": 1}])
-            + msgpack.packb([fp.event_time(6), "not a map"]) + msgpack.packb(7))
+            + msgpack.packb([event_time(6), "not a map"]) + msgpack.packb(7))
     assert fp.count_entries(blob) == 4
     events, bad = fp.unpack_packed(Packed("t", blob, 4))
     assert events == [("t", 5, {"ok": 1}), ("t", 1700000000 * 10**9, {"int": 1})] and bad == 2
@@ -111,7 +112,7 @@ def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
 
 def test_a_packed_run_that_does_not_decode_is_reported_and_skipped():
     good = Packed("t", fp.pack_entries([("t", 5, {"a": 1})]), 1)
-    bad_record = msgpack.packb([fp.event_time(6), {"x": msgpack.ExtType(9, b"?")}])
+    bad_record = msgpack.packb([event_time(6), {"x": msgpack.ExtType(9, b"?")}])
     assert fp.count_entries(bad_record) == 1  # its framing is fine; its record is not
     errors: list = []
     ctx = Context("c", "sink", on_error=errors.append)

@@ -10,7 +10,6 @@ sink; only the overflow policy (counted) or `retry_timeout` ever gives events up
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import cast
 import msgpack
 
 from ..context import Context
-from ..event import Item, Packed
+from ..event import Item, Packed, count_events
 
 
 @dataclass(eq=False)  # chunks are told apart by identity; comparing their events would cost
@@ -32,8 +31,6 @@ class Chunk:
     nbytes: int = 0
     held: int = 0
     created: float = field(default_factory=time.monotonic)
-    #: unique per chunk; a forward sink sends it as the ack id
-    id: bytes = field(default_factory=lambda: os.urandom(16))
     #: holds Packed items (decoded for a sink that reads records)
     packed: bool = False
     #: a writer has it (several may, each its own chunk, with a sink's `max_in_flight`)
@@ -93,10 +90,6 @@ class Buffer:
     def pending_events(self) -> int:
         return sum(c.count for c in self.sealed) + (self.open_chunk.count if self.open_chunk else 0)
 
-    def held(self, batch: list[Item]) -> int:
-        """What `batch` counts against max_bytes."""
-        return estimate_bytes(batch) * self._weight(type(batch[0]) is Packed) if batch else 0
-
     def _weight(self, packed: bool) -> int:
         # a Packed run is one bytes object: its size is what it takes
         return 1 if packed else MEMORY_PER_MSGPACK_BYTE
@@ -112,17 +105,18 @@ class Buffer:
         async with self._changed:
             self._changed.notify_all()
 
-    async def _make_room(self, size: int, batch: list[Item]) -> bool:
-        """Apply the overflow policy; False if the batch is to be dropped."""
+    async def _make_room(self, held: int, batch: list[Item]) -> bool:
+        """Apply the overflow policy to make room for `held` bytes; False if the batch is to
+        be dropped."""
         if self.overflow == "drop_newest":
-            self.ctx.count("dropped_overflow", _count(batch))
+            self.ctx.count("dropped_overflow", count_events(batch))
             self.ctx.error(f"buffer full ({self.max_bytes} bytes): dropped the newest events",
                            kind="buffer_overflow")
             return False
         if self.overflow == "drop_oldest":
             # chunks in a writer's hands stay: they may be on their way already
             victims = (c for c in list(self.sealed) if not c.taken)
-            while self.nbytes + size > self.max_bytes and (victim := next(victims, None)) is not None:
+            while self.nbytes + held > self.max_bytes and (victim := next(victims, None)) is not None:
                 self.sealed.remove(victim)
                 self._forget(victim)
                 self.ctx.count("dropped_overflow", victim.count)
@@ -132,7 +126,7 @@ class Buffer:
         self.ctx.count("blocked")
         async with self._changed:
             # an empty buffer takes any batch, so one batch larger than max_bytes cannot hang
-            await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + size <= self.max_bytes)
+            await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + held <= self.max_bytes)
         return True
 
     def _append(self, batch: list[Item], size: int) -> None:
@@ -236,10 +230,6 @@ class Buffer:
             self.sealed.remove(chunk)
             self._forget(chunk)
             self._notify()
-
-
-def _count(batch: list[Item]) -> int:
-    return sum(i.count if isinstance(i, Packed) else 1 for i in batch)
 
 
 def make_buffer(ctx: Context, conf: SimpleNamespace, *, chunk_max_events: int,

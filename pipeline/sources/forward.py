@@ -210,7 +210,7 @@ class ForwardSource(StreamSource):
             if isinstance(option, dict) and option.get("compressed") == "gzip":
                 blob = gunzip(blob, self.conf.max_message_bytes)
             count = count_entries(blob)
-            if count is None:  # not all [EventTime, record]: decoded here, times made ns
+            if count is None:  # not starting with [EventTime, map]: decoded here, times made ns
                 entries = decode_entries(blob)
             else:
                 entries = []

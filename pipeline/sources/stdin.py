@@ -6,12 +6,11 @@ import asyncio
 import os
 import sys
 import threading
-from typing import Any
 
 from ..event import now_ns
 from ..formats import DECODE_FORMATS, decoder
 from ..options import Enum, Option, Size
-from ..plugin import StreamSource
+from ..plugin import Emit, StreamSource
 
 
 class StdinSource(StreamSource):
@@ -27,7 +26,7 @@ class StdinSource(StreamSource):
         Option("read_size", Size(), 64 * 1024, "bytes read at a time; one batch per read"),
     )
 
-    async def run(self, emit: Any) -> None:
+    async def run(self, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
         blocks: asyncio.Queue[bytes] = asyncio.Queue()
         # the reader runs up to 4 blocks ahead without waiting for the event loop: waiting

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from helpers import FIXTURES
 
-from pipeline.buffer import Buffer, estimate_bytes
+from pipeline.buffer import MEMORY_PER_MSGPACK_BYTE, Buffer, estimate_bytes
 from pipeline.context import Context
 from pipeline.plugin import Sink
 from pipeline.runtime import SinkRunner
@@ -42,7 +42,7 @@ def test_chunks_by_events_and_bytes():
 
 def test_drop_newest_and_drop_oldest_are_counted():
     async def main():
-        per = buffer().held(batch(1))
+        per = estimate_bytes(batch(1)) * MEMORY_PER_MSGPACK_BYTE  # what max_bytes counts
         newest = buffer(max_bytes=per * 10, overflow="drop_newest", events=5)
         for i in range(4):
             await newest.put(batch(5, start=i * 5))
@@ -63,7 +63,7 @@ def test_drop_newest_and_drop_oldest_are_counted():
 
 def test_block_waits_for_room():
     async def main():
-        per = buffer().held(batch(1))
+        per = estimate_bytes(batch(1)) * MEMORY_PER_MSGPACK_BYTE
         b = buffer(max_bytes=per * 5, overflow="block", events=5)
         await b.put(batch(5))
         blocked = asyncio.create_task(b.put(batch(5, start=5)))

@@ -6,9 +6,8 @@ import asyncio
 from types import SimpleNamespace
 
 import msgpack
-from helpers import make_plugin
+from helpers import event_time, make_plugin
 
-from pipeline import forward_protocol as fp
 from pipeline.buffer import Buffer
 from pipeline.event import Packed
 from pipeline.runtime import SinkRunner
@@ -17,7 +16,7 @@ from pipeline.runtime import SinkRunner
 def test_drops_events_and_packed_runs_without_decoding_them():
     sink = make_plugin("sink", "discard")
     # framing that checks out, and a record no decoder would take: decoding it would be an error
-    undecodable = msgpack.packb([fp.event_time(1), {"x": msgpack.ExtType(9, b"?")}])
+    undecodable = msgpack.packb([event_time(1), {"x": msgpack.ExtType(9, b"?")}])
     buffer = Buffer(sink.ctx, SimpleNamespace(max_bytes=10**9, overflow="block"), chunk_max_events=100,
                     chunk_max_bytes=10**9)
 

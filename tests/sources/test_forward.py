@@ -10,7 +10,7 @@ import time
 import msgpack
 import pytest
 from forward_peers import Receiver
-from helpers import wait_for
+from helpers import event_time, wait_for
 
 from pipeline import forward_protocol as fp
 
@@ -63,7 +63,7 @@ def talk(port: int, data: bytes, replies: int = 1, timeout: float = 5, half_clos
 
 
 def test_all_modes_acked(receiver):
-    t = fp.event_time(1700000000 * 10**9 + 5)
+    t = event_time(1700000000 * 10**9 + 5)
     message = msgpack.packb(["m.tag", t, {"mode": "message"}, {"chunk": "c1"}])
     forward = msgpack.packb(["f.tag", [[t, {"mode": "forward"}], [1700000001, {"mode": "forward2"}]], {"chunk": "c2"}])
     packed = fp.packed_forward("p.tag", fp.pack_entries([("p.tag", 1700000000 * 10**9 + 7, {"mode": "packed"})]),
