@@ -20,7 +20,7 @@ from pipeline.options import Errors
 from pipeline.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def replay_lines(path: Path, repeat: int = 1) -> list[bytes]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT.parent / "shared" / "fixtures" / "uwsgi" / "stats-010.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "uwsgi" / "stats-010.json"
 
 
 def serve(path: str, payload: bytes) -> None:

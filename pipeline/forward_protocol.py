@@ -1,5 +1,5 @@
 """The fluentd forward protocol (v1), as fluentd 1.16 speaks it: shared by the forward
-source and sink. See ../shared/docs/FORWARD-PROTOCOL.md in the project's notes.
+source and sink. See docs/forward-protocol.md.
 
 Times go out as EventTime (msgpack ext 0: uint32 seconds, uint32 nanoseconds), never
 floats (fluentd >= 1.19 drops them, yet acks) nor msgpack's Timestamp (fluentd resets).

@@ -16,7 +16,7 @@ from pipeline.options import Errors, resolve
 from pipeline.plugin import Plugin, load
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def run_pipeline(*args: str, input: bytes | None = None, timeout: float = 60,

@@ -1,5 +1,5 @@
 """The forward protocol codec, checked against the bytes and digests a real fluentd 1.16 produced
-(../shared/docs/FORWARD-PROTOCOL.md)."""
+(docs/forward-protocol.md)."""
 
 from __future__ import annotations
 

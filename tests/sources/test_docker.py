@@ -1,34 +1,34 @@
-"""Source docker against a real Docker-compatible Engine API: podman's, started by
-../shared/tools/docker-api-peer with two running containers (peer-busy, peer-idle)."""
+"""Source docker against a real Docker-compatible Engine API: podman's, started by the tests
+(podman_peer) with two running containers (peer-busy, peer-idle)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
-
-PEER = ROOT.parent / "shared" / "tools" / "docker-api-peer"
+from podman_peer import PodmanPeer, Unavailable
 
 
 @pytest.fixture(scope="module")
-def docker_api():
-    started = subprocess.run(["bash", str(PEER), "start"], capture_output=True, text=True, timeout=900)
-    if started.returncode != 0:
-        pytest.skip(f"the podman API peer did not start: {started.stderr.strip()[-300:]}")
-    yield "unix://" + started.stdout.strip().splitlines()[-1]
-    subprocess.run(["bash", str(PEER), "stop"], capture_output=True, timeout=120)
+def peer(tmp_path_factory):
+    peer = PodmanPeer(tmp_path_factory.mktemp("podman"))
+    try:
+        peer.start()
+    except Unavailable as e:
+        pytest.skip(f"podman's Docker API cannot run here: {e}")
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture(scope="module")
+def docker_api(peer):
+    return f"unix://{peer.socket}"
 
 
 def poll(source):
     return [r for _, _, r in asyncio.run(source.poll())]
-
-
-def podman(*args):
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=120,
-                          env={"CONTAINERS_CONF": "/tmp/pipeline-docker-api/containers.conf", "PATH": "/usr/bin:/bin"})
 
 
 def test_lists_negotiates_and_fetches_every_container(docker_api):
@@ -48,7 +48,8 @@ def test_filters_by_name_glob_and_label(docker_api):
     assert [r["container_name"] for r in poll(by_glob)] == ["peer-busy"]
 
 
-def test_removed_mid_poll_and_restart(docker_api):
+def test_removed_mid_poll_and_restart(docker_api, peer, tmp_path):
+    podman = peer.podman
     assert podman("run", "-d", "--name", "peer-temp", "--network", "none", "localhost/pipeline-busybox",
                   "sleep", "300").returncode == 0
     try:
@@ -67,8 +68,8 @@ def test_removed_mid_poll_and_restart(docker_api):
         podman("rm", "-f", "peer-temp")
     # a restart: same id, counters start again; docker_metrics gives no negative numbers
     conf = ROOT / "conf" / "docker-stats.yaml"
-    env = {"DOCKER_ENDPOINT": docker_api, "PIPELINE_STATE_DIR": str(ROOT / ".pytest_cache" / "docker-state"),
-           "OUT_DIR": str(ROOT / ".pytest_cache")}
+    env = {"DOCKER_ENDPOINT": docker_api, "PIPELINE_STATE_DIR": str(tmp_path / "state"),
+           "OUT_DIR": str(tmp_path)}
     assert run_pipeline("run", "--once", str(conf), env=env).returncode == 0
     assert podman("restart", "peer-idle").returncode == 0
     result = run_pipeline("run", "--once", str(conf), env=env)
