@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import socket
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..event import Batch, Record, now_ns
+from ..netlink_diag import tcp_listeners
 from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import PollSource
 
 LISTEN = "0A"
-TCP_LISTEN_STATE = 10
 _KEY_BAD = re.compile(r"[^A-Za-z0-9]")
 
 
@@ -57,18 +56,11 @@ def read_netstat(proc: Path) -> dict[str, int]:
     return {}
 
 
-def netlink_backlogs() -> dict[tuple[str, int], tuple[int, int]]:
-    """(address, port) -> (queue, backlog) of every listener, from sock_diag (what `ss` shows)."""
-    from pyroute2 import DiagSocket
-
-    out = {}
-    with DiagSocket() as diag:
-        diag.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for s in diag.get_sock_stats(family=family, states=1 << TCP_LISTEN_STATE):
-                address = str(ipaddress.ip_address(s.get("idiag_src")))
-                out[(address, s.get("idiag_sport"))] = (s.get("idiag_rqueue"), s.get("idiag_wqueue"))
-    return out
+def netlink_backlogs() -> dict[int, tuple[int, int]]:
+    """Socket inode -> (queue, backlog) of every listener, from sock_diag (what `ss` shows).
+    By inode, not address: SO_REUSEPORT listeners share an address but not a queue."""
+    return {s.inode: (s.queue, s.backlog)
+            for family in (socket.AF_INET, socket.AF_INET6) for s in tcp_listeners(family)}
 
 
 class ProcNetTcpSource(PollSource):
@@ -78,9 +70,10 @@ class ProcNetTcpSource(PollSource):
     reach backlog + 1), `backlog` (the listen() limit) and `queue_percent`, plus the host's
     `listen_overflows` and `listen_drops` counters from /proc/net/netstat, which the rate filter
     turns into overflows per second. The backlog is not in /proc/net/tcp: it comes from netlink
-    sock_diag (as `ss -ltn` shows it as Send-Q), through pyroute2. Without netlink (`backlog:
-    proc`, pyroute2 missing, or `proc_root` pointing at another host's /proc), records have
-    no `backlog` and no `queue_percent`.
+    sock_diag (as `ss -ltn` shows it as Send-Q). Without netlink (`backlog: proc`, `proc_root`
+    pointing at another host's /proc, or netlink refused here, which is logged once as a
+    warning), records have no `backlog` and no `queue_percent`. With `backlog: netlink` a
+    refusal is a failure instead (a `--once` run exits 1).
 
     `layout: single` gives one record per poll instead, listeners keyed by address and port
     (`{"listeners": {"127_0_0_1_80": {"queue": 3, "backlog": 511, ...}}, "listen_overflows":
@@ -91,7 +84,8 @@ class ProcNetTcpSource(PollSource):
         Option("ports", ListOf(Int(min=1, max=65535)), None, "only listeners on these ports"),
         Option("proc_root", Str(), "/proc", "a /proc to read: a host's, mounted elsewhere, for a sidecar"),
         Option("backlog", Enum("auto", "netlink", "proc"), "auto",
-               "where the backlog comes from: netlink, or none (proc); auto tries netlink"),
+               "where the backlog comes from: netlink (a refusal fails the source), or none (proc); "
+               "auto tries netlink and, if refused, warns once and goes on without"),
         Option("layout", Enum("listeners", "single"), "listeners",
                "a record per listener, or one record with listeners keyed by address_port"),
     )
@@ -103,15 +97,20 @@ class ProcNetTcpSource(PollSource):
         self.use_netlink = conf.backlog == "netlink" or (conf.backlog == "auto" and local)
         self.ports = set(conf.ports) if conf.ports else None
 
-    async def _backlogs(self) -> dict[tuple[str, int], tuple[int, int]]:
+    def _backlogs(self) -> dict[int, tuple[int, int]]:
         if not self.use_netlink:
             return {}
         try:
-            # pyroute2's synchronous API runs an event loop of its own: not in ours
-            backlogs = await asyncio.to_thread(netlink_backlogs)
-        except Exception as e:  # pyroute2 missing, or netlink not allowed here
-            self.ctx.health("netlink", False, f"no backlog from netlink sock_diag ({type(e).__name__}: {e}); "
-                            "records have queue but no backlog")
+            backlogs = netlink_backlogs()
+        except OSError as e:
+            message = f"netlink sock_diag refused ({e}): records have queue but no backlog"
+            if self.conf.backlog == "netlink":
+                self.ctx.health("netlink", False, message)
+            else:
+                # refused once is refused for good (a seccomp profile, a kernel without
+                # sock_diag); the queue lengths are there: a warning, not a failure
+                self.ctx.log.warning("%s; netlink is not tried again", message)
+                self.use_netlink = False
             return {}
         self.ctx.health("netlink", True, "netlink sock_diag answers again")
         return backlogs
@@ -128,16 +127,15 @@ class ProcNetTcpSource(PollSource):
         counters = read_netstat(self.proc)
         if counters:
             host = {"listen_overflows": counters.get("ListenOverflows"), "listen_drops": counters.get("ListenDrops")}
-        backlogs = await self._backlogs()
+        backlogs = self._backlogs()
         out = []
         for record in listeners:
             if self.ports is not None and record["port"] not in self.ports:
                 continue
-            found = backlogs.get((record["address"], record["port"]))
+            found = backlogs.get(record.pop("inode"))
             if found is not None:
                 record["queue"], record["backlog"] = found
                 record["queue_percent"] = 100.0 * record["queue"] / found[1] if found[1] else None
-            del record["inode"]
             record.update(host)
             out.append(self.event(record, started))
         if self.conf.layout == "single":
