@@ -10,7 +10,7 @@ import pytest
 from helpers import ROOT, run_pipeline
 
 from pipeline import __version__
-from pipeline.options import describe_default
+from pipeline.docs import describe_default
 from pipeline.plugin import load
 
 
