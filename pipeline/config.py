@@ -38,6 +38,7 @@ TOP_OPTIONS = (
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
 )
 SECTIONS = {"sources": "source", "filters": "filter", "sinks": "sink"}
+_BASES: dict[str, type[Plugin]] = {"source": Source, "filter": Filter, "sink": Sink}
 
 
 class LocDict(dict):
@@ -272,16 +273,12 @@ def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
                        f"unknown {kind} type {type_name!r}{hint}; `pipeline plugins` lists them")
     if cls is None:
         # the plugin's own options cannot be checked, but its inputs can, in this same pass
-        base = _BASES[kind]
-        common = [o for o in base.common_options if o.name != "type"]
-        conf = resolve(common, raw, path, errors, ignore=raw)
-        return Component(cid, kind, base, conf, line, raw, inputs=list(getattr(conf, "inputs", None) or []))
-    conf = resolve(cls.all_options(), raw, path, errors)
+        cls = _BASES[kind]
+        conf = resolve([o for o in cls.common_options if o.name != "type"], raw, path, errors, ignore=raw)
+    else:
+        conf = resolve(cls.all_options(), raw, path, errors)
     inputs = list(getattr(conf, "inputs", None) or [])
     return Component(cid, kind, cls, conf, line, raw, inputs=inputs)
-
-
-_BASES: dict[str, type[Plugin]] = {"source": Source, "filter": Filter, "sink": Sink}
 
 
 def _check_edges(components: dict[str, Component], broken: set[str], errors: Errors) -> None:

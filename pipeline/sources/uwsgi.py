@@ -20,9 +20,10 @@ class UwsgiSource(PollSource):
     """Poll a uWSGI stats server; one event per poll: the stats document as uWSGI sent it.
 
     `address` is `unix:///path/stats.sock` (or just `/path/stats.sock`) or `tcp://host:port`
-    (uWSGI's `stats` option: it writes the JSON and closes) or `http://host:port/` (`stats-http`). The document is
-    parsed as it comes: big integers stay exact, and raw request-header bytes that uWSGI
-    copies into `cores[].vars` (invalid UTF-8, control characters) do not break it.
+    (uWSGI's `stats` option: it writes the JSON and closes) or `http://host:port/`
+    (`stats-http`). The document is parsed as it comes: big integers stay exact, and raw
+    request-header bytes that uWSGI copies into `cores[].vars` (invalid UTF-8, control
+    characters) do not break it.
     A server that is down, refuses, or sends half a document or garbage gives one log line
     when it starts failing and one when it recovers; every failed poll is counted.
     """
