@@ -58,6 +58,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     graph = _load(args.config)
     if graph is None:
         return EXIT_CONFIG
+    for line in graph.warnings:
+        print(line, file=sys.stderr)
     print(f"{args.config}: ok")
     print(describe(graph))
     return 0
@@ -68,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if graph is None:
         return EXIT_CONFIG
     _setup_logging(args.log_level or graph.settings.log_level)
+    for line in graph.warnings:
+        logging.getLogger("pipeline.config").warning("%s", line)
     from .runtime import Runtime
 
     async def main() -> int:

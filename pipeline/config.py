@@ -15,8 +15,19 @@ from typing import Any
 
 import yaml
 
-from .options import Duration, Enum, Errors, Option, Str, _did_you_mean, _line, resolve
-from .plugin import KINDS, Plugin, UnknownPlugin, load, names
+from .options import (
+    Duration,
+    Enum,
+    Errors,
+    Option,
+    Reported,
+    Str,
+    _did_you_mean,
+    _line,
+    resolve,
+    with_text,
+)
+from .plugin import KINDS, Filter, Plugin, Sink, Source, UnknownPlugin, load, names
 
 #: the pseudo input that carries error events (bad input, given-up chunks)
 ERRORS_INPUT = "_errors"
@@ -27,6 +38,7 @@ TOP_OPTIONS = (
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
 )
 SECTIONS = {"sources": "source", "filters": "filter", "sinks": "sink"}
+_BASES: dict[str, type[Plugin]] = {"source": Source, "filter": Filter, "sink": Sink}
 
 
 class LocDict(dict):
@@ -99,11 +111,14 @@ def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> Any:
         # an unquoted `${PORT:-24224}` is a number once expanded, as if written so
         resolved = loader.resolve(yaml.ScalarNode, expanded, (True, False))
         if resolved != "tag:yaml.org,2002:str":
-            return loader.construct_object(yaml.ScalarNode(resolved, expanded))
+            typed = loader.construct_object(yaml.ScalarNode(resolved, expanded))
+            if isinstance(typed, (int, float)) and not isinstance(typed, bool):
+                return with_text(typed, expanded)  # `password: ${PW}` keeps PW=0123 as written
+            return typed
     return expanded
 
 
-class _Unset(str):
+class _Unset(Reported):
     """A value naming an unset environment variable, reported later with its key path."""
 
     names: list[str]
@@ -120,7 +135,7 @@ def _report_unset(doc: Any, path: str, errors: Errors) -> Any:
         for name in doc.names:
             errors.add(doc.line, path, f"environment variable {name} is not set"
                        " (use ${" + name + ":-default} for a default)")
-        return str(doc)
+        return doc
     if isinstance(doc, dict):
         for k in doc:
             doc[k] = _report_unset(doc[k], f"{path}.{k}" if path else str(k), errors)
@@ -172,6 +187,8 @@ class Graph:
     file: str
     settings: SimpleNamespace
     components: dict[str, Component]
+    #: `FILE:LINE: key: warning: ...` lines for what runs but looks like a mistake
+    warnings: list[str] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[Component]:
         return [c for c in self.components.values() if c.kind == kind]
@@ -208,7 +225,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
         raise ConfigError(errors)
     settings = resolve(TOP_OPTIONS, doc, "", errors, ignore=SECTIONS)
     components: dict[str, Component] = {}
-    broken: set[str] = set()  # ids whose own errors are reported: inputs naming them are not
+    broken: set[str] = set()  # ids with no component at all: inputs naming them are not reported
     for section, kind in SECTIONS.items():
         body = doc.get(section)
         if body is None:
@@ -225,9 +242,10 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
             else:
                 broken.add(str(cid))
     _check_edges(components, broken, errors)
+    _warn_unread(components, errors)
     if errors:
         raise ConfigError(errors)
-    return Graph(file=errors.file, settings=settings, components=components)
+    return Graph(file=errors.file, settings=settings, components=components, warnings=errors.warning_lines())
 
 
 def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
@@ -242,18 +260,23 @@ def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
         errors.add(line, path, "expected a map with a type:")
         return None
     type_name = raw.get("type")
+    cls: type[Plugin] | None = None
     if not isinstance(type_name, str):
         errors.add(_line(raw, "type") or line, f"{path}.type",
                    "missing required option" if type_name is None else "expected a plugin name")
-        return None
-    try:
-        cls = load(kind, type_name)
-    except UnknownPlugin:
-        hint = _did_you_mean(type_name, names(kind))
-        errors.add(_line(raw, "type"), f"{path}.type",
-                   f"unknown {kind} type {type_name!r}{hint}; `pipeline plugins` lists them")
-        return None
-    conf = resolve(cls.all_options(), raw, path, errors)
+    else:
+        try:
+            cls = load(kind, type_name)
+        except UnknownPlugin:
+            hint = _did_you_mean(type_name, names(kind))
+            errors.add(_line(raw, "type"), f"{path}.type",
+                       f"unknown {kind} type {type_name!r}{hint}; `pipeline plugins` lists them")
+    if cls is None:
+        # the plugin's own options cannot be checked, but its inputs can, in this same pass
+        cls = _BASES[kind]
+        conf = resolve([o for o in cls.common_options if o.name != "type"], raw, path, errors, ignore=raw)
+    else:
+        conf = resolve(cls.all_options(), raw, path, errors)
     inputs = list(getattr(conf, "inputs", None) or [])
     return Component(cid, kind, cls, conf, line, raw, inputs=inputs)
 
@@ -265,18 +288,31 @@ def _check_edges(components: dict[str, Component], broken: set[str], errors: Err
         if not comp.inputs and getattr(comp.conf, "inputs", None) is not None:
             errors.add(_line(comp.raw, "inputs"), f"{comp.kind}s.{comp.id}.inputs",
                        f"a {comp.kind} needs at least one input")
+        listed: set[str] = set()
         for i, name in enumerate(comp.inputs):
+            where = _line(comp.raw.get("inputs"), i) or comp.line
+            path = f"{comp.kind}s.{comp.id}.inputs[{i}]"
+            if name in listed:
+                errors.add(where, path, f"{name!r} is listed twice: each of its events would be taken twice")
+                continue
+            listed.add(name)
             if name == ERRORS_INPUT or name in broken:
                 continue
             target = components.get(name)
             if target is None or target.kind == "sink":
                 candidates = [c.id for c in components.values() if c.kind != "sink"] + [ERRORS_INPUT]
                 what = "is a sink, which has no output" if target else "is not a source or filter id"
-                errors.add(_line(comp.raw.get("inputs"), i) or comp.line, f"{comp.kind}s.{comp.id}.inputs[{i}]",
-                           f"{name!r} {what}{_did_you_mean(name, candidates)}")
+                errors.add(where, path, f"{name!r} {what}{_did_you_mean(name, candidates)}")
             else:
                 target.outputs.append(comp.id)
     _check_cycles(components, errors)
+
+
+def _warn_unread(components: dict[str, Component], errors: Errors) -> None:
+    for comp in components.values():
+        if comp.kind != "sink" and not comp.outputs:
+            errors.warn(comp.line, f"{comp.kind}s.{comp.id}",
+                        f"nothing reads this {comp.kind}: no filter or sink lists {comp.id!r} in its inputs")
 
 
 def _check_cycles(components: dict[str, Component], errors: Errors) -> None:

@@ -4,8 +4,42 @@ from __future__ import annotations
 
 import inspect
 
-from .options import describe_default
+from .options import _SIZE_UNITS, _UNITS, Duration, Option, Size
 from .plugin import KINDS, Plugin, load, names
+
+
+def describe_default(opt: Option) -> str:
+    """The default as a user would write it: `64MiB`, `1d`, `500ms`."""
+    if opt.required:
+        return "required"
+    d = opt.default
+    if d is None:
+        return "-"
+    if isinstance(d, bool):
+        return "true" if d else "false"
+    if isinstance(opt.type, Duration) and isinstance(d, (int, float)):
+        return describe_duration(d)
+    if isinstance(opt.type, Size) and isinstance(d, int):
+        return describe_size(d)
+    return repr(d) if isinstance(d, str) else str(d)
+
+
+def describe_duration(seconds: float) -> str:
+    """The largest unit that gives a whole number: 86400 -> 1d, 90 -> 90s, 0.5 -> 500ms."""
+    for unit in ("d", "h", "m", "s", "ms", "us", "ns"):
+        count = seconds / _UNITS[unit]
+        if abs(count - round(count)) < 1e-9 * max(1.0, count) and round(count) != 0:
+            return f"{round(count)}{unit}"
+    return f"{seconds:g}s"
+
+
+def describe_size(size: int) -> str:
+    """64 * 1024**2 -> 64MiB; a size that is no whole KiB, MiB or GiB stays a number of bytes."""
+    for unit in ("GiB", "MiB", "KiB"):
+        scale = _SIZE_UNITS[unit.lower()]
+        if size and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
 
 
 def _all() -> list[tuple[str, str, type[Plugin]]]:
@@ -35,7 +69,7 @@ def plugin_help(name: str) -> str | None:
         rows = _rows(cls)
         widths = [max(len(r[i]) for r in rows + [("option", "type", "default", "")]) for i in range(3)]
         out.append(f"{kind} {n}: {cls.summary()}")
-        doc = inspect.cleandoc(cls.__doc__ or "").split("\n", 1)
+        doc = inspect.cleandoc(cls.__doc__ or "").split("\n\n", 1)
         if len(doc) > 1 and doc[1].strip():
             out.append("\n" + doc[1].strip())
         out.append("")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class Invalid(Exception):
@@ -53,13 +54,102 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+class TextInt(int):
+    """An int that was text before YAML typed it (an unquoted `${VAR}`): a string option
+    takes the text as written, leading zeros and all."""
+
+    text: str
+
+
+class TextFloat(float):
+    text: str
+
+
+def with_text(value: int | float, text: str) -> TextInt | TextFloat:
+    number = TextInt(value) if isinstance(value, int) else TextFloat(value)
+    number.text = text
+    return number
+
+
+class Reported(str):
+    """Text whose problem is already reported (an unset `${VAR}`): not checked again, so
+    one mistake gives one line. Such a value is never used: errors stop the load."""
+
+
+def _convert(type: Type, value: Any, path: str, errors: Errors, node: Any) -> Any:
+    return value if isinstance(value, Reported) else type.convert(value, path, errors, node)
+
+
 class Str(Type):
+    """Text. A YAML number is refused (`1.10` would become '1.1', `0123` 83), except where
+    `numbers` says a bare number is the usual way to write the value (argv, env, headers)."""
+
     name = "string"
 
+    def __init__(self, numbers: bool = False):
+        self.numbers = numbers
+        if numbers:
+            self.name = "string or number"
+
     def convert(self, value, path, errors, node):
-        if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-            raise Invalid(f"expected a string, got {_kind(value)}")
-        return str(value)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (TextInt, TextFloat)):
+            return value.text
+        if self.numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise Invalid(f"expected a string, got {_kind(value)}")
+
+
+_URL_FORMS = {
+    "unix": ("unix:///path.sock", "/path.sock"),
+    "tcp": ("tcp://host:port",),
+    "http": ("http://host:port/path",),
+    "https": ("https://host:port/path",),
+}
+
+
+class URL(Type):
+    """An address in one of `schemes`; a bare absolute path is a unix socket where `unix` is one.
+    Checked here so that `check` names the key, not a failed connection at run time."""
+
+    name = "url"
+
+    def __init__(self, *schemes: str):
+        self.schemes = schemes
+        forms = [f for s in schemes if not (s == "https" and "http" in schemes) for f in _URL_FORMS[s]]
+        self.expected = "expected a URL like " + (
+            f"{', '.join(forms[:-1])} or {forms[-1]}" if len(forms) > 1 else forms[0])
+
+    def convert(self, value, path, errors, node):
+        if not isinstance(value, str):
+            raise Invalid(f"{self.expected}, got {_kind(value)}")
+        if value.startswith("/") and "unix" in self.schemes:
+            value = "unix://" + value
+        problem = self._problem(value)
+        if problem is not None:
+            raise Invalid(f"{self.expected}, got {_kind(value)}{problem}")
+        return value
+
+    def _problem(self, value: str) -> str | None:
+        """None for a usable address, else why not (a suffix of the message, maybe empty)."""
+        if "://" not in value:
+            hint = next((s for s in self.schemes if s != "unix"), None)
+            return f" (did you mean '{hint}://{value}'?)" if hint and value[:1] not in ("", "/") else ""
+        url = urlsplit(value)
+        if url.scheme not in self.schemes:
+            return f" ({url.scheme}:// is not one of {', '.join(s + '://' for s in self.schemes)})"
+        if url.scheme == "unix":
+            return None if url.path.startswith("/") and not url.netloc else " (the socket path must be absolute)"
+        try:
+            port = url.port
+        except ValueError:
+            return " (the port is not a number from 0 to 65535)"
+        if not url.hostname:
+            return " (no host)"
+        if url.scheme == "tcp" and (port is None or url.path not in ("", "/")):
+            return " (tcp:// takes a host and a port, nothing more)"
+        return None
 
 
 class Bool(Type):
@@ -185,7 +275,7 @@ class ListOf(Type):
         for i, v in enumerate(value):
             sub = f"{path}[{i}]"
             try:
-                out.append(self.item.convert(v, sub, errors, _child(node, i)))
+                out.append(_convert(self.item, v, sub, errors, _child(node, i)))
             except Invalid as e:
                 errors.add(_line(node, i), sub, str(e))
         return out
@@ -203,7 +293,7 @@ class MapOf(Type):
         for k, v in value.items():
             sub = f"{path}.{k}"
             try:
-                out[str(k)] = self.value.convert(v, sub, errors, _child(node, k))
+                out[str(k)] = _convert(self.value, v, sub, errors, _child(node, k))
             except Invalid as e:
                 errors.add(_line(node, k), sub, str(e))
         return out
@@ -257,16 +347,28 @@ class Errors:
 
     file: str = "<config>"
     items: list[tuple[int, str, str]] = field(default_factory=list)
+    #: what runs but is likely a mistake (a source nothing reads): printed, never fatal
+    warnings: list[tuple[int, str, str]] = field(default_factory=list)
 
     def add(self, line: int | None, path: str, message: str) -> None:
         self.items.append((line or 0, path, message))
+
+    def warn(self, line: int | None, path: str, message: str) -> None:
+        self.warnings.append((line or 0, path, "warning: " + message))
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def lines(self) -> list[str]:
+        """Errors and warnings in file order, each `FILE:LINE: key.path: message`."""
+        return self._format(self.items + self.warnings)
+
+    def warning_lines(self) -> list[str]:
+        return self._format(self.warnings)
+
+    def _format(self, items: list[tuple[int, str, str]]) -> list[str]:
         out = []
-        for line, path, message in sorted(self.items, key=lambda i: i[0]):
+        for line, path, message in sorted(items, key=lambda i: i[0]):
             where = f"{self.file}:{line}" if line else self.file
             out.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
         return out
@@ -313,7 +415,7 @@ def resolve(options: Sequence[Option], raw: dict, path: str, errors: Errors,
                 values[opt.name] = None if opt.required else _copy_default(opt.default)
             continue
         try:
-            values[opt.name] = opt.type.convert(raw[opt.name], sub, errors, raw[opt.name])
+            values[opt.name] = _convert(opt.type, raw[opt.name], sub, errors, raw[opt.name])
         except Invalid as e:
             errors.add(_line(raw, opt.name), sub, str(e))
             values[opt.name] = None if opt.required else _copy_default(opt.default)
@@ -328,16 +430,3 @@ def _copy_default(value: Any) -> Any:
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
-
-
-def describe_default(opt: Option) -> str:
-    if opt.required:
-        return "required"
-    d = opt.default
-    if d is None:
-        return "-"
-    if isinstance(opt.type, Duration) and isinstance(d, (int, float)):
-        return f"{d:g}s"
-    if isinstance(d, bool):
-        return "true" if d else "false"
-    return repr(d) if isinstance(d, str) else str(d)

@@ -8,6 +8,7 @@ module-level `PLUGIN`. Modules are imported only when a config uses them, so a
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -51,7 +52,8 @@ class Plugin:
 
     @classmethod
     def summary(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        """The docstring's first paragraph on one line (a first sentence may wrap)."""
+        return " ".join(inspect.cleandoc(cls.__doc__ or "").split("\n\n", 1)[0].split())
 
     async def start(self) -> None:
         """Open what the plugin needs (sockets, files). Called before any data flows."""

@@ -10,7 +10,7 @@ import pytest
 from helpers import ROOT, run_pipeline
 
 from pipeline import __version__
-from pipeline.options import describe_default
+from pipeline.docs import describe_default
 from pipeline.plugin import load
 
 
@@ -191,3 +191,93 @@ def test_generated_reference_is_current():
 
     assert (ROOT / "docs" / "plugins.md").read_text() == markdown() + "\n", \
         "docs/plugins.md is stale: python -m pipeline.docs > docs/plugins.md"
+
+
+ADDRESSES = """\
+sources:
+  u:
+    type: uwsgi
+    address: 127.0.0.1:9191
+  d:
+    type: docker
+    endpoint: docker.sock
+  h:
+    type: http_json
+    url: 127.0.0.1:8080/x
+    path: 42
+  p:
+    type: prometheus
+    url: localhost:9100
+sinks:
+  out:
+    type: stdot
+    inputs: [u, d, h, p, nope]
+  o2:
+    type: stdout
+    inputs: [p, p]
+"""
+
+ADDRESS_PROBLEMS = [
+    "4: sources.u.address: expected a URL like unix:///path.sock, /path.sock, tcp://host:port or "
+    "http://host:port/path, got the string '127.0.0.1:9191' (did you mean 'tcp://127.0.0.1:9191'?)",
+    "7: sources.d.endpoint: expected a URL like unix:///path.sock, /path.sock or tcp://host:port, "
+    "got the string 'docker.sock' (did you mean 'tcp://docker.sock'?)",
+    "10: sources.h.url: expected a URL like http://host:port/path, got the string '127.0.0.1:8080/x'"
+    " (did you mean 'http://127.0.0.1:8080/x'?)",
+    "11: sources.h.path: expected a string, got the number 42",
+    "14: sources.p.url: expected a URL like http://host:port/path, got the string 'localhost:9100'"
+    " (did you mean 'http://localhost:9100'?)",
+    "17: sinks.out.type: unknown sink type 'stdot' (did you mean 'stdout'?); `pipeline plugins` lists them",
+    "18: sinks.out.inputs[4]: 'nope' is not a source or filter id",
+    "21: sinks.o2.inputs[1]: 'p' is listed twice: each of its events would be taken twice",
+]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_addresses_numbers_and_inputs_in_one_pass(tmp_path, command):
+    conf = write(tmp_path, ADDRESSES)
+    result = run_pipeline(command, str(conf))
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines() == [f"{conf}:{p}" for p in ADDRESS_PROBLEMS] + [
+        f"{conf}: {len(ADDRESS_PROBLEMS)} problems, nothing started"]
+
+
+UNREAD = """\
+sources:
+  a:
+    type: exec
+    command: [echo, '{"n": 1}']
+  forgotten:
+    type: stdin
+sinks:
+  out:
+    type: stdout
+    inputs: [a]
+"""
+
+
+def test_a_source_nothing_reads_is_a_warning_from_check_and_run(tmp_path):
+    conf = write(tmp_path, UNREAD)
+    warning = (f"{conf}:5: sources.forgotten: warning: nothing reads this source: "
+               "no filter or sink lists 'forgotten' in its inputs")
+    check = run_pipeline("check", str(conf))
+    assert check.returncode == 0 and check.stderr.decode().splitlines() == [warning]
+    run = run_pipeline("run", "--once", str(conf), input=b"")
+    assert run.returncode == 0 and run.stdout == b'{"n":1}\n'
+    assert run.stderr.decode().splitlines()[0].endswith(f" warning config: {warning}")
+
+
+def test_plugin_help_writes_sizes_and_durations_as_a_config_would():
+    rows = {ln.split()[0]: ln.split()[2] for ln in run_pipeline("plugins", "rate").stdout.decode().splitlines()
+            if ln.split()[:1] in (["per"], ["state_ttl"])}
+    assert rows == {"per": "1s", "state_ttl": "1d"}
+    out = run_pipeline("plugins", "uwsgi").stdout.decode()
+    assert re.search(r"^max_bytes\s+size\s+64MiB\s", out, re.M)
+    assert re.search(r"^interval\s+duration\s+10s\s", out, re.M)
+
+
+def test_plugin_list_gives_whole_summaries():
+    out = run_pipeline("plugins").stdout.decode()
+    summaries = [ln.split(None, 1)[1] for ln in out.splitlines() if ln.startswith("  ")]
+    assert len(summaries) > 15 and all(s.endswith(".") for s in summaries), summaries
+    assert "PackedForward and CompressedPackedForward, integer or EventTime times" in out

@@ -74,3 +74,60 @@ def test_ids_are_unique_across_sections(tmp_path):
     with pytest.raises(ConfigError) as e:
         load(tmp_path, "sources:\n  a: {type: stdin}\nsinks:\n  a: {type: stdout, inputs: [a]}\n")
     assert "id 'a' is already used" in str(e.value)
+
+
+def problems(tmp_path, text, env=None) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text, env)
+    return [line.split(": ", 1)[1] for line in e.value.errors.lines()]
+
+
+def test_inputs_of_a_component_with_an_unknown_type_are_checked_in_the_same_pass(tmp_path):
+    found = problems(tmp_path, """
+sources:
+  a: {type: stdin}
+filters:
+  f: {type: flaten, inputs: [a, nope]}
+sinks:
+  o: {type: stdot, inputs: [f, nope2]}
+""")
+    assert found == [
+        "filters.f.type: unknown filter type 'flaten' (did you mean 'flatten'?); `pipeline plugins` lists them",
+        "filters.f.inputs[1]: 'nope' is not a source or filter id",
+        "sinks.o.type: unknown sink type 'stdot' (did you mean 'stdout'?); `pipeline plugins` lists them",
+        "sinks.o.inputs[1]: 'nope2' is not a source or filter id",
+    ]
+
+
+def test_an_input_listed_twice_is_refused(tmp_path):
+    found = problems(tmp_path, "sources:\n  a: {type: stdin}\nsinks:\n  o: {type: stdout, inputs: [a, a]}\n")
+    assert found == ["sinks.o.inputs[1]: 'a' is listed twice: each of its events would be taken twice"]
+
+
+def test_an_unset_variable_is_one_problem_not_two(tmp_path):
+    found = problems(tmp_path, "sources:\n  h: {type: http_json, url: '${URL}'}\n"
+                     "sinks:\n  o: {type: stdout, inputs: [h]}\n")
+    assert found == ["sources.h.url: environment variable URL is not set (use ${URL:-default} for a default)"]
+
+
+def test_an_expanded_number_is_text_for_a_string_option(tmp_path):
+    graph = load(tmp_path, "sources:\n  a:\n    type: stdin\n    tag: ${T}\n"
+                 "sinks:\n  o:\n    type: stdout\n    inputs: [a]\n    chunk_max_events: ${T}\n", env={"T": "0123"})
+    assert graph.components["a"].conf.tag == "0123"
+    assert graph.components["o"].conf.chunk_max_events == 83  # YAML 1.1 reads 0123 as octal
+
+
+def test_a_source_or_filter_nothing_reads_is_a_warning(tmp_path):
+    graph = load(tmp_path, """
+sources:
+  a: {type: stdin}
+  unread: {type: stdin}
+filters:
+  dead_end: {type: flatten, inputs: [a]}
+sinks:
+  o: {type: stdout, inputs: [a]}
+""")
+    assert [w.split(": ", 1)[1] for w in graph.warnings] == [
+        "sources.unread: warning: nothing reads this source: no filter or sink lists 'unread' in its inputs",
+        "filters.dead_end: warning: nothing reads this filter: no filter or sink lists 'dead_end' in its inputs",
+    ]

@@ -14,9 +14,9 @@ RATED = ("net_rx_bytes", "net_tx_bytes", "blkio_read_bytes", "blkio_write_bytes"
 
 
 class DockerMetricsFilter(Filter):
-    """Add `cpu_percent`, `memory_usage`/`memory_limit`/`memory_percent`, `net_rx_bytes`/
-    `net_tx_bytes` and `blkio_read_bytes`/`blkio_write_bytes` (with `_rate` per second), and
-    `pids`, computed as the Docker CLI computes what `docker stats` prints (cgroup v1 and v2).
+    """Add `cpu_percent`, `memory_usage`/`memory_limit`/`memory_percent`,
+    `net_rx_bytes`/`net_tx_bytes` and `blkio_read_bytes`/`blkio_write_bytes` (with `_rate` per
+    second), and `pids`, computed as the Docker CLI computes what `docker stats` prints (cgroup v1 and v2).
 
     CPU% compares with `precpu_stats` when the engine filled it, else with this container's
     previous sample (one-shot stats and podman leave it empty), so the first one-shot

@@ -10,7 +10,7 @@ from typing import Any
 from ..event import Batch, now_ns
 from ..formats import DecodeError, json_loads
 from ..http import Client, HTTPError, Response, check, reason
-from ..options import Duration, ListOf, MapOf, Option, Str
+from ..options import URL, Duration, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 
 #: API versions from which stats take one-shot=true (one sample, no 1 s wait for precpu)
@@ -38,9 +38,10 @@ class DockerSource(PollSource):
     """
 
     options = (
-        Option("endpoint", Str(), "unix:///var/run/docker.sock", "unix:///path.sock or tcp://host:port"),
+        Option("endpoint", URL("unix", "tcp"), "unix:///var/run/docker.sock",
+               "unix:///path.sock (or /path.sock) or tcp://host:port"),
         Option("containers", ListOf(Str()), ["*"], "names, ids or glob patterns of containers to watch"),
-        Option("labels", MapOf(Str()), {}, "only containers with these labels (values may be globs)"),
+        Option("labels", MapOf(Str(numbers=True)), {}, "only containers with these labels (values may be globs)"),
         Option("record_labels", ListOf(Str()), [], "container labels copied into each event (as `labels`)"),
         Option("timeout", Duration(min=0.001), 10.0, "timeout of each API request"),
         Option("api_version", Str(), None, "API version to use (default: negotiated through /version)"),

@@ -25,11 +25,11 @@ class ExecSource(PollSource):
     """
 
     options = (
-        Option("command", OneOf(Str(), ListOf(Str())), help="argv list, or a string (split like a shell; "
+        Option("command", OneOf(Str(), ListOf(Str(numbers=True))), help="argv list, or a string (split like a shell; "
                "run by /bin/sh with shell: true)"),
         Option("shell", Bool(), False, "run `command` with /bin/sh -c"),
         Option("timeout", Duration(min=0.001), 30.0, "kill the command's process group after this long"),
-        Option("env", MapOf(Str()), {}, "environment variables added for the command"),
+        Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command"),
         Option("format", Enum(*DECODE_FORMATS), "json", "json (one document), json_lines, msgpack or lines"),
     )
 

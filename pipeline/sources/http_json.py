@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from ..event import Batch, get_path, now_ns
 from ..formats import DecodeError, json_loads
 from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
-from ..options import Bool, Duration, Enum, MapOf, Option, Str
+from ..options import URL, Bool, Duration, Enum, MapOf, Option, Str
 from ..plugin import PollSource
 
 
@@ -23,9 +23,9 @@ class HttpJsonSource(PollSource):
     """
 
     options = (
-        Option("url", Str(), help="http:// or https:// URL"),
+        Option("url", URL("http", "https"), help="http:// or https:// URL"),
         Option("method", Enum("GET", "POST"), "GET", "request method"),
-        Option("headers", MapOf(Str()), {}, "request headers, e.g. Authorization"),
+        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization"),
         Option("body", Str(), None, "request body (POST)"),
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),

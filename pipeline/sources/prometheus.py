@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from ..event import Batch, Record, now_ns
 from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
-from ..options import Duration, Enum, ListOf, MapOf, Option, Str
+from ..options import URL, Duration, Enum, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 from ..prometheus_text import ParseError, Sample, parse
 
@@ -30,12 +30,12 @@ class PrometheusSource(PollSource):
     """
 
     options = (
-        Option("url", Str(), help="the /metrics URL"),
+        Option("url", URL("http", "https"), help="the /metrics URL: http://host:port/metrics or https://"),
         Option("mode", Enum("samples", "grouped"), "samples", "one record per series, or per label set"),
         Option("metrics", ListOf(Str()), ["*"], "glob patterns of metric names to keep"),
         Option("exclude", ListOf(Str()), [], "glob patterns of metric names to drop"),
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
-        Option("headers", MapOf(Str()), {}, "request headers, e.g. Authorization"),
+        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization"),
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
     )
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from ..event import Batch, now_ns
 from ..formats import DecodeError, json_loads
-from ..options import Duration, ListOf, Option, Size, Str
+from ..options import URL, Duration, ListOf, Option, Size, Str
 from ..plugin import PollSource
 
 #: parts of the stats document that `include` can leave out (`cores` sits in each worker)
@@ -19,16 +19,18 @@ _IN_WORKERS = ("cores", "apps")
 class UwsgiSource(PollSource):
     """Poll a uWSGI stats server; one event per poll: the stats document as uWSGI sent it.
 
-    `address` is `unix:///path/stats.sock` or `tcp://host:port` (uWSGI's `stats` option: it
-    writes the JSON and closes) or `http://host:port/` (`stats-http`). The document is
-    parsed as it comes: big integers stay exact, and raw request-header bytes that uWSGI
-    copies into `cores[].vars` (invalid UTF-8, control characters) do not break it.
+    `address` is `unix:///path/stats.sock` (or just `/path/stats.sock`) or `tcp://host:port`
+    (uWSGI's `stats` option: it writes the JSON and closes) or `http://host:port/`
+    (`stats-http`). The document is parsed as it comes: big integers stay exact, and raw
+    request-header bytes that uWSGI copies into `cores[].vars` (invalid UTF-8, control
+    characters) do not break it.
     A server that is down, refuses, or sends half a document or garbage gives one log line
     when it starts failing and one when it recovers; every failed poll is counted.
     """
 
     options = (
-        Option("address", Str(), help="unix:///path/stats.sock, tcp://host:port or http://host:port/"),
+        Option("address", URL("unix", "tcp", "http"),
+               help="unix:///path/stats.sock (or /path/stats.sock), tcp://host:port or http://host:port/"),
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
         Option("include", ListOf(Str()), ["workers", "cores", "sockets", "metrics", "apps"],
                f"heavy parts to keep, of: {', '.join(PARTS)}; scalars are always kept"),
@@ -41,10 +43,6 @@ class UwsgiSource(PollSource):
         self.scheme = url.scheme
         self.url = url
         self.drop = [p for p in PARTS if p not in conf.include]
-
-    async def start(self) -> None:
-        if self.scheme not in ("unix", "tcp", "http"):
-            raise ValueError(f"address {self.conf.address!r}: expected unix://, tcp:// or http://")
 
     async def _read(self) -> bytes:
         if self.scheme == "http":

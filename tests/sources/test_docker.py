@@ -41,6 +41,11 @@ def test_lists_negotiates_and_fetches_every_container(docker_api):
     assert source.one_shot  # API 1.41: one-shot stats
 
 
+def test_a_bare_socket_path_is_the_unix_endpoint(peer):
+    source = make_plugin("source", "docker", endpoint=str(peer.socket), containers=["peer-idle"])
+    assert [r["container_name"] for r in poll(source)] == ["peer-idle"]
+
+
 def test_filters_by_name_glob_and_label(docker_api):
     by_label = make_plugin("source", "docker", endpoint=docker_api, labels={"app": "idle"})
     assert [r["container_name"] for r in poll(by_label)] == ["peer-idle"]

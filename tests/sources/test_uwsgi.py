@@ -104,6 +104,12 @@ def test_unix_socket_under_load(uwsgi_unix):
     assert all("cores" in w and "apps" in w for w in after["workers"])
 
 
+def test_a_bare_socket_path_is_a_unix_address(uwsgi_unix):
+    path = uwsgi_unix.address.removeprefix("unix://")
+    source, [(_, _, doc)] = poll(address=path)
+    assert source.conf.address == uwsgi_unix.address and doc["workers"] and doc["version"]
+
+
 def test_include_leaves_heavy_parts_out(uwsgi_unix):
     _, [(_, _, doc)] = poll(address=uwsgi_unix.address, include=["workers", "locks"])
     assert "locks" in doc and isinstance(doc["locks"], list) and all(len(lock) == 1 for lock in doc["locks"])
