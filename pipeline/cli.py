@@ -71,7 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     _setup_logging(args.log_level or graph.settings.log_level)
     for line in graph.warnings:
-        logging.getLogger("pipeline.config").warning("%s", line)
+        # the log line says its level already
+        logging.getLogger("pipeline.config").warning("%s", line.replace(": warning: ", ": ", 1))
     from .runtime import Runtime
 
     async def main() -> int:
