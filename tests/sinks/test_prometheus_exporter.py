@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
-import subprocess
 from urllib.request import urlopen
 
-import pytest
-
-from helpers import make_plugin
+from helpers import make_plugin, promtool
 
 from pipeline import prometheus_text
 
@@ -44,10 +40,6 @@ def test_latest_values_labels_types_and_expiry():
     assert [(r["name"], r["labels"]) for r in second] == [("docker_cpu_percent", {"container_name": "db"})]
 
 
-PROMTOOL = shutil.which("promtool")
-
-
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package `prometheus`, see .ci/apt-packages)")
 def test_promtool_accepts_the_page_and_help_names_field_and_component():
     async def main():
         sink = make_plugin("sink", "prometheus_exporter", id="exporter", inputs=["workers", "host"], port=0,
@@ -60,7 +52,7 @@ def test_promtool_accepts_the_page_and_help_names_field_and_component():
         return page
 
     page = asyncio.run(main())
-    check = subprocess.run([PROMTOOL, "check", "metrics"], input=page, capture_output=True, timeout=30)
+    check = promtool("check", "metrics", input=page)
     assert check.returncode == 0 and check.stdout + check.stderr == b"", (check.stdout + check.stderr).decode()
     samples, helps = prometheus_text.parse(page.decode())
     assert {(s.name, s.type) for s in samples if s.labels == {"worker_id": "2"}} == {
