@@ -51,9 +51,61 @@ class LocList(list):
     lines: dict[int, int]
 
 
-_VAR = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: placeholders filled per event by plugins (file paths), not from the environment
 EVENT_PLACEHOLDERS = {"tag"}
+
+
+def expand(value: str, env: dict[str, str], missing: list[str]) -> str:
+    """`${NAME}`, `${NAME:-default}` (the default may hold placeholders itself, as in
+    `${A:-${B:-x}/y}`) and `$${...}` for a literal `${...}`; the names of unset variables
+    without a default go to `missing`."""
+    return _expand(value, 0, env, missing, nested=False)[0]
+
+
+def _expand(value: str, i: int, env: dict[str, str], missing: list[str], nested: bool) -> tuple[str, int]:
+    """Expand from `i` to the end, or (nested) to the `}` closing a default; returns the
+    text and the index after it, or index -1 when a nested default is not closed."""
+    out: list[str] = []
+    while i < len(value):
+        if nested and value[i] == "}":
+            return "".join(out), i + 1
+        close = value.find("}", i) if value.startswith("$${", i) else -1
+        if close >= 0:
+            out.append(value[i + 1:close + 1])
+            i = close + 1
+            continue
+        name = _NAME.match(value, i + 2) if value.startswith("${", i) else None
+        if name is None:
+            out.append(value[i])
+            i += 1
+            continue
+        end = name.end()
+        if value.startswith("}", end):
+            if name[0] in EVENT_PLACEHOLDERS:
+                out.append(value[i:end + 1])
+            elif name[0] in env:
+                out.append(env[name[0]])
+            else:
+                missing.append(name[0])
+            i = end + 1
+        elif value.startswith(":-", end):
+            # the default's own unset variables count only when the default is used
+            inner: list[str] = []
+            default, after = _expand(value, end + 2, env, inner, nested=True)
+            if after < 0:
+                out.append(value[i:])
+                break
+            if env.get(name[0]):
+                out.append(env[name[0]])
+            else:
+                out.append(default)
+                missing += inner
+            i = after
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out), (-1 if nested else i)
 
 
 class _Loader(yaml.SafeLoader):
@@ -90,21 +142,8 @@ def _construct_str(loader: _Loader, node: yaml.ScalarNode) -> Any:
     if "${" not in value:
         return value
 
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if m.group(0).startswith("$$"):
-            return m.group(0)[1:]
-        if name in EVENT_PLACEHOLDERS and default is None:
-            return m.group(0)
-        if name in loader.env and (loader.env[name] or default is None):
-            return loader.env[name]
-        if default is not None:
-            return default
-        missing.append(name)
-        return ""
-
     missing: list[str] = []
-    expanded = _VAR.sub(sub, value)
+    expanded = expand(value, loader.env, missing)
     if missing:
         return _Unset(expanded, missing, node.start_mark.line + 1)
     if node.style is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pipeline.context import Context
 from pipeline.options import Errors, resolve
@@ -92,3 +95,12 @@ def event_time(time_ns: int):
     from pipeline.forward_protocol import event_time_data
 
     return msgpack.ExtType(0, event_time_data(time_ns))
+
+
+def promtool(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    """The real `promtool ARGS` (Debian's `prometheus` package, in .ci/apt-packages); the
+    calling test is skipped, saying so, where it is not installed."""
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return subprocess.run([exe, *args], input=input, capture_output=True, timeout=30)

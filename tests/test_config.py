@@ -46,6 +46,17 @@ def test_empty_variable_takes_the_default(tmp_path):
     assert graph.components["a"].conf.tag == "dflt"
 
 
+def test_a_default_may_hold_placeholders_used_only_when_it_is(tmp_path):
+    text = ("state_dir: ${PIPELINE_STATE_DIR:-${XDG_STATE_HOME:-${HOME}/.local/state}/pipeline}\n"
+            "sources:\n  a: {type: stdin, tag: '${T:-${UNSET}}'}\nsinks:\n  o: {type: stdout, inputs: [a]}\n")
+    assert load(tmp_path, text, env={"HOME": "/h", "T": "t"}).settings.state_dir == "/h/.local/state/pipeline"
+    assert load(tmp_path, text, env={"XDG_STATE_HOME": "/x", "T": "t"}).settings.state_dir == "/x/pipeline"
+    assert load(tmp_path, text, env={"PIPELINE_STATE_DIR": "/p", "T": "t"}).settings.state_dir == "/p"
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, text, env={"HOME": "/h"})
+    assert "sources.a.tag: environment variable UNSET is not set" in str(e.value)
+
+
 def test_fan_in_and_fan_out(tmp_path):
     graph = load(tmp_path, """
 sources:

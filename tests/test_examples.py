@@ -1,11 +1,19 @@
-"""Every example config (conf/*.yaml and the complete configs in README.md) passes `pipeline check`."""
+"""Every example config (conf/*.yaml and the complete configs in README.md) passes `pipeline check`,
+and run as it comes writes only under the user's state home."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, run_pipeline
+
+from pipeline.config import parse_yaml
+from pipeline.options import Errors
 
 CONFS = sorted((ROOT / "conf").glob("*.yaml"))
 
@@ -15,6 +23,47 @@ def test_conf_example_is_valid(conf):
     result = run_pipeline("check", str(conf))
     assert result.returncode == 0, result.stderr.decode()
     assert b": ok" in result.stdout
+
+
+def _absolute_paths(value) -> list[str]:
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _absolute_paths(v)]
+    return [value] if isinstance(value, str) and value.startswith("/") else []
+
+
+@pytest.mark.parametrize("conf", CONFS, ids=[c.name for c in CONFS])
+@pytest.mark.parametrize("xdg", [False, True], ids=["home", "xdg_state_home"])
+def test_conf_example_writes_only_under_the_state_home(conf, xdg, tmp_path):
+    # every absolute path an example spells out is where it writes (state, buffers, files):
+    # with nothing but HOME (and XDG_STATE_HOME) set, all of them are in the user's state home
+    home = tmp_path / "home"
+    env = {"HOME": str(home), **({"XDG_STATE_HOME": str(tmp_path / "xdg")} if xdg else {})}
+    errors = Errors(file=str(conf))
+    doc = parse_yaml(conf.read_text(), errors, env)
+    assert not errors, errors.lines()
+    state_home = tmp_path / "xdg" / "pipeline" if xdg else home / ".local" / "state" / "pipeline"
+    outside = [p for p in _absolute_paths(doc) if not Path(p).is_relative_to(state_home)]
+    assert not outside, f"{conf.name} writes outside {state_home}: {outside}"
+
+
+def test_examples_write_into_the_state_home(tmp_path):
+    # a real run: rate state (uwsgi-in_exec, its uWSGI absent), the archive and the rejects file
+    # (exec-to-file, a good line and a bad one) land under XDG_STATE_HOME, not /var/lib or /tmp
+    stats = tmp_path / "input" / "stats.jsonl"
+    stats.parent.mkdir()
+    stats.write_text('{"a": {"b": 1}}\nnot json\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_STATE_DIR", "OUT_DIR", "PIPELINE_BUFFER")}
+    env.update(HOME=str(tmp_path / "home"), XDG_STATE_HOME=str(tmp_path / "xdg"),
+               UWSGI_STATS=f"unix://{tmp_path}/absent.sock", APP_STATS_FILE=str(stats), PYTHONPATH=str(ROOT))
+    for name in ("uwsgi-in_exec.yaml", "exec-to-file.yaml"):
+        subprocess.run([sys.executable, "-m", "pipeline", "run", "--once", str(ROOT / "conf" / name)],
+                       env=env, cwd=tmp_path / "input", capture_output=True, timeout=60)
+    written = sorted(re.sub(r"\d{8}", "DATE", str(p.relative_to(tmp_path)))
+                     for p in tmp_path.rglob("*") if p.is_file() and p != stats)
+    assert written == ["xdg/pipeline/log/app.stats.DATE.jsonl", "xdg/pipeline/log/errors.jsonl",
+                       "xdg/pipeline/rates.state"]
 
 
 def _readme_configs() -> list[str]:

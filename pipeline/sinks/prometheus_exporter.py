@@ -21,8 +21,12 @@ def metric_name(prefix: str, field: str) -> str:
     return "_" + name if name[:1].isdigit() else name
 
 
+def _help_text(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
 def _label_value(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return _help_text(str(value)).replace('"', '\\"')
 
 
 def _number(value: float) -> str:
@@ -39,8 +43,11 @@ class PrometheusExporterSink(Sink):
     Each numeric top-level field becomes a metric (`prefix` + the field name, characters
     outside [a-zA-Z0-9_:] as `_`); the values of the `labels` fields (e.g. container_name,
     worker_id) become its labels. Fields matching `counters` are typed counter, the rest gauge.
-    A series that stops arriving is dropped after `expire`. So a Prometheus server can scrape
-    the numbers the pipeline derives (Docker CPU%, uWSGI per-worker rates).
+    A counter's name ends in `_total` (added when the field's name lacks it), as Prometheus
+    names counters. Each metric's `# HELP` names its field and this sink's inputs, so
+    `promtool check metrics` passes. A series that stops arriving is dropped after `expire`.
+    So a Prometheus server can scrape the numbers the pipeline derives (Docker CPU%, uWSGI
+    per-worker rates).
     """
 
     options = (
@@ -58,6 +65,7 @@ class PrometheusExporterSink(Sink):
         # (metric, label items) -> (value, last seen)
         self.series: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
         self.types: dict[str, str] = {}
+        self.helps: dict[str, str] = {}
         self.server: asyncio.Server | None = None
         self.port: int = conf.port
         self._exported: dict[str, str | None] = {}
@@ -69,7 +77,12 @@ class PrometheusExporterSink(Sink):
             keep = field not in conf.labels and any(fnmatchcase(field, p) for p in conf.fields)
             name = metric_name(conf.prefix, field) if keep else None
             if name is not None:
-                self.types[name] = "counter" if any(fnmatchcase(field, p) for p in conf.counters) else "gauge"
+                counter = any(fnmatchcase(field, p) for p in conf.counters)
+                if counter and not name.endswith("_total"):
+                    name += "_total"
+                self.types[name] = "counter" if counter else "gauge"
+                self.helps[name] = _help_text(f"field {field} of the events from {', '.join(conf.inputs)}"
+                                              f" (sink {self.ctx.id})")
             self._exported[field] = name
         return self._exported[field]
 
@@ -100,7 +113,8 @@ class PrometheusExporterSink(Sink):
                                                 else f"{name} {_number(value)}")
         lines = []
         for name, samples in by_name.items():
-            lines.append(f"# TYPE {name} {self.types.get(name, 'gauge')}")
+            lines.append(f"# HELP {name} {self.helps[name]}")
+            lines.append(f"# TYPE {name} {self.types[name]}")
             lines += samples
         return "\n".join(lines) + "\n"
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+from urllib.request import urlopen
 
-from helpers import make_plugin
+from helpers import make_plugin, promtool
+
+from pipeline import prometheus_text
 
 
 def test_latest_values_labels_types_and_expiry():
@@ -35,3 +38,24 @@ def test_latest_values_labels_types_and_expiry():
     assert ("docker_image", "web") not in by  # strings are not metrics
     # after `expire`, only what came since is left
     assert [(r["name"], r["labels"]) for r in second] == [("docker_cpu_percent", {"container_name": "db"})]
+
+
+def test_promtool_accepts_the_page_and_help_names_field_and_component():
+    async def main():
+        sink = make_plugin("sink", "prometheus_exporter", id="exporter", inputs=["workers", "host"], port=0,
+                           prefix="uwsgi_", labels=["worker_id"], counters=["requests"])
+        await sink.start()
+        await sink.write([("t", 1, {"worker_id": 1, "requests": 10, "avg_rt": 1.5, "odd\\field\n": 2}),
+                          ("t", 1, {"worker_id": 2, "requests": 7, "avg_rt": 0.5})])
+        page = await asyncio.to_thread(lambda: urlopen(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).read())
+        await sink.stop()
+        return page
+
+    page = asyncio.run(main())
+    check = promtool("check", "metrics", input=page)
+    assert check.returncode == 0 and check.stdout + check.stderr == b"", (check.stdout + check.stderr).decode()
+    samples, helps = prometheus_text.parse(page.decode())
+    assert {(s.name, s.type) for s in samples if s.labels == {"worker_id": "2"}} == {
+        ("uwsgi_requests_total", "counter"), ("uwsgi_avg_rt", "gauge")}
+    assert helps["uwsgi_avg_rt"] == "field avg_rt of the events from workers, host (sink exporter)"
+    assert helps["uwsgi_odd_field_"] == "field odd\\field\n of the events from workers, host (sink exporter)"
