@@ -56,25 +56,24 @@ class Sketch:
         self.zero = 0
         self.count = 0
 
-    def add(self, x: float) -> None:
-        """Add a finite number."""
-        self.count += 1
-        if x > MIN_VALUE:
-            bins = self.pos
-        elif x < -MIN_VALUE:
-            bins = self.neg
-            x = -x
-        else:
-            self.zero += 1
-            return
-        k = math.ceil(math.log(x) * self.m.inv_log_gamma)
-        n = bins.get(k)
-        if n is None:
-            bins[k] = 1
+    def add_many(self, values: list[int | float]) -> None:
+        """Add finite numbers."""
+        inv = self.m.inv_log_gamma
+        log, ceil = math.log, math.ceil
+        pos, neg = self.pos, self.neg
+        for x in values:
+            if x > MIN_VALUE:
+                k = ceil(log(x) * inv)
+                pos[k] = pos.get(k, 0) + 1
+            elif x < -MIN_VALUE:
+                k = ceil(log(-x) * inv)
+                neg[k] = neg.get(k, 0) + 1
+            else:
+                self.zero += 1
+        self.count += len(values)
+        for bins in (pos, neg):
             if len(bins) > self.m.max_bins:
                 self._collapse(bins)
-        else:
-            bins[k] = n + 1
 
     def _collapse(self, bins: dict[int, int]) -> None:
         keys = sorted(bins)

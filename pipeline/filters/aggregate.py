@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..aggregates import (
+    SCALARS,
     Distinct,
     FieldPath,
     Metric,
@@ -26,6 +27,10 @@ NS = 1_000_000_000
 #: after a long stop, at most this many empty windows in a row are emitted (emit_empty)
 MAX_EMPTY_CATCH_UP = 1000
 STATE_VERSION = 1
+#: where a group's pending values start (after events, group values and times)
+PENDING = 3
+#: a group's pending values go to its accumulators every 256 events (a mask)
+DRAIN_EVERY = 255
 
 
 class Accuracy(Float):
@@ -102,13 +107,20 @@ class AggregateFilter(Filter):
         self.mapping = Mapping(conf.percentile_accuracy)
         needs = {key: [self.metrics[n] for n in names] for key, names in slots.items()}
         self.factories: list[Callable[[], Any]] = [self._factory(kind, needs[(f, kind)]) for f, kind in self.slots]
-        counters = ctx.counters
-        self.specs = [(getter(f), i + 2, self._skipper(names, kind, counters))  # type: ignore[arg-type]
-                      for i, ((f, kind), names) in enumerate(slots.items())]
+        self.skip_names = list(slots.values())
+        # a group: [events, group values, event times (for first/last) or None,
+        #           pending values per slot..., accumulator per slot...]
+        self.acc0 = PENDING + len(self.slots)
+        # a plain key is read in line (`record.get`), a path through its getter
+        self.specs = [(None if "." in f else f, getter(f), PENDING + i)  # type: ignore[operator, arg-type]
+                      for i, (f, _) in enumerate(self.slots)]
+        self.timed = any(kind == "any" for _, kind in self.slots)
         self.results = [(name, self._result(m)) for name, m in self.metrics.items()]
         self.group_getters = [_group_getter(f) for f in conf.group_by]
+        one = conf.group_by[0] if len(conf.group_by) == 1 else None
+        # one plain field is the key itself (no tuple, no call): the common case
+        self.key_field = one if one and one != "tag" and "." not in one else None
         self.keyf = self._key_function(self.group_getters)
-        # start -> group key -> [event count, group values, accumulator per slot...]
         self.windows: dict[int, dict[Any, list[Any]]] = {}
         self.known: dict[Any, Record] = {}  # groups seen, for emit_empty
         self.next_start = self._last_due(time.time_ns()) + self.E
@@ -125,18 +137,10 @@ class AggregateFilter(Filter):
             return lambda: Distinct(self.conf.max_distinct)
         return Values
 
-    @staticmethod
-    def _skipper(names: list[str], kind: str, counters) -> Callable[[Any], None]:
-        def skipped(value: Any) -> None:
-            why = "missing" if value is None else "non_numeric"
-            for name in names:
-                counters[f"{why}.{name}"] += 1
-        return skipped
-
     def _result(self, m: Metric) -> Callable[[list[Any]], Any]:
         if m.field is None:
             return lambda g: g[0]
-        i = self.slots.index((m.field, kind_of(m))) + 2
+        i = self.acc0 + self.slots.index((m.field, kind_of(m)))
         return lambda g: g[i].result(m)
 
     @staticmethod
@@ -152,7 +156,23 @@ class AggregateFilter(Filter):
         return {f: get(tag, record) for f, get in zip(self.conf.group_by, self.group_getters)}
 
     def _new_group(self, values: Record) -> list[Any]:
-        return [0, values, *(make() for make in self.factories)]
+        return [0, values, [] if self.timed else None, *([] for _ in self.slots),
+                *(make() for make in self.factories)]
+
+    def _drain(self, g: list[Any]) -> None:
+        """Hand a group's pending values to its accumulators; count the skipped per metric."""
+        times, counters = g[2], self.ctx.counters
+        for j, names in enumerate(self.skip_names):
+            pending = g[PENDING + j]
+            skipped = g[self.acc0 + j].add_many(pending, times)
+            if skipped:
+                missing = skipped.count(None)
+                for name in names:
+                    counters[f"missing.{name}"] += missing
+                    counters[f"non_numeric.{name}"] += len(skipped) - missing
+            pending.clear()
+        if times:
+            times.clear()
 
     def _last_due(self, now: int) -> int:
         """The start of the latest window that has closed by `now`."""
@@ -166,7 +186,7 @@ class AggregateFilter(Filter):
         out = self.tick(now) if now >= self.next_due else []
         W, E, close_after, by_event = self.W, self.E, self.close_after, self.by_event
         sliding = E != W
-        windows, keyf, specs = self.windows, self.keyf, self.specs
+        windows, keyf, specs, key_field, timed = self.windows, self.keyf, self.specs, self.key_field, self.timed
         for tag, t, record in batch:
             when = t if by_event else now
             last = when - when % E
@@ -180,7 +200,12 @@ class AggregateFilter(Filter):
                     win = windows[s] = {}
                     if s + close_after < self.next_due:
                         self.next_due = s + close_after
-                key = keyf(tag, record)
+                if key_field is not None:
+                    key = record.get(key_field)
+                    if key.__class__ not in SCALARS:
+                        key = hashable(key)
+                else:
+                    key = keyf(tag, record)
                 g = win.get(key)
                 if g is None:
                     if len(win) >= self.conf.max_groups:
@@ -190,11 +215,13 @@ class AggregateFilter(Filter):
                     g = win[key] = self._new_group(self._group_values(tag, record))
                     if self.conf.emit_empty:
                         self._remember(key, g[1])
+                for plain, get, i in specs:
+                    g[i].append(record.get(plain) if plain is not None else get(record))
+                if timed:
+                    g[2].append(when)
                 g[0] += 1
-                for get, i, skipped in specs:
-                    v = get(record)
-                    if not g[i].add(v, when):
-                        skipped(v)
+                if not g[0] & DRAIN_EVERY:
+                    self._drain(g)
                 taken = True
             if not taken and starts and starts[-1] + close_after <= now:
                 self.ctx.error(f"late event: its window closed (allowed_lateness "
@@ -234,10 +261,11 @@ class AggregateFilter(Filter):
         head = {"window_start": _seconds(start), "window_end": _seconds(end)}
         out: Batch = []
         for g in groups.values():
+            self._drain(g)
             record = {**head, **g[1]}
             for name, result in self.results:
                 record[name] = result(g)
-            for acc in g[2:]:
+            for acc in g[self.acc0:]:
                 if isinstance(acc, Distinct) and acc.overflow:
                     self.ctx.count("distinct_overflow", acc.overflow)
             out.append((self.out_tag, t, record))
@@ -260,10 +288,13 @@ class AggregateFilter(Filter):
                 self.conf.percentile_accuracy]
 
     def save_state(self) -> Any:
+        for groups in self.windows.values():
+            for g in groups.values():
+                self._drain(g)
         return {"version": STATE_VERSION, "layout": self._layout(), "next_start": self.next_start,
-                "windows": [[s, [[list(k), g[0], g[1], [a.to_state() for a in g[2:]]] for k, g in groups.items()]]
+                "windows": [[s, [[k, g[0], g[1], [a.to_state() for a in g[self.acc0:]]] for k, g in groups.items()]]
                             for s, groups in self.windows.items()],
-                "known": [[list(k), v] for k, v in self.known.items()]}
+                "known": [[k, v] for k, v in self.known.items()]}
 
     def load_state(self, state: Any) -> None:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
@@ -277,12 +308,13 @@ class AggregateFilter(Filter):
             for s, groups in state["windows"]:
                 win = self.windows.setdefault(s, {})
                 for key, count, values, accs in groups:
-                    g = win[tuple(key)] = self._new_group(values)
+                    key = key if self.key_field else tuple(key)
+                    g = win[key] = self._new_group(values)
                     g[0] = count
-                    for acc, a in zip(g[2:], accs):
+                    for acc, a in zip(g[self.acc0:], accs, strict=True):
                         acc.load(a)
             for key, values in state["known"]:
-                self.known[tuple(key)] = values
+                self.known[key if self.key_field else tuple(key)] = values
             self.next_start = min(self.next_start, state["next_start"])
         except (TypeError, ValueError, KeyError) as e:
             self.ctx.log.warning("ignoring a damaged state: %s", e)
