@@ -185,7 +185,11 @@ class Num:
             return self.hi
         if f == "stddev":  # the sample's, as Esper (Norikra) gives it
             return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
-        # the exact min and max are at hand: no estimate outside them (p0 and p100 exact)
+        # the exact min and max are at hand: the extreme ranks are exact, and no estimate
+        # lies outside them
+        rank = math.floor(metric.q * (self.n - 1))  # type: ignore[operator]
+        if rank == 0 or rank == self.n - 1:
+            return self.lo if rank == 0 else self.hi
         estimate = self.sketch.quantile(metric.q)  # type: ignore[union-attr, arg-type]
         return min(max(estimate, self.lo), self.hi)  # type: ignore[type-var]
 

@@ -15,9 +15,10 @@ every value in it. Negative values go to buckets of -x of their own; values with
 of zero are counted as zero. The quantile q is the value of rank floor(q * (n - 1)) in
 sorted order (0 the smallest, 1 the largest), within `accuracy` of it.
 
-Memory is capped at `max_bins` buckets per sign: past that, the lowest buckets are merged
-into one, so only quantiles that fall in the merged buckets (the smallest values) lose the
-guarantee. At 1% accuracy 2048 buckets span 17 decades: the cap is for garbage, not data.
+Memory is capped at `max_bins` buckets per sign, by default the number that spans 20
+decades (2,303 at 1%, 23,026 at 0.1%): past that, the lowest buckets are merged into one,
+so only quantiles that fall in the merged buckets (the smallest values) lose the guarantee.
+The cap is for garbage, not data: 1 us to 1 day is 11 decades.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 
 #: values this close to zero are counted as zero (log of them would need endless buckets)
 MIN_VALUE = 1e-9
+#: by default a sketch keeps the buckets of 20 decades (the largest / the smallest kept)
+DECADES = 20
 
 
 class Mapping:
@@ -34,13 +37,13 @@ class Mapping:
 
     __slots__ = ("accuracy", "gamma", "inv_log_gamma", "max_bins")
 
-    def __init__(self, accuracy: float = 0.01, max_bins: int = 2048):
+    def __init__(self, accuracy: float = 0.01, max_bins: int | None = None):
         if not 0 < accuracy < 1:
             raise ValueError("accuracy must be between 0 and 1")
         self.accuracy = accuracy
         self.gamma = (1 + accuracy) / (1 - accuracy)
         self.inv_log_gamma = 1 / math.log(self.gamma)
-        self.max_bins = max_bins
+        self.max_bins = max_bins or math.ceil(DECADES * math.log(10) * self.inv_log_gamma)
 
     def value(self, k: int) -> float:
         return 2 * self.gamma ** k / (self.gamma + 1)

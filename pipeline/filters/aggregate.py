@@ -168,8 +168,10 @@ class AggregateFilter(Filter):
             if skipped:
                 missing = skipped.count(None)
                 for name in names:
-                    counters[f"missing.{name}"] += missing
-                    counters[f"non_numeric.{name}"] += len(skipped) - missing
+                    if missing:
+                        counters[f"missing.{name}"] += missing
+                    if len(skipped) > missing:
+                        counters[f"non_numeric.{name}"] += len(skipped) - missing
             pending.clear()
         if times:
             times.clear()
