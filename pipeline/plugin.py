@@ -119,8 +119,9 @@ class Filter(Plugin):
     common_options = (_TYPE, _INPUTS, _MATCH)
     #: a filter with state to keep between `--once` runs sets this
     stateful: ClassVar[bool] = False
-    #: seconds between calls of tick(), for filters that emit on time (windows)
-    tick_interval: ClassVar[float | None] = None
+    #: seconds between calls of tick(), for filters that emit on time (windows); an
+    #: instance may set its own (from its window's length)
+    tick_interval: float | None = None
 
     def process(self, batch: Batch) -> Batch:
         raise NotImplementedError

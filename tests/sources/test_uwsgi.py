@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -15,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, ROOT, accept_forever, free_port, make_plugin, run_pipeline
+from helpers import FIXTURES, ROOT, accept_forever, free_port, make_plugin, run_pipeline, start_pipeline
 
 APP = """
 import time
@@ -210,3 +211,34 @@ def test_norikra_example_has_flat_names(uwsgi_unix, tmp_path):
     for r in rows:
         assert "avg_rt" in r and "requests_rate" in r and r["tag"] == "uwsgi"
         assert not any("." in k for k in r if k != "apps")
+
+
+def test_norikra_windows_example_averages_match_the_raw_samples(uwsgi_unix, tmp_path):
+    """The three Norikra queries over a real uWSGI under load, in 2 s windows: each window's
+    averages against the raw samples the same run wrote to its file sink."""
+    raw = tmp_path / "raw.jsonl"
+    proc = start_pipeline("run", str(ROOT / "conf" / "uwsgi-norikra-windows.yaml"),
+                          env={"UWSGI_STATS": uwsgi_unix.address, "PIPELINE_STATE_DIR": str(tmp_path),
+                               "WINDOW": "2s", "INTERVAL": "0.25s", "RAW_PATH": str(raw)})
+    started = time.time()
+    try:
+        while time.time() - started < 8.5:  # three whole windows, whatever the phase
+            uwsgi_unix.load(4, "/slow")
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    stopped = time.time()
+    assert proc.returncode == 0, err.decode()
+    windows = [json.loads(line) for line in out.splitlines()]
+    samples = [json.loads(line) for line in raw.read_text().splitlines()]
+    assert len(windows) >= 3 and all(w["tag"] == "uwsgi.per_minute" for w in windows)
+    assert windows[-1]["window_end"] <= stopped  # the open window was kept, not emitted half-full
+    for w in windows:
+        rows = [s for s in samples if w["window_start"] <= s["time"] < w["window_end"]]
+        assert w["window_end"] - w["window_start"] == 2 and w["samples"] == len(rows) > 0
+        for name, value in [("listen_queue_avg", lambda s: s["listen_queue"]),
+                            ("avg_rt_avg", lambda s: s["workers"][0]["avg_rt"]),
+                            ("rss_avg", lambda s: s["workers"][0]["rss"])]:
+            assert w[name] == pytest.approx(sum(map(value, rows)) / len(rows)), name
+    assert any(w["avg_rt_avg"] > 0 for w in windows) and all(w["rss_avg"] > 0 for w in windows)
