@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if graph is None:
         return EXIT_CONFIG
     _setup_logging(args.log_level or graph.settings.log_level)
-    from .runtime import Runtime
+    from .runtime import EXIT_OUTPUT_CLOSED, Runtime
 
     async def main() -> int:
         runtime = Runtime(graph, once=args.once)
@@ -78,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = asyncio.run(main())
     except KeyboardInterrupt:
         return 130
+    if status == EXIT_OUTPUT_CLOSED:
+        _discard_stdout()  # what is still buffered for the reader that left
     return status
 
 
@@ -121,5 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:
         # `pipeline plugins | head`: the reader left; say nothing more on a closed pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

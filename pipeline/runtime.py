@@ -23,12 +23,14 @@ from .buffer import Buffer, Chunk, make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
 from .event import Batch, Event, Item, Packed, count_events
-from .plugin import Filter, PollSource, Sink, Source, StreamSource
+from .plugin import Filter, OutputClosed, PollSource, Sink, Source, StreamSource
 from .tagmatch import matcher
 
 log = logging.getLogger("pipeline.runtime")
 
 STATE_SAVE_EVERY = 60.0
+#: the exit status when a sink's reader is gone: what a shell shows for a process SIGPIPE ended
+EXIT_OUTPUT_CLOSED = 141
 
 
 class Node:
@@ -52,14 +54,19 @@ class Node:
 class SinkRunner:
     """A sink's buffer and writer: batching, retry with backoff and jitter, drain."""
 
-    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None]):
+    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None],
+                 on_closed: Callable[[str, str], None]):
         self.sink = sink
         self.ctx = sink.ctx
         self.conf = sink.conf
         self.buffer = buffer
         self.on_give_up = on_give_up
+        self.on_closed = on_closed
         self.tasks: list[asyncio.Task[None]] = []
         self.failed_reason: str | None = None
+        self.gave_up_reason: str | None = None
+        #: the sink raised OutputClosed: nothing more is written, or even buffered
+        self.closed = False
 
     async def start(self) -> None:
         await self.sink.start()
@@ -78,10 +85,20 @@ class SinkRunner:
             await asyncio.sleep(period)
             self.buffer.seal_due(self.conf.flush_interval)
 
+    async def put(self, part: list[Item]) -> None:
+        if not self.closed:
+            await self.buffer.put(part)
+
     async def _writer(self, eager: bool) -> None:
         while True:
             chunk = await self.buffer.get(eager)
-            await self._deliver(chunk)
+            try:
+                await self._deliver(chunk)
+            except OutputClosed as e:
+                if not self.closed:
+                    self.closed = True
+                    self.on_closed(self.ctx.id, str(e))
+                return
             self.buffer.commit(chunk)
 
     def _parts(self, chunk: Chunk) -> list[list[Item]]:
@@ -129,6 +146,7 @@ class SinkRunner:
                 rest = [item for part in parts[chunk.written:] for item in part]
                 given_up = unpack_items(rest, self.ctx)
                 self.ctx.count("given_up", len(given_up))
+                self.gave_up_reason = reason
                 self.on_give_up(given_up, reason)
                 return
             chunk.written += 1
@@ -140,9 +158,9 @@ class SinkRunner:
         while True:
             try:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, OutputClosed):
                 raise
-            except Exception as e:  # any failure of a sink is retried, never fatal
+            except Exception as e:  # any other failure of a sink is retried, never fatal
                 attempt += 1
                 self.ctx.count("retries")
                 reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
@@ -163,7 +181,7 @@ class SinkRunner:
     async def drain(self, deadline: float) -> bool:
         """Write what is buffered until `deadline` (monotonic); True if all was written."""
         self.buffer.seal()
-        while self.buffer.pending_events and time.monotonic() < deadline:
+        while self.buffer.pending_events and not self.closed and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for t in self.tasks:
             t.cancel()
@@ -174,7 +192,7 @@ class SinkRunner:
         except Exception as e:
             log.error("sink %s: stop failed: %s", self.ctx.id, e)
         self.buffer.close()
-        if left:
+        if left and not self.closed:
             durable = self.conf.buffer.type == "file"
             kept = "kept in the file buffer for the next run" if durable else "lost (memory buffer)"
             why = f" ({self.failed_reason})" if self.failed_reason else ""
@@ -232,6 +250,9 @@ class Runtime:
         self.consumers: dict[str, list[Node]] = {ERRORS_INPUT: []}
         self.contexts: dict[str, Context] = {}
         self.failures: list[str] = []
+        self.output_closed = False
+        #: stateful filters whose last save failed, and why
+        self._unsaved: dict[str, str] = {}
         self._errors_pending: list[Event] = []
         self._stopping = asyncio.Event()
         self._build()
@@ -252,7 +273,7 @@ class Runtime:
                 if isinstance(plugin, Sink):
                     buf = make_buffer(plugin.ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
                                       chunk_max_bytes=comp.conf.chunk_max_bytes)
-                    node.runner = SinkRunner(plugin, buf, self._give_up)
+                    node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
             self.consumers.setdefault(comp.id, [])
         for comp in self.graph.components.values():
             for name in comp.inputs:
@@ -318,7 +339,7 @@ class Runtime:
 
     async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
         for node, part in out:
-            await node.runner.buffer.put(part)  # type: ignore[union-attr]
+            await node.runner.put(part)  # type: ignore[union-attr]
         if self._errors_pending:
             await self._flush_errors()
 
@@ -334,7 +355,7 @@ class Runtime:
         self.route(ERRORS_INPUT, pending, out)
         self._errors_pending = []
         for node, part in out:
-            await node.runner.buffer.put(part)  # type: ignore[union-attr]
+            await node.runner.put(part)  # type: ignore[union-attr]
 
     def _give_up(self, events: Batch, reason: str) -> None:
         log.error("gave up %d events: %s", len(events), reason)
@@ -412,6 +433,9 @@ class Runtime:
                     plugin.ctx.save_state(plugin.save_state())
                 except OSError as e:
                     log.error("filter %s: cannot save state: %s", node.id, e)
+                    self._unsaved[node.id] = str(e)
+                else:
+                    self._unsaved.pop(node.id, None)
 
     # ---- life cycle
 
@@ -430,6 +454,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         for node in self.filters:
             plugin = node.plugin
             if isinstance(plugin, Filter) and plugin.stateful:
@@ -477,6 +502,21 @@ class Runtime:
         log.info("%s: stopping sources, draining filters and sinks", signal.Signals(sig).name)
         self._stopping.set()
 
+    def _on_hangup(self) -> None:
+        # fluentd users send HUP by habit, and logrotate does: until the config can be
+        # reloaded, HUP only reopens files, and must never cost the buffered events
+        log.info("SIGHUP: reopening files; the config is not reloaded (restart for that)")
+        for plugin in [*self.sources, *(n.plugin for n in self.nodes.values())]:
+            try:
+                plugin.reopen()
+            except Exception as e:
+                log.error("%s %s: reopen failed: %s", plugin.kind, plugin.ctx.id, e)
+
+    def _on_output_closed(self, sink: str, reason: str) -> None:
+        log.debug("sink %s: %s: stopping, exit status %d", sink, reason, EXIT_OUTPUT_CLOSED)
+        self.output_closed = True
+        self._stopping.set()
+
     async def _run_source(self, source: Source) -> None:
         if isinstance(source, PollSource):
             await self._poll_loop(source)
@@ -505,16 +545,23 @@ class Runtime:
         ok = True
         results = await asyncio.gather(*(n.runner.drain(deadline) for n in sinks))  # type: ignore[union-attr]
         for node, drained in zip(sinks, results):
+            runner: SinkRunner = node.runner  # type: ignore[assignment]
             if not drained:
                 ok = False
-                reason = node.runner.failed_reason or "shutdown_timeout reached"  # type: ignore[union-attr]
+                reason = runner.failed_reason or "shutdown_timeout reached"
                 self.failures.append(f"sink {node.id}: not everything was written ({reason})")
+            given_up = runner.ctx.counters["given_up"]
+            if given_up:
+                self.failures.append(f"sink {node.id}: {given_up} events given up ({runner.gave_up_reason})")
+        self.failures += [f"filter {fid}: cannot save state: {e}" for fid, e in self._unsaved.items()]
         for source in self.sources if self.once else ():
             if source.ctx.failing:
                 self.failures.append(f"source {source.ctx.id}: {source.ctx.last_failure}")
         for failure in self.failures:
             log.error("failed: %s", failure)
         self._log_summary()
+        if self.output_closed:
+            return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
 
     def _log_summary(self) -> None:
