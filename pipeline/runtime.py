@@ -34,14 +34,13 @@ EXIT_OUTPUT_CLOSED = 141
 
 
 class Node:
-    """A filter or sink as the router sees it: its plugin, its match, its consumers."""
+    """A filter or sink as the router sees it: its plugin and its match."""
 
     def __init__(self, comp: Component, plugin: Filter | Sink):
         self.id = comp.id
         self.plugin = plugin
         self.is_filter = isinstance(plugin, Filter)
         self.accepts: Callable[[str], bool] | None = matcher(getattr(comp.conf, "match", None))
-        self.consumers: list[Node] = []
         self.runner: SinkRunner | None = None
 
     def select(self, batch: Batch) -> Batch:
@@ -543,8 +542,15 @@ class Runtime:
         if self._errors_pending:
             await self._flush_errors()
         ok = True
-        results = await asyncio.gather(*(n.runner.drain(deadline) for n in sinks))  # type: ignore[union-attr]
-        for node, drained in zip(sinks, results):
+        # the errors output drains last, so that what the others give up meanwhile reaches it
+        errors = self._downstream(ERRORS_INPUT)
+        results: list[tuple[Node, bool]] = []
+        for group in ([n for n in sinks if n not in errors], [n for n in sinks if n in errors]):
+            if self._errors_pending:
+                await self._flush_errors()
+            drained = await asyncio.gather(*(n.runner.drain(deadline) for n in group))  # type: ignore[union-attr]
+            results += zip(group, drained)
+        for node, drained in results:
             runner: SinkRunner = node.runner  # type: ignore[assignment]
             if not drained:
                 ok = False
@@ -563,6 +569,16 @@ class Runtime:
         if self.output_closed:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
+
+    def _downstream(self, producer: str) -> set[Node]:
+        found: set[Node] = set()
+        todo = list(self.consumers[producer])
+        while todo:
+            node = todo.pop()
+            if node not in found:
+                found.add(node)
+                todo += self.consumers[node.id]
+        return found
 
     def _log_summary(self) -> None:
         for cid, ctx in self.contexts.items():
