@@ -548,8 +548,8 @@ class Runtime:
         for group in ([n for n in sinks if n not in errors], [n for n in sinks if n in errors]):
             if self._errors_pending:
                 await self._flush_errors()
-            drained = await asyncio.gather(*(n.runner.drain(deadline) for n in group))  # type: ignore[union-attr]
-            results += zip(group, drained)
+            results += zip(group, await asyncio.gather(*(n.runner.drain(deadline)  # type: ignore[union-attr]
+                                                         for n in group)))
         for node, drained in results:
             runner: SinkRunner = node.runner  # type: ignore[assignment]
             if not drained:
