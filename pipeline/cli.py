@@ -105,7 +105,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and print its graph")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
-    run = sub.add_parser("run", help="run a config until SIGTERM/SIGINT (or once)")
+    run = sub.add_parser("run", help="run a config until SIGTERM/SIGINT (or once)", epilog=(
+        "SIGTERM and SIGINT stop the sources and drain the sinks; SIGHUP reopens files (logrotate) "
+        "and keeps running. Exit status: 0 all delivered; 1 events not delivered (given up, or "
+        "left at shutdown), state not saved, or (--once) a source failed; 2 config errors; 141 "
+        "a sink's reader went away (stdout into `head`), as for a command SIGPIPE ended."))
     run.add_argument("config")
     run.add_argument("--once", action="store_true",
                      help="poll every source once, read streams to their end, flush and exit")

@@ -121,10 +121,16 @@ class FileSink(Sink):
             self._compressing.add(task)
             task.add_done_callback(self._compressing.discard)
 
-    async def stop(self) -> None:
+    def reopen(self) -> None:
+        self._close_all()  # the next write opens each path afresh: logrotate has moved the files away
+
+    def _close_all(self) -> None:
         for f in self.files.values():
             os.close(f.fd)
         self.files.clear()
+
+    async def stop(self) -> None:
+        self._close_all()
         if self._compressing:
             await asyncio.gather(*self._compressing, return_exceptions=True)
 
