@@ -221,7 +221,7 @@ def our_sink(port: int, records: list[dict]) -> float:
     from pipeline.context import Context
     from pipeline.options import Errors, resolve
     from pipeline.plugin import load
-    from pipeline.runtime import SinkRunner
+    from pipeline.sink_runner import SinkRunner
 
     cls = load("sink", "forward")
     problems = Errors()

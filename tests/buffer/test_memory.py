@@ -14,7 +14,7 @@ from helpers import FIXTURES
 from pipeline.buffer import MEMORY_PER_MSGPACK_BYTE, Buffer, estimate_bytes
 from pipeline.context import Context
 from pipeline.plugin import Sink
-from pipeline.runtime import SinkRunner
+from pipeline.sink_runner import SinkRunner
 
 
 def buffer(max_bytes=10**9, overflow="block", events=100, nbytes=10**9):

@@ -10,7 +10,7 @@ from helpers import event_time, make_plugin
 
 from pipeline.buffer import Buffer
 from pipeline.event import Packed
-from pipeline.runtime import SinkRunner
+from pipeline.sink_runner import SinkRunner
 
 
 def test_drops_events_and_packed_runs_without_decoding_them():
