@@ -33,6 +33,8 @@ class FileSink(Sink):
     a restart, or another writer, never splits a line. A file is rotated when it
     passes `max_size` or is older than `rotate_interval`: it is renamed to
     `PATH.YYYYmmddTHHMMSS.ffffff` and, with `compress: gzip`, gzipped in the background.
+    SIGHUP closes the open files: the next write opens each path afresh, so logrotate
+    may move them away (its `postrotate` sends the HUP).
     """
 
     options = (
