@@ -221,7 +221,7 @@ def our_sink(port: int, records: list[dict]) -> float:
     from pipeline.context import Context
     from pipeline.options import Errors, resolve
     from pipeline.plugin import load
-    from pipeline.runtime import SinkRunner
+    from pipeline.sink_runner import SinkRunner
 
     cls = load("sink", "forward")
     problems = Errors()
@@ -232,7 +232,8 @@ def our_sink(port: int, records: list[dict]) -> float:
     async def run() -> float:
         buffer = make_buffer(sink.ctx, conf.buffer, chunk_max_events=conf.chunk_max_events,
                              chunk_max_bytes=conf.chunk_max_bytes)
-        runner = SinkRunner(sink, buffer, on_give_up=lambda events, reason: None)  # type: ignore[arg-type]
+        runner = SinkRunner(sink, buffer, on_give_up=lambda events, reason: None,  # type: ignore[arg-type]
+                            on_closed=lambda sink, reason: None)
         await runner.start()
         started = time.perf_counter()
         for start in range(0, len(records), CHUNK):

@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in graph.warnings:
         # the log line says its level already
         logging.getLogger("pipeline.config").warning("%s", line.replace(": warning: ", ": ", 1))
-    from .runtime import Runtime
+    from .runtime import EXIT_OUTPUT_CLOSED, Runtime
 
     async def main() -> int:
         runtime = Runtime(graph, once=args.once)
@@ -83,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = asyncio.run(main())
     except KeyboardInterrupt:
         return 130
+    if status == EXIT_OUTPUT_CLOSED:
+        _discard_stdout()  # what is still buffered for the reader that left
     return status
 
 
@@ -108,7 +110,11 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and print its graph")
     check.add_argument("config")
     check.set_defaults(func=cmd_check)
-    run = sub.add_parser("run", help="run a config until SIGTERM/SIGINT (or once)")
+    run = sub.add_parser("run", help="run a config until SIGTERM/SIGINT (or once)", epilog=(
+        "SIGTERM and SIGINT stop the sources and drain the sinks; SIGHUP reopens files (logrotate) "
+        "and keeps running. Exit status: 0 all delivered; 1 events not delivered (given up, or "
+        "left at shutdown), state not saved, or (--once) a source failed; 2 config errors; 141 "
+        "a sink's reader went away (stdout into `head`), as for a command SIGPIPE ended."))
     run.add_argument("config")
     run.add_argument("--once", action="store_true",
                      help="poll every source once, read streams to their end, flush and exit")
@@ -126,5 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:
         # `pipeline plugins | head`: the reader left; say nothing more on a closed pipe
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _discard_stdout()
         return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -61,6 +61,9 @@ class Plugin:
     async def stop(self) -> None:
         """Release what start() opened. Called once, after the last data."""
 
+    def reopen(self) -> None:
+        """Reopen the files the plugin keeps open, by path (SIGHUP: logrotate moved them)."""
+
 
 _TYPE = Option("type", Str(), help="plugin type")
 
@@ -153,6 +156,11 @@ BUFFER = Struct(
 )
 
 
+class OutputClosed(Exception):
+    """Raised by a sink whose reader is gone for good (stdout into `head`): not retried,
+    it stops the pipeline at once, exit status 141, as SIGPIPE ends `cat`."""
+
+
 class Sink(Plugin):
     """`write(batch)`, behind a buffer the runtime owns (batching, retry, overflow)."""
 
@@ -175,8 +183,8 @@ class Sink(Plugin):
     )
 
     async def write(self, batch: Batch) -> None:
-        """Deliver the batch, or raise: the runtime retries with backoff. `batch` holds
-        Packed runs only for a sink that `takes_packed`."""
+        """Deliver the batch, or raise: the runtime retries with backoff (OutputClosed:
+        stops the pipeline). `batch` holds Packed runs only for a sink that `takes_packed`."""
         raise NotImplementedError
 
 

@@ -12,34 +12,35 @@ import asyncio
 import gc
 import logging
 import math
-import random
 import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .buffer import Buffer, Chunk, make_buffer
+from .buffer import make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
 from .event import Batch, Event, Item, Packed, count_events
 from .plugin import Filter, PollSource, Sink, Source, StreamSource
+from .sink_runner import SinkRunner
 from .tagmatch import matcher
 
 log = logging.getLogger("pipeline.runtime")
 
 STATE_SAVE_EVERY = 60.0
+#: the exit status when a sink's reader is gone: what a shell shows for a process SIGPIPE ended
+EXIT_OUTPUT_CLOSED = 141
 
 
 class Node:
-    """A filter or sink as the router sees it: its plugin, its match, its consumers."""
+    """A filter or sink as the router sees it: its plugin and its match."""
 
     def __init__(self, comp: Component, plugin: Filter | Sink):
         self.id = comp.id
         self.plugin = plugin
         self.is_filter = isinstance(plugin, Filter)
         self.accepts: Callable[[str], bool] | None = matcher(getattr(comp.conf, "match", None))
-        self.consumers: list[Node] = []
         self.runner: SinkRunner | None = None
 
     def select(self, batch: Batch) -> Batch:
@@ -47,141 +48,6 @@ class Node:
         if accepts is None:
             return batch
         return [e for e in batch if accepts(e[0])]
-
-
-class SinkRunner:
-    """A sink's buffer and writer: batching, retry with backoff and jitter, drain."""
-
-    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None]):
-        self.sink = sink
-        self.ctx = sink.ctx
-        self.conf = sink.conf
-        self.buffer = buffer
-        self.on_give_up = on_give_up
-        self.tasks: list[asyncio.Task[None]] = []
-        self.failed_reason: str | None = None
-
-    async def start(self) -> None:
-        await self.sink.start()
-        await self.buffer.open()
-        # only the first writer takes a chunk before it is full (flush_interval 0): the
-        # others add throughput under load, and must not cut the stream into slivers
-        eager = not self.conf.flush_interval
-        self.tasks = [asyncio.create_task(self._writer(eager and i == 0), name=f"sink {self.ctx.id}")
-                      for i in range(self.sink.max_in_flight)]
-        if self.conf.flush_interval:
-            self.tasks.append(asyncio.create_task(self._timer(), name=f"flush {self.ctx.id}"))
-
-    async def _timer(self) -> None:
-        period = max(0.005, min(self.conf.flush_interval / 2, 1.0))
-        while True:
-            await asyncio.sleep(period)
-            self.buffer.seal_due(self.conf.flush_interval)
-
-    async def _writer(self, eager: bool) -> None:
-        while True:
-            chunk = await self.buffer.get(eager)
-            await self._deliver(chunk)
-            self.buffer.commit(chunk)
-
-    def _parts(self, chunk: Chunk) -> list[list[Item]]:
-        """What the sink is given, write by write: the chunk whole, or, for a sink that reads
-        records, each Packed run apart, decoded just before its write. Decoding a chunk of
-        10,000 events before writing any left the records cold in the CPU caches: 8 against
-        3.4 us an event to decode and write a 30-key record as JSON."""
-        items = chunk.events or []  # get() has loaded them
-        if not chunk.packed or self.sink.takes_packed:
-            return [items]
-        parts: list[list[Item]] = []
-        events: list[Item] = []
-        for item in items:
-            if type(item) is Packed:
-                if events:
-                    parts.append(events)
-                    events = []
-                parts.append([item])
-            else:
-                events.append(item)
-        if events:
-            parts.append(events)
-        return parts
-
-    def _records(self, part: list[Item]) -> list[Item]:
-        if self.sink.takes_packed or type(part[0]) is not Packed:
-            return part
-        from .forward_protocol import unpack_items  # only where Packed runs are: not at start-up
-
-        return unpack_items(part, self.ctx)  # type: ignore[return-value]
-
-    async def _deliver(self, chunk: Chunk) -> None:
-        """Write the chunk part by part; a part that fails is retried, the ones before it are
-        not written again."""
-        started = time.monotonic()
-        parts = self._parts(chunk)
-        while chunk.written < len(parts):
-            part = parts[chunk.written]
-            batch = self._records(part)
-            count = chunk.count if self.sink.takes_packed and chunk.packed else len(batch)
-            reason = await self._write(batch, count, started)
-            if reason is not None:
-                from .forward_protocol import unpack_items
-
-                rest = [item for part in parts[chunk.written:] for item in part]
-                given_up = unpack_items(rest, self.ctx)
-                self.ctx.count("given_up", len(given_up))
-                self.on_give_up(given_up, reason)
-                return
-            chunk.written += 1
-
-    async def _write(self, batch: list[Item], count: int, started: float) -> str | None:
-        """Write `batch`, retrying with backoff; None once written, or why it was given up
-        (`retry_timeout` after `started`)."""
-        attempt = 0
-        while True:
-            try:
-                await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # any failure of a sink is retried, never fatal
-                attempt += 1
-                self.ctx.count("retries")
-                reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
-                self.failed_reason = reason
-                self.ctx.health("write", False, f"{reason}; retrying with backoff")
-                timeout = self.conf.retry_timeout
-                if timeout is not None and time.monotonic() - started >= timeout:
-                    return f"{reason}; gave up after {timeout:g}s"
-                # full jitter: retries of many agents after one outage do not arrive in step
-                delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                continue
-            self.failed_reason = None
-            self.ctx.count("events_out", count)
-            self.ctx.health("write", True, "writes succeed again")
-            return None
-
-    async def drain(self, deadline: float) -> bool:
-        """Write what is buffered until `deadline` (monotonic); True if all was written."""
-        self.buffer.seal()
-        while self.buffer.pending_events and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        left = self.buffer.pending_events
-        try:
-            await self.sink.stop()
-        except Exception as e:
-            log.error("sink %s: stop failed: %s", self.ctx.id, e)
-        self.buffer.close()
-        if left:
-            durable = self.conf.buffer.type == "file"
-            kept = "kept in the file buffer for the next run" if durable else "lost (memory buffer)"
-            why = f" ({self.failed_reason})" if self.failed_reason else ""
-            log.error("sink %s: %d events not written before shutdown_timeout%s: %s",
-                      self.ctx.id, left, why, kept)
-            return False
-        return True
 
 
 def _keep_freed_memory() -> None:
@@ -232,6 +98,9 @@ class Runtime:
         self.consumers: dict[str, list[Node]] = {ERRORS_INPUT: []}
         self.contexts: dict[str, Context] = {}
         self.failures: list[str] = []
+        self.output_closed = False
+        #: stateful filters whose last save failed, and why
+        self._unsaved: dict[str, str] = {}
         self._errors_pending: list[Event] = []
         self._stopping = asyncio.Event()
         self._build()
@@ -252,7 +121,7 @@ class Runtime:
                 if isinstance(plugin, Sink):
                     buf = make_buffer(plugin.ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
                                       chunk_max_bytes=comp.conf.chunk_max_bytes)
-                    node.runner = SinkRunner(plugin, buf, self._give_up)
+                    node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
             self.consumers.setdefault(comp.id, [])
         for comp in self.graph.components.values():
             for name in comp.inputs:
@@ -318,7 +187,7 @@ class Runtime:
 
     async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
         for node, part in out:
-            await node.runner.buffer.put(part)  # type: ignore[union-attr]
+            await node.runner.put(part)  # type: ignore[union-attr]
         if self._errors_pending:
             await self._flush_errors()
 
@@ -334,7 +203,7 @@ class Runtime:
         self.route(ERRORS_INPUT, pending, out)
         self._errors_pending = []
         for node, part in out:
-            await node.runner.buffer.put(part)  # type: ignore[union-attr]
+            await node.runner.put(part)  # type: ignore[union-attr]
 
     def _give_up(self, events: Batch, reason: str) -> None:
         log.error("gave up %d events: %s", len(events), reason)
@@ -412,6 +281,9 @@ class Runtime:
                     plugin.ctx.save_state(plugin.save_state())
                 except OSError as e:
                     log.error("filter %s: cannot save state: %s", node.id, e)
+                    self._unsaved[node.id] = str(e)
+                else:
+                    self._unsaved.pop(node.id, None)
 
     # ---- life cycle
 
@@ -430,6 +302,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         for node in self.filters:
             plugin = node.plugin
             if isinstance(plugin, Filter) and plugin.stateful:
@@ -477,6 +350,21 @@ class Runtime:
         log.info("%s: stopping sources, draining filters and sinks", signal.Signals(sig).name)
         self._stopping.set()
 
+    def _on_hangup(self) -> None:
+        # fluentd users send HUP by habit, and logrotate does: until the config can be
+        # reloaded, HUP only reopens files, and must never cost the buffered events
+        log.info("SIGHUP: reopening files; the config is not reloaded (restart for that)")
+        for plugin in [*self.sources, *(n.plugin for n in self.nodes.values())]:
+            try:
+                plugin.reopen()
+            except Exception as e:
+                log.error("%s %s: reopen failed: %s", plugin.kind, plugin.ctx.id, e)
+
+    def _on_output_closed(self, sink: str, reason: str) -> None:
+        log.debug("sink %s: %s: stopping, exit status %d", sink, reason, EXIT_OUTPUT_CLOSED)
+        self.output_closed = True
+        self._stopping.set()
+
     async def _run_source(self, source: Source) -> None:
         if isinstance(source, PollSource):
             await self._poll_loop(source)
@@ -503,19 +391,43 @@ class Runtime:
         if self._errors_pending:
             await self._flush_errors()
         ok = True
-        results = await asyncio.gather(*(n.runner.drain(deadline) for n in sinks))  # type: ignore[union-attr]
-        for node, drained in zip(sinks, results):
+        # the errors output drains last, so that what the others give up meanwhile reaches it
+        errors = self._downstream(ERRORS_INPUT)
+        results: list[tuple[Node, bool]] = []
+        for group in ([n for n in sinks if n not in errors], [n for n in sinks if n in errors]):
+            if self._errors_pending:
+                await self._flush_errors()
+            results += zip(group, await asyncio.gather(*(n.runner.drain(deadline)  # type: ignore[union-attr]
+                                                         for n in group)))
+        for node, drained in results:
+            runner: SinkRunner = node.runner  # type: ignore[assignment]
             if not drained:
                 ok = False
-                reason = node.runner.failed_reason or "shutdown_timeout reached"  # type: ignore[union-attr]
+                reason = runner.failed_reason or "shutdown_timeout reached"
                 self.failures.append(f"sink {node.id}: not everything was written ({reason})")
+            given_up = runner.ctx.counters["given_up"]
+            if given_up:
+                self.failures.append(f"sink {node.id}: {given_up} events given up ({runner.gave_up_reason})")
+        self.failures += [f"filter {fid}: cannot save state: {e}" for fid, e in self._unsaved.items()]
         for source in self.sources if self.once else ():
             if source.ctx.failing:
                 self.failures.append(f"source {source.ctx.id}: {source.ctx.last_failure}")
         for failure in self.failures:
             log.error("failed: %s", failure)
         self._log_summary()
+        if self.output_closed:
+            return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
+
+    def _downstream(self, producer: str) -> set[Node]:
+        found: set[Node] = set()
+        todo = list(self.consumers[producer])
+        while todo:
+            node = todo.pop()
+            if node not in found:
+                found.add(node)
+                todo += self.consumers[node.id]
+        return found
 
     def _log_summary(self) -> None:
         for cid, ctx in self.contexts.items():

@@ -51,6 +51,26 @@ def test_signal_drains_everything_accepted(tmp_path, sig):
     assert b"draining" in err
 
 
+def test_sighup_reopens_files_and_keeps_running(tmp_path):
+    """fluentd users send HUP by habit, and logrotate does after moving the file away."""
+    out, state = tmp_path / "out.jsonl", tmp_path / "n"
+    conf = tmp_path / "c.yaml"
+    conf.write_text(COUNTER.format(out=out, state=state).replace("flush_interval: 5s", "flush_interval: 0.5s"))
+    proc = start_pipeline("run", str(conf))
+    assert wait_for(lambda: out.read_bytes().count(b"\n") >= 50)
+    rotated = out.rename(tmp_path / "out.jsonl.1")
+    proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: out.read_bytes().count(b"\n") >= 50)  # written to the path, not the moved file
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"SIGHUP: reopening files" in err
+    numbers = [json.loads(line)["n"] for f in (rotated, out) for line in f.read_text().splitlines()]
+    # nothing lost or doubled across the HUP (a poll cut short by the TERM may be missing)
+    assert numbers == list(range(1, len(numbers) + 1)) and int(state.read_text()) - len(numbers) in (0, 50)
+
+
 def test_once_exit_status_and_reason_on_stderr(tmp_path):
     conf = tmp_path / "c.yaml"
     conf.write_text("sources:\n  ok: {type: exec, command: \"echo '{\\\"a\\\": 1}'\", shell: true}\n"
@@ -84,6 +104,53 @@ def test_sink_that_cannot_write_fails_within_shutdown_timeout(tmp_path):
     err = result.stderr.decode()
     assert "sink out: 1 events not written before shutdown_timeout" in err
     assert "failed: sink out: not everything was written (write failed:" in err
+
+
+GIVES_UP = """
+shutdown_timeout: 10s
+sources:
+  ok: {{type: exec, command: 'echo {{}}', shell: true, interval: 0.3s}}
+sinks:
+  out: {{type: file, inputs: [ok], path: {blocker}/sub/out.jsonl, retry_timeout: 0.5s, retry_max_interval: 0.1s}}
+  errors: {{type: file, inputs: [_errors], path: {errors}}}
+"""
+
+
+def test_events_given_up_make_the_exit_status_1(tmp_path):
+    blocker, errors = tmp_path / "file", tmp_path / "errors.jsonl"
+    blocker.write_text("a regular file, so no directory can be made under it")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(GIVES_UP.format(blocker=blocker, errors=errors))
+    result = run_pipeline("run", "--once", str(conf))
+    err = result.stderr.decode()
+    assert "gave up 1 events: write failed:" in err
+    assert result.returncode == 1, err
+    assert "failed: sink out: 1 events given up (write failed: [Errno 20] Not a directory" in err
+    # the errors output drains after the sink that gave them up
+    assert [json.loads(x)["record"] for x in errors.read_text().splitlines()] == [{}]
+    errors.unlink()
+    # a daemon's final exit too, though the events were given up long before the signal
+    proc = start_pipeline("run", str(conf))
+    assert wait_for(lambda: b"gave up after" in errors.read_bytes())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert b"events given up (write failed:" in err
+
+
+def test_state_that_cannot_be_saved_makes_the_exit_status_1(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file, so no directory can be made under it")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"state_dir: {blocker}/state\n"
+                    "sources:\n  ok: {type: exec, command: 'echo {\\\"n\\\": 1}', shell: true}\n"
+                    "filters:\n  r: {type: rate, inputs: [ok], fields: [n]}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [r]}\n")
+    result = run_pipeline("run", "--once", str(conf))
+    err = result.stderr.decode()
+    assert result.stdout == b'{"n":1}\n'
+    assert result.returncode == 1, err
+    assert "failed: filter r: cannot save state: [Errno 20] Not a directory" in err
 
 
 def build(tmp_path, text: str, **classes) -> Runtime:

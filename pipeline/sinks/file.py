@@ -33,6 +33,8 @@ class FileSink(Sink):
     a restart, or another writer, never splits a line. A file is rotated when it
     passes `max_size` or is older than `rotate_interval`: it is renamed to
     `PATH.YYYYmmddTHHMMSS.ffffff` and, with `compress: gzip`, gzipped in the background.
+    SIGHUP closes the open files: the next write opens each path afresh, so logrotate
+    may move them away (its `postrotate` sends the HUP).
     """
 
     options = (
@@ -121,10 +123,16 @@ class FileSink(Sink):
             self._compressing.add(task)
             task.add_done_callback(self._compressing.discard)
 
-    async def stop(self) -> None:
+    def reopen(self) -> None:
+        self._close_all()  # the next write opens each path afresh: logrotate has moved the files away
+
+    def _close_all(self) -> None:
         for f in self.files.values():
             os.close(f.fd)
         self.files.clear()
+
+    async def stop(self) -> None:
+        self._close_all()
         if self._compressing:
             await asyncio.gather(*self._compressing, return_exceptions=True)
 

@@ -157,10 +157,12 @@ class ForwardSink(Sink):
             except (OSError, TimeoutError, ssl.SSLError, msgpack.UnpackException, ValueError) as e:
                 self._failed(server)
                 problems.append(f"server {server.name}: {_reason(e)}")
+                # logged here too: while another server takes the events, the write succeeds
+                self.ctx.health(server.name, False, f"server {server.name} failed: {_reason(e)}; "
+                                "retrying it with backoff", count=False)
                 continue
-            if server.failures:
-                self.ctx.log.warning("server %s answers again", server.name)
             server.failures = 0
+            self.ctx.health(server.name, True, f"server {server.name} answers again")
             return
         raise ConnectionError("; ".join(problems))
 

@@ -8,7 +8,7 @@ import sys
 from ..event import Batch
 from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_meta, mackerel_names
 from ..options import Enum, Option, Str
-from ..plugin import Sink
+from ..plugin import OutputClosed, Sink
 
 FORMAT_OPTIONS = (
     Option("format", Enum(*ENCODE_FORMATS), "json",
@@ -48,8 +48,11 @@ class StdoutSink(Sink):
             self.meta += mackerel_names(batch, self.conf.prefix)
             return
         out = sys.stdout.buffer
-        out.write(self.encoder.encode(batch))
-        out.flush()
+        try:
+            out.write(self.encoder.encode(batch))
+            out.flush()
+        except BrokenPipeError:
+            raise OutputClosed("stdout: the reader closed the pipe") from None
 
     async def stop(self) -> None:
         if self.meta is not None:

@@ -14,7 +14,7 @@ from helpers import FIXTURES
 from pipeline.buffer import MEMORY_PER_MSGPACK_BYTE, Buffer, estimate_bytes
 from pipeline.context import Context
 from pipeline.plugin import Sink
-from pipeline.runtime import SinkRunner
+from pipeline.sink_runner import SinkRunner
 
 
 def buffer(max_bytes=10**9, overflow="block", events=100, nbytes=10**9):
@@ -96,7 +96,7 @@ class FlakySink(Sink):
 def test_failing_sink_gets_everything_in_order_after_recovery(failures, caplog):
     async def main():
         sink = FlakySink(failures)
-        runner = SinkRunner(sink, buffer(events=7), on_give_up=lambda c, r: None)
+        runner = SinkRunner(sink, buffer(events=7), on_give_up=lambda c, r: None, on_closed=lambda s, r: None)
         await runner.start()
         for i in range(5):
             await runner.buffer.put(batch(10, start=i * 10))
@@ -150,7 +150,8 @@ def test_a_record_reading_sink_gets_packed_runs_one_by_one_and_none_twice():
 
     async def main():
         sink = FailsOnce()
-        runner = SinkRunner(sink, buffer(events=100), on_give_up=lambda events, reason: None)
+        runner = SinkRunner(sink, buffer(events=100), on_give_up=lambda events, reason: None,
+                            on_closed=lambda sink, reason: None)
         await runner.start()
         await runner.buffer.put(runs)
         assert await runner.drain(asyncio.get_running_loop().time() + 100)

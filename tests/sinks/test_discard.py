@@ -10,7 +10,7 @@ from helpers import event_time, make_plugin
 
 from pipeline.buffer import Buffer
 from pipeline.event import Packed
-from pipeline.runtime import SinkRunner
+from pipeline.sink_runner import SinkRunner
 
 
 def test_drops_events_and_packed_runs_without_decoding_them():
@@ -21,7 +21,8 @@ def test_drops_events_and_packed_runs_without_decoding_them():
                     chunk_max_bytes=10**9)
 
     async def main():
-        runner = SinkRunner(sink, buffer, on_give_up=lambda events, reason: None)
+        runner = SinkRunner(sink, buffer, on_give_up=lambda events, reason: None,
+                            on_closed=lambda sink, reason: None)
         await runner.start()
         await buffer.put([("t", 1, {"a": 1}), ("t", 2, {"a": 2})])
         await buffer.put([Packed("t", undecodable, 1)])

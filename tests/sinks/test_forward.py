@@ -269,3 +269,31 @@ def test_a_slow_or_silent_peer_keeps_the_senders_memory_bounded(tmp_path, mode):
     finally:
         sender.kill()
         sender.wait()
+
+
+def test_a_server_going_down_and_coming_back_is_logged_once_each(tmp_path):
+    """The sink never failed (the other server took the events): before, only the
+    recovery was logged, so nobody learnt that the server had been down."""
+    down = free_port()
+    other = Receiver(tmp_path, "other")
+    source = "{type: exec, command: 'echo {}', shell: true, interval: 0.1s, tag: app.test}"
+    # the weights have the refusing server tried first whenever it is not backing off
+    conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {down}, weight: 1000}}, "
+                                 f"{{host: 127.0.0.1, port: {other.port}, weight: 1}}], retry_max_interval: 0.2s",
+                       source=source)
+    proc = start_pipeline("run", str(conf))
+    back = None
+    try:
+        assert wait_for(lambda: len(other.records()) >= 10)
+        back = Receiver(tmp_path, "back", port=down)
+        assert wait_for(lambda: len(back.records()) >= 5)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+        other.stop()
+        back and back.stop()
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert text.count(f"error sink.fw: server 127.0.0.1:{down} failed: Connect call failed") == 1, text
+    assert text.count(f"warning sink.fw: server 127.0.0.1:{down} answers again") == 1, text
+    assert "write failed" not in text

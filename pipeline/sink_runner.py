@@ -1,0 +1,167 @@
+"""A sink's runner: the writers that take chunks from its buffer, retry with backoff, give
+chunks up after `retry_timeout`, and drain at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from .buffer import Buffer, Chunk
+from .event import Batch, Item, Packed
+from .plugin import OutputClosed, Sink
+
+log = logging.getLogger("pipeline.runtime")  # part of the runtime, in its log lines too
+
+
+class SinkRunner:
+    """A sink's buffer and writer: batching, retry with backoff and jitter, drain."""
+
+    def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None],
+                 on_closed: Callable[[str, str], None]):
+        self.sink = sink
+        self.ctx = sink.ctx
+        self.conf = sink.conf
+        self.buffer = buffer
+        self.on_give_up = on_give_up
+        self.on_closed = on_closed
+        self.tasks: list[asyncio.Task[None]] = []
+        self.failed_reason: str | None = None
+        self.gave_up_reason: str | None = None
+        #: the sink raised OutputClosed: nothing more is written, or even buffered
+        self.closed = False
+
+    async def start(self) -> None:
+        await self.sink.start()
+        await self.buffer.open()
+        # only the first writer takes a chunk before it is full (flush_interval 0): the
+        # others add throughput under load, and must not cut the stream into slivers
+        eager = not self.conf.flush_interval
+        self.tasks = [asyncio.create_task(self._writer(eager and i == 0), name=f"sink {self.ctx.id}")
+                      for i in range(self.sink.max_in_flight)]
+        if self.conf.flush_interval:
+            self.tasks.append(asyncio.create_task(self._timer(), name=f"flush {self.ctx.id}"))
+
+    async def _timer(self) -> None:
+        period = max(0.005, min(self.conf.flush_interval / 2, 1.0))
+        while True:
+            await asyncio.sleep(period)
+            self.buffer.seal_due(self.conf.flush_interval)
+
+    async def put(self, part: list[Item]) -> None:
+        if not self.closed:
+            await self.buffer.put(part)
+
+    async def _writer(self, eager: bool) -> None:
+        while True:
+            chunk = await self.buffer.get(eager)
+            try:
+                await self._deliver(chunk)
+            except OutputClosed as e:
+                if not self.closed:
+                    self.closed = True
+                    self.on_closed(self.ctx.id, str(e))
+                return
+            self.buffer.commit(chunk)
+
+    def _parts(self, chunk: Chunk) -> list[list[Item]]:
+        """What the sink is given, write by write: the chunk whole, or, for a sink that reads
+        records, each Packed run apart, decoded just before its write. Decoding a chunk of
+        10,000 events before writing any left the records cold in the CPU caches: 8 against
+        3.4 us an event to decode and write a 30-key record as JSON."""
+        items = chunk.events or []  # get() has loaded them
+        if not chunk.packed or self.sink.takes_packed:
+            return [items]
+        parts: list[list[Item]] = []
+        events: list[Item] = []
+        for item in items:
+            if type(item) is Packed:
+                if events:
+                    parts.append(events)
+                    events = []
+                parts.append([item])
+            else:
+                events.append(item)
+        if events:
+            parts.append(events)
+        return parts
+
+    def _records(self, part: list[Item]) -> list[Item]:
+        if self.sink.takes_packed or type(part[0]) is not Packed:
+            return part
+        from .forward_protocol import unpack_items  # only where Packed runs are: not at start-up
+
+        return unpack_items(part, self.ctx)  # type: ignore[return-value]
+
+    async def _deliver(self, chunk: Chunk) -> None:
+        """Write the chunk part by part; a part that fails is retried, the ones before it are
+        not written again."""
+        started = time.monotonic()
+        parts = self._parts(chunk)
+        while chunk.written < len(parts):
+            part = parts[chunk.written]
+            batch = self._records(part)
+            count = chunk.count if self.sink.takes_packed and chunk.packed else len(batch)
+            reason = await self._write(batch, count, started)
+            if reason is not None:
+                from .forward_protocol import unpack_items
+
+                rest = [item for part in parts[chunk.written:] for item in part]
+                given_up = unpack_items(rest, self.ctx)
+                self.ctx.count("given_up", len(given_up))
+                self.gave_up_reason = reason
+                self.on_give_up(given_up, reason)
+                return
+            chunk.written += 1
+
+    async def _write(self, batch: list[Item], count: int, started: float) -> str | None:
+        """Write `batch`, retrying with backoff; None once written, or why it was given up
+        (`retry_timeout` after `started`)."""
+        attempt = 0
+        while True:
+            try:
+                await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
+            except (asyncio.CancelledError, OutputClosed):
+                raise
+            except Exception as e:  # any other failure of a sink is retried, never fatal
+                attempt += 1
+                self.ctx.count("retries")
+                reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
+                self.failed_reason = reason
+                self.ctx.health("write", False, f"{reason}; retrying with backoff")
+                timeout = self.conf.retry_timeout
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    return f"{reason}; gave up after {timeout:g}s"
+                # full jitter: retries of many agents after one outage do not arrive in step
+                delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            self.failed_reason = None
+            self.ctx.count("events_out", count)
+            self.ctx.health("write", True, "writes succeed again")
+            return None
+
+    async def drain(self, deadline: float) -> bool:
+        """Write what is buffered until `deadline` (monotonic); True if all was written."""
+        self.buffer.seal()
+        while self.buffer.pending_events and not self.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        left = self.buffer.pending_events
+        try:
+            await self.sink.stop()
+        except Exception as e:
+            log.error("sink %s: stop failed: %s", self.ctx.id, e)
+        self.buffer.close()
+        if left and not self.closed:
+            durable = self.conf.buffer.type == "file"
+            kept = "kept in the file buffer for the next run" if durable else "lost (memory buffer)"
+            why = f" ({self.failed_reason})" if self.failed_reason else ""
+            log.error("sink %s: %d events not written before shutdown_timeout%s: %s",
+                      self.ctx.id, left, why, kept)
+            return False
+        return True
