@@ -259,7 +259,13 @@ class Runtime:
         interval = float(node.plugin.tick_interval)  # type: ignore[union-attr, arg-type]
         while True:
             await asyncio.sleep(interval)
-            await self._emit_from_filter(node, node.plugin.tick(time.time_ns()))  # type: ignore[union-attr]
+            try:
+                due = node.plugin.tick(time.time_ns())  # type: ignore[union-attr]
+            except Exception as e:  # a filter bug must not end its ticks for the rest of the run
+                log.debug("filter %s: tick failed", node.id, exc_info=True)
+                node.plugin.ctx.error(f"tick failed: {e!r}", kind="filter_exception")
+                continue
+            await self._emit_from_filter(node, due)
 
     async def _emit_from_filter(self, node: Node, batch: Batch) -> None:
         if batch:

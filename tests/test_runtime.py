@@ -239,3 +239,46 @@ sinks:
     bad = next(e for e in errors if e["kind"] == "bad_input")
     assert bad["component"] == "s" and bad["origin"] == "stdin" and bad["sample"] == "garbage\\xff"
     assert rt.contexts["boom"].counters["errors"] == 1
+
+
+class FlakyTicks(Filter):
+    """Ticks every 50 ms; the first tick raises, later ones emit."""
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.tick_interval = 0.05
+        self.ticks = 0
+
+    def process(self, batch):
+        return []
+
+    def tick(self, now):
+        self.ticks += 1
+        if self.ticks == 1:
+            raise RuntimeError("first tick")
+        return [("t", now, {"tick": self.ticks})]
+
+
+def test_a_tick_that_raises_is_reported_and_the_ticks_go_on(tmp_path):
+    out = tmp_path / "out"
+    rt = build(tmp_path, f"""
+sources:
+  s: {{type: exec, command: x, interval: 1h}}
+filters:
+  w: {{type: flatten, inputs: [s]}}
+sinks:
+  o: {{type: file, inputs: [w], path: {out}/o}}
+  errors: {{type: file, inputs: [_errors], path: {out}/errors}}
+""", w=FlakyTicks)
+
+    async def main():
+        task = asyncio.create_task(rt.run())
+        await asyncio.sleep(0.5)
+        rt.stop()
+        return await task
+
+    assert asyncio.run(main()) == 0
+    ticks = [json.loads(x)["tick"] for x in (out / "o").read_text().splitlines()]
+    errors = [json.loads(x) for x in (out / "errors").read_text().splitlines()]
+    assert len(ticks) >= 3 and ticks[0] == 2
+    assert [e["kind"] for e in errors] == ["filter_exception"] and "first tick" in errors[0]["error"]
