@@ -20,9 +20,14 @@ from .plugin import KINDS, Plugin, UnknownPlugin, load, names
 
 #: the pseudo input that carries error events (bad input, given-up chunks)
 ERRORS_INPUT = "_errors"
+#: a stateful filter under `run --once` gives nothing without state, so there always is a place
+#: for it: the XDG base directory spec's, read from the environment when the graph runs
+DEFAULT_STATE_DIR = "${XDG_STATE_HOME:-~/.local/state}/pipeline"
 
 TOP_OPTIONS = (
-    Option("state_dir", Str(), None, "directory for state kept between runs (rate counters)"),
+    Option("state_dir", Str(), DEFAULT_STATE_DIR,
+           "directory for state kept between runs (rate counters); $XDG_STATE_HOME/pipeline, "
+           "else ~/.local/state/pipeline"),
     Option("shutdown_timeout", Duration(), 10.0, "how long sinks may take to flush on stop"),
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
 )
@@ -177,8 +182,16 @@ class Graph:
         return [c for c in self.components.values() if c.kind == kind]
 
     @property
-    def state_dir(self) -> Path | None:
-        return Path(self.settings.state_dir) if self.settings.state_dir else None
+    def state_dir(self) -> Path:
+        return expand_state_dir(self.settings.state_dir)
+
+
+def expand_state_dir(text: str, env: dict[str, str] | None = None) -> Path:
+    if text == DEFAULT_STATE_DIR:
+        env = os.environ if env is None else env
+        # the spec: an unset or empty XDG_STATE_HOME means the default
+        text = f"{env.get('XDG_STATE_HOME') or '~/.local/state'}/pipeline"
+    return Path(text).expanduser()
 
 
 class ConfigError(Exception):

@@ -26,8 +26,9 @@ class RateFilter(Filter):
     A gap longer than `max_gap` restarts the series. Samples whose time does not advance
     give no rate. Values that are not numbers are skipped and counted (`non_numeric`).
 
-    With a `state_dir`, series survive between runs, so `pipeline run --once` called by
-    td-agent's in_exec every 10 s gives rates from the second call on.
+    Series survive between runs in `state_dir` (default `$XDG_STATE_HOME/pipeline`, else
+    `~/.local/state/pipeline`), so `pipeline run --once` called by td-agent's in_exec every
+    10 s gives rates from the second call on.
     """
 
     stateful = True
