@@ -58,6 +58,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     graph = _load(args.config)
     if graph is None:
         return EXIT_CONFIG
+    for line in graph.warnings.lines():
+        print(f"warning: {line}", file=sys.stderr)
     print(f"{args.config}: ok")
     print(describe(graph))
     return 0
@@ -68,6 +70,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if graph is None:
         return EXIT_CONFIG
     _setup_logging(args.log_level or graph.settings.log_level)
+    for line in graph.warnings.lines():
+        logging.getLogger("pipeline.config").warning("%s", line)
+    if os.environ.get("MACKEREL_AGENT_PLUGIN_META") == "1":
+        from .sinks.stdout import plugin_meta
+
+        # mackerel-agent asks once, at its start: the answer comes from the config alone,
+        # so it neither polls (a source that is down must not empty it) nor touches state
+        meta = plugin_meta(graph)
+        if meta is not None:
+            sys.stdout.buffer.write(meta)
+            sys.stdout.buffer.flush()
+            return 0
     from .runtime import Runtime
 
     async def main() -> int:

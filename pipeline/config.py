@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .fields import Fields, walk
 from .options import Duration, Enum, Errors, Option, Str, _did_you_mean, _line, resolve
 from .plugin import KINDS, Plugin, UnknownPlugin, load, names
 
@@ -177,6 +178,10 @@ class Graph:
     file: str
     settings: SimpleNamespace
     components: dict[str, Component]
+    #: what `check` warns about (it does not stop a run)
+    warnings: Errors = field(default_factory=Errors)
+    #: each component's fields, as far as the config tells (pipeline/fields.py)
+    fields: dict[str, Fields | None] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Component]:
         return [c for c in self.components.values() if c.kind == kind]
@@ -186,11 +191,10 @@ class Graph:
         return expand_state_dir(self.settings.state_dir)
 
 
-def expand_state_dir(text: str, env: dict[str, str] | None = None) -> Path:
+def expand_state_dir(text: str) -> Path:
     if text == DEFAULT_STATE_DIR:
-        env = os.environ if env is None else env
         # the spec: an unset or empty XDG_STATE_HOME means the default
-        text = f"{env.get('XDG_STATE_HOME') or '~/.local/state'}/pipeline"
+        text = f"{os.environ.get('XDG_STATE_HOME') or '~/.local/state'}/pipeline"
     return Path(text).expanduser()
 
 
@@ -240,7 +244,13 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
     _check_edges(components, broken, errors)
     if errors:
         raise ConfigError(errors)
-    return Graph(file=errors.file, settings=settings, components=components)
+    graph = Graph(file=errors.file, settings=settings, components=components)
+    graph.warnings = Errors(file=errors.file)
+    ordered = graph.of_kind("source") + topological(graph) + graph.of_kind("sink")
+    graph.fields = walk(ordered, errors, graph.warnings)
+    if errors:
+        raise ConfigError(errors)
+    return graph
 
 
 def _component(section: str, kind: str, cid: str, raw: Any, body: Any,
