@@ -104,3 +104,16 @@ def test_once_without_state_dir_keeps_state_in_the_users_state_directory(tmp_pat
     second = run_pipeline("run", "--once", str(conf), input=b'{"n": 101}\n', env=env)
     assert json.loads(second.stdout)["n_rate"] > 0
     assert (where / "r.state").is_file()
+
+
+def test_a_field_never_seen_is_said_once_at_run_time(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin}\n"
+                    "filters:\n  r: {type: rate, inputs: [in], fields: [tx, 'workers.*.requests']}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [r]}\n")
+    lines = b"".join(b'{"tx": %d, "workers": [{"requests": %d}]}\n' % (i, i) for i in range(300))
+    result = run_pipeline("run", "--once", str(conf), input=lines)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.decode().splitlines() if "matched no field" in line]
+    assert len(warnings) == 1 and "workers.*.requests matched no field of 100 records" in warnings[0]
+    assert "tx" not in warnings[0].split("matched")[0]
