@@ -73,6 +73,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in graph.warnings:
         # the log line says its level already
         logging.getLogger("pipeline.config").warning("%s", line.replace(": warning: ", ": ", 1))
+    if os.environ.get("MACKEREL_AGENT_PLUGIN_META") == "1":
+        from .sinks.stdout import plugin_meta
+
+        # mackerel-agent asks once, at its start: the answer comes from the config alone,
+        # so it neither polls (a source that is down must not empty it) nor touches state
+        meta = plugin_meta(graph)
+        if meta is not None:
+            sys.stdout.buffer.write(meta)
+            sys.stdout.buffer.flush()
+            return 0
     from .runtime import EXIT_OUTPUT_CLOSED, Runtime
 
     async def main() -> int:

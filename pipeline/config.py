@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .fields import Fields, walk
 from .options import (
     Duration,
     Enum,
@@ -31,9 +32,14 @@ from .plugin import KINDS, Filter, Plugin, Sink, Source, UnknownPlugin, load, na
 
 #: the pseudo input that carries error events (bad input, given-up chunks)
 ERRORS_INPUT = "_errors"
+#: a stateful filter under `run --once` gives nothing without state, so there always is a place
+#: for it: the XDG base directory spec's, read from the environment when the graph runs
+DEFAULT_STATE_DIR = "${XDG_STATE_HOME:-~/.local/state}/pipeline"
 
 TOP_OPTIONS = (
-    Option("state_dir", Str(), None, "directory for state kept between runs (rate counters)"),
+    Option("state_dir", Str(), DEFAULT_STATE_DIR,
+           "directory for state kept between runs (rate counters); $XDG_STATE_HOME/pipeline, "
+           "else ~/.local/state/pipeline"),
     Option("shutdown_timeout", Duration(), 10.0, "how long sinks may take to flush on stop"),
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
 )
@@ -228,13 +234,22 @@ class Graph:
     components: dict[str, Component]
     #: `FILE:LINE: key: warning: ...` lines for what runs but looks like a mistake
     warnings: list[str] = field(default_factory=list)
+    #: each component's fields, as far as the config tells (pipeline/fields.py)
+    fields: dict[str, Fields | None] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Component]:
         return [c for c in self.components.values() if c.kind == kind]
 
     @property
-    def state_dir(self) -> Path | None:
-        return Path(self.settings.state_dir) if self.settings.state_dir else None
+    def state_dir(self) -> Path:
+        return expand_state_dir(self.settings.state_dir)
+
+
+def expand_state_dir(text: str) -> Path:
+    if text == DEFAULT_STATE_DIR:
+        # the spec: an unset or empty XDG_STATE_HOME means the default
+        text = f"{os.environ.get('XDG_STATE_HOME') or '~/.local/state'}/pipeline"
+    return Path(text).expanduser()
 
 
 class ConfigError(Exception):
@@ -284,7 +299,13 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
     _warn_unread(components, errors)
     if errors:
         raise ConfigError(errors)
-    return Graph(file=errors.file, settings=settings, components=components, warnings=errors.warning_lines())
+    graph = Graph(file=errors.file, settings=settings, components=components)
+    ordered = graph.of_kind("source") + topological(graph) + graph.of_kind("sink")
+    graph.fields = walk(ordered, errors, errors)
+    if errors:
+        raise ConfigError(errors)
+    graph.warnings = errors.warning_lines()
+    return graph
 
 
 def _component(section: str, kind: str, cid: str, raw: Any, body: Any,

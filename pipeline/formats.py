@@ -17,7 +17,7 @@ from typing import Any
 import msgpack
 import orjson
 
-from .event import Batch, Record
+from .event import Batch, Record, get_path
 
 DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
@@ -262,10 +262,15 @@ def _encode_ltsv(records: Iterable[Record]) -> bytes:
 
 
 _MACKEREL_BAD = re.compile(r"[^A-Za-z0-9._-]")
+#: the graph of names that have no dot: mackerel-agent defines a graph's metrics as
+#: GRAPH.METRIC, so a name of one part could never have a graph of its own
+MACKEREL_GRAPH = "pipeline"
 
 
-def _numeric_items(record: Record, prefix: str) -> Iterable[tuple[str, float | int]]:
+def _numeric_items(record: Record, prefix: str, skip: Iterable[str] = ()) -> Iterable[tuple[str, float | int]]:
     for k, v in record.items():
+        if k in skip:
+            continue
         name = f"{prefix}.{k}" if prefix else str(k)
         if isinstance(v, dict):
             yield from _numeric_items(v, name)
@@ -275,42 +280,64 @@ def _numeric_items(record: Record, prefix: str) -> Iterable[tuple[str, float | i
             yield name, v
 
 
-def encode_mackerel(batch: Batch, prefix: str = "") -> bytes:
-    """mackerel-agent's plugin protocol: `name<TAB>value<TAB>epoch` per numeric field."""
+def _name_part(value: Any) -> str:
+    # one part, whatever the value: a dot in it would make a name no graph's `#` matches
+    text = "" if value is None else _MACKEREL_BAD.sub("_", str(value)).replace(".", "_")
+    return text or "_"
+
+
+def encode_mackerel(batch: Batch, prefix: str = "", name_by: list[str] | tuple[str, ...] = ()) -> bytes:
+    """mackerel-agent's plugin protocol: `name<TAB>value<TAB>epoch` per numeric field; with
+    `name_by`, each record's names are PREFIX.VALUE.FIELD, VALUE its own `name_by` fields'."""
     out = []
     for _, t, record in batch:
         epoch = t // 1_000_000_000
-        for name, v in _numeric_items(record, prefix):
-            out.append(f"{_MACKEREL_BAD.sub('_', name)}\t{v}\t{epoch}\n")
+        head = ".".join([prefix] * bool(prefix) + [_name_part(get_path(record, k)) for k in name_by])
+        for name, v in _numeric_items(record, head, name_by):
+            name = _MACKEREL_BAD.sub("_", name)
+            if "." not in name:
+                name = f"{MACKEREL_GRAPH}.{name}"
+            out.append(f"{name}\t{v}\t{epoch}\n")
     return "".join(out).encode()
 
 
-def mackerel_names(batch: Batch, prefix: str = "") -> list[str]:
-    return [_MACKEREL_BAD.sub("_", name) for _, _, record in batch for name, _ in _numeric_items(record, prefix)]
+_PATTERN_BAD = re.compile(r"[^A-Za-z0-9_*-]")
 
 
-def mackerel_meta(names: Iterable[str]) -> bytes:
-    """The graph definitions mackerel-agent asks a plugin for (MACKEREL_AGENT_PLUGIN_META=1):
-    one graph per metric name minus its last part, each metric under it."""
+def mackerel_graphs(paths: Iterable[tuple[str, ...]], prefix: str = "",
+                    name_by: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The graph definitions mackerel-agent asks a plugin for (MACKEREL_AGENT_PLUGIN_META=1),
+    for the names encode_mackerel gives records with these field paths (pipeline/fields.py):
+    a graph per name minus its last part, the last part a metric of it. A part that varies
+    (a worker's id from `name_by`, a listener's key) is `#` in a graph name and `*` as a metric,
+    the wildcards mackerel-agent's plugins use; lists are not printed, so neither defined."""
     graphs: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(names):
-        graph, _, metric = name.rpartition(".")
-        graph = graph or "pipeline"
+    head = prefix.split(".") * bool(prefix) + ["*"] * len(name_by)
+    for path in paths:
+        if "[*]" in path or (len(path) == 1 and path[0] in name_by):
+            continue
+        parts = head + [_PATTERN_BAD.sub("_", p) for p in ".".join(path).split(".")]
+        if len(parts) == 1:
+            parts.insert(0, MACKEREL_GRAPH)
+        graph = ".".join("#" if "*" in p else p for p in parts[:-1])
+        metric = "*" if "*" in parts[-1] else parts[-1]
         entry = graphs.setdefault(graph, {"label": graph, "unit": "float", "metrics": []})
-        entry["metrics"].append({"name": metric, "label": metric})
-    return b"# mackerel-agent-plugin\n" + json_dumps({"graphs": graphs}) + b"\n"
+        if all(m["name"] != metric for m in entry["metrics"]):
+            entry["metrics"].append({"name": metric, "label": metric})
+    return graphs
 
 
 class Encoder:
     def __init__(self, fmt: str, tag_key: str | None = None, time_key: str | None = None,
-                 time_format: str = "unix", prefix: str = ""):
+                 time_format: str = "unix", prefix: str = "", name_by: list[str] | tuple[str, ...] = ()):
         self.fmt = fmt
         self.tag_key, self.time_key, self.time_format = tag_key, time_key, time_format
         self.prefix = prefix
+        self.name_by = name_by
 
     def encode(self, batch: Batch) -> bytes:
         if self.fmt == "mackerel":
-            return encode_mackerel(batch, self.prefix)
+            return encode_mackerel(batch, self.prefix, self.name_by)
         records = _with_tag_time(batch, self.tag_key, self.time_key, self.time_format)
         if self.fmt == "json":
             return _encode_json(records)

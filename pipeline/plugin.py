@@ -28,6 +28,7 @@ from .options import (
 
 if TYPE_CHECKING:
     from .context import Context
+    from .fields import Check, Fields
 
 KINDS = ("source", "filter", "sink")
 
@@ -49,6 +50,12 @@ class Plugin:
     def all_options(cls) -> tuple[Option, ...]:
         own = {o.name for o in cls.options}
         return tuple(o for o in cls.common_options if o.name not in own) + cls.options
+
+    @classmethod
+    def fields(cls, conf: SimpleNamespace, upstream: Fields | None, check: Check) -> Fields | None:
+        """The numeric fields of this component's records, told from its config and what its
+        inputs' records carry (None: cannot be told); see pipeline/fields.py."""
+        return None
 
     @classmethod
     def summary(cls) -> str:

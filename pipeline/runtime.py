@@ -312,6 +312,7 @@ class Runtime:
         for node in self.filters:
             plugin = node.plugin
             if isinstance(plugin, Filter) and plugin.stateful:
+                log.debug("filter %s: state kept in %s", node.id, plugin.ctx.state_path)
                 state = plugin.ctx.load_state()
                 if state is not None:
                     plugin.load_state(state)
@@ -331,7 +332,7 @@ class Runtime:
             return 1
         helpers = [asyncio.create_task(self._ticks(n)) for n in self.filters
                    if n.plugin.tick_interval and not self.once]  # type: ignore[union-attr]
-        if self.state_dir and not self.once:
+        if not self.once:
             helpers.append(asyncio.create_task(self._save_state_loop()))
         tasks = {asyncio.create_task(self._run_source(s), name=f"source {s.ctx.id}") for s in self.sources}
         stop_wait = asyncio.create_task(self._stopping.wait())
@@ -392,8 +393,7 @@ class Runtime:
                 await self._emit_from_filter(node, node.plugin.flush())  # type: ignore[union-attr]
             except Exception as e:
                 log.error("filter %s: flush failed: %s", node.id, e)
-        if self.state_dir:
-            self._save_state()
+        self._save_state()
         if self._errors_pending:
             await self._flush_errors()
         ok = True

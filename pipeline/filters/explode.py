@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..event import Batch, Record, get_path
+from ..fields import LIST, fields_of
 from ..options import ListOf, Option, Str
 from ..plugin import Filter
 
@@ -29,6 +30,24 @@ class ExplodeFilter(Filter):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.under: str | None = getattr(conf, "as")
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        at = tuple(conf.field.split("."))
+        n = len(at)
+        elements = [p[n + 1:] for p in upstream.paths if p[:n] == at and p[n:n + 1] == (LIST,)]
+        if conf.keep is not None:
+            parent = [p for p in upstream.paths if p[0] in conf.keep]
+        else:
+            parent = [p for p in upstream.paths if len(p) == 1]
+        under = getattr(conf, "as")
+        if under is not None:
+            merged = [(under, *rest) for rest in elements]
+        else:
+            merged = [(conf.prefix + rest[0], *rest[1:]) if rest else (conf.field,) for rest in elements]
+        return fields_of(parent + merged + [(conf.index_key,)], many=True)
 
     def _parent(self, record: Record) -> Record:
         if self.conf.keep is not None:

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..event import Batch, Record
+from ..fields import LIST, fields_of
 from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import Filter
 
 _NORIKRA_BAD = re.compile(r"[^A-Za-z0-9_$]")
+_NORIKRA_BAD_IN_PATTERN = re.compile(r"[^A-Za-z0-9_$*]")
 
 
 class FlattenFilter(Filter):
@@ -42,6 +44,26 @@ class FlattenFilter(Filter):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.flatten = self._flattener()
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        sep = conf.separator
+        index = sep + ("$*" if conf.arrays == "norikra" else "*")
+        levels = conf.max_depth or 1 << 30
+
+        def part(key: str) -> str:
+            return _NORIKRA_BAD_IN_PATTERN.sub("_", key) if conf.sanitize == "norikra" else key
+
+        out = []
+        for path in upstream.paths:
+            n = 1 if conf.fields is not None and path[0] not in conf.fields else min(len(path), levels + 1)
+            if conf.arrays == "keep" and LIST in path[:n]:
+                n = path.index(LIST)  # a list stays a list, and what is in it stays in it
+            key = part(path[0]) + "".join(index if k == LIST else sep + part(k) for k in path[1:n])
+            out.append((key, *path[n:]))
+        return fields_of(out, upstream.many)
 
     def process(self, batch: Batch) -> Batch:
         flat = self.flatten

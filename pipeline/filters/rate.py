@@ -6,9 +6,13 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..event import Batch, get_path
+from ..fields import fields_of
 from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..plugin import Filter
 from ..rates import RateTracker, parse_rfc3339_ns
+
+#: records after which a configured field never seen is reported (once)
+UNSEEN_AFTER = 100
 
 
 def _hashable(value: Any) -> Any:
@@ -26,8 +30,14 @@ class RateFilter(Filter):
     A gap longer than `max_gap` restarts the series. Samples whose time does not advance
     give no rate. Values that are not numbers are skipped and counted (`non_numeric`).
 
-    With a `state_dir`, series survive between runs, so `pipeline run --once` called by
-    td-agent's in_exec every 10 s gives rates from the second call on.
+    `fields` match top-level keys: a nested record (the uwsgi source's `workers` list) needs
+    `flatten` (`workers.*.requests`) or `explode` (`requests`) first. `check` refuses a
+    pattern that names a path inside the records that reach it, and a run logs once a field
+    that no record had.
+
+    Series survive between runs in `state_dir` (default `$XDG_STATE_HOME/pipeline`, else
+    `~/.local/state/pipeline`), so `pipeline run --once` called by td-agent's in_exec every
+    10 s gives rates from the second call on.
     """
 
     stateful = True
@@ -53,6 +63,24 @@ class RateFilter(Filter):
         self.names = [f for f in conf.fields if not any(c in f for c in "*?[")]
         self.patterns = [f for f in conf.fields if f not in self.names]
         self._rated: dict[str, bool] = {}
+        # which configured fields were seen, until each was or it was said once that one was not
+        self._unseen: set[str] | None = set(conf.fields)
+        self._records = 0
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        out = list(upstream.paths)
+        for i, pattern in enumerate(conf.fields):
+            keys = upstream.top(pattern)
+            nested = upstream.nested(pattern)
+            if not keys and nested:
+                where = ".".join(nested[0]).replace("[*]", "N")
+                check.error("fields", f"{pattern!r} names a field inside nested records ({where}), but "
+                            "rate matches top-level keys: put a flatten (or explode) filter before it", i)
+            out += [(k,) for k in keys] if conf.replace else [(k + conf.suffix,) for k in keys]
+        return fields_of(out, upstream.many)
 
     def _keys(self, record: dict) -> list[str]:
         keys = [k for k in self.names if k in record]
@@ -79,6 +107,30 @@ class RateFilter(Filter):
             return int(value * 1e9)
         return None
 
+    def _seen(self, keys: list[str]) -> None:
+        unseen = self._unseen
+        if unseen is None:
+            return
+        for key in keys:
+            unseen -= {f for f in unseen if fnmatchcase(key, f)}
+        self._records += 1
+        if not unseen:
+            self._unseen = None
+        elif self._records >= UNSEEN_AFTER:
+            self._report_unseen()
+
+    def _report_unseen(self) -> None:
+        if self._unseen:
+            self.ctx.log.warning("fields %s matched no field of %d records (rate matches top-level keys: "
+                                 "nested records need a flatten or explode filter first)",
+                                 ", ".join(sorted(self._unseen)), self._records)
+        self._unseen = None
+
+    def flush(self) -> Batch:
+        if self._records:
+            self._report_unseen()
+        return []
+
     def process(self, batch: Batch) -> Batch:
         conf = self.conf
         update = self.tracker.update
@@ -86,6 +138,8 @@ class RateFilter(Filter):
         out: Batch = []
         for tag, t, record in batch:
             keys = self._keys(record)
+            if self._unseen is not None:
+                self._seen(keys)
             if not keys:
                 out.append((tag, t, record))
                 continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..event import Batch
+from ..fields import fields_of
 from ..options import MapOf, Option, Str
 from ..plugin import Filter
 
@@ -11,6 +12,13 @@ class RenameFilter(Filter):
     """Rename top-level fields (`{id: worker_id}`); fields that are absent are left alone."""
 
     options = (Option("fields", MapOf(Str()), help="old name -> new name"),)
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        names = conf.fields
+        return fields_of(((names.get(p[0], p[0]), *p[1:]) for p in upstream.paths), upstream.many)
 
     def process(self, batch: Batch) -> Batch:
         names = self.conf.fields

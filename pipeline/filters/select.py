@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..event import Batch
+from ..fields import fields_of
 from ..options import ListOf, Option, Str
 from ..plugin import Filter
 
@@ -11,6 +12,12 @@ class SelectFilter(Filter):
     """Keep only the listed top-level fields, in that order; absent ones are left out."""
 
     options = (Option("fields", ListOf(Str()), help="the fields to keep"),)
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        return fields_of((p for p in upstream.paths if p[0] in conf.fields), upstream.many)
 
     def process(self, batch: Batch) -> Batch:
         fields = self.conf.fields

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..event import Batch
-from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_meta, mackerel_names
-from ..options import Enum, Option, Str
+from ..fields import merge
+from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, json_dumps, mackerel_graphs
+from ..options import Enum, ListOf, Option, Str
 from ..plugin import OutputClosed, Sink
 
 FORMAT_OPTIONS = (
@@ -18,35 +18,52 @@ FORMAT_OPTIONS = (
     Option("time_key", Str(), None, "add the event's time to each record under this key"),
     Option("time_format", Enum(*TIME_FORMATS), "unix", "time_key's format: unix, float or iso8601"),
     Option("prefix", Str(), "", "mackerel format: prefix of every metric name"),
+    Option("name_by", ListOf(Str()), [],
+           "mackerel format: fields whose values name each record's metrics (PREFIX.VALUE.FIELD), "
+           "for several records a run, e.g. [id] for one per uWSGI worker"),
 )
 
 
 def make_encoder(conf) -> Encoder:
     return Encoder(conf.format, tag_key=conf.tag_key, time_key=conf.time_key,
-                   time_format=conf.time_format, prefix=conf.prefix)
+                   time_format=conf.time_format, prefix=conf.prefix, name_by=conf.name_by)
 
 
 class StdoutSink(Sink):
     """Write records to standard output: whole lines only, flushed after each batch.
 
-    With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command: when
-    the agent sets MACKEREL_AGENT_PLUGIN_META=1, the sink prints the graph definitions of the
-    metrics it saw (`# mackerel-agent-plugin` and their JSON) instead of values.
+    With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command. When
+    the agent sets MACKEREL_AGENT_PLUGIN_META=1, it prints the graph definitions instead
+    (`# mackerel-agent-plugin` and their JSON), built from the config: nothing is polled and
+    no state is written. Every field the inputs can carry gets a graph (a per-worker or
+    per-listener part as the `#`/`*` wildcard); where the config cannot tell the fields (stdin,
+    exec, http_json), `metrics` lists them. A name without a dot is put under `pipeline.`.
     """
 
-    options = FORMAT_OPTIONS
+    options = FORMAT_OPTIONS + (
+        Option("metrics", ListOf(Str()), [],
+               "mackerel format: more fields to define graphs for, as records carry them "
+               "(dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
+    )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.encoder = make_encoder(conf)
-        self.meta: list[str] | None = None
-        if conf.format == "mackerel" and os.environ.get("MACKEREL_AGENT_PLUGIN_META") == "1":
-            self.meta = []
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if conf.format != "mackerel":
+            return None
+        if upstream is None and not conf.metrics:
+            check.warn("format", "the fields of its inputs cannot be told from the config, so "
+                       "mackerel-agent's graph definitions lack them: list them in `metrics`")
+        elif upstream is not None and upstream.many and not conf.name_by:
+            check.warn("name_by", "several records a run carry the same fields, so they print the "
+                       "same metric names and mackerel-agent keeps only the last: set name_by to "
+                       "the field that tells them apart (e.g. [id])")
+        return None
 
     async def write(self, batch: Batch) -> None:
-        if self.meta is not None:
-            self.meta += mackerel_names(batch, self.conf.prefix)
-            return
         out = sys.stdout.buffer
         try:
             out.write(self.encoder.encode(batch))
@@ -54,10 +71,19 @@ class StdoutSink(Sink):
         except BrokenPipeError:
             raise OutputClosed("stdout: the reader closed the pipe") from None
 
-    async def stop(self) -> None:
-        if self.meta is not None:
-            sys.stdout.buffer.write(mackerel_meta(self.meta))
-            sys.stdout.buffer.flush()
+
+def plugin_meta(graph) -> bytes | None:
+    """mackerel-agent's graph definitions for the graph's mackerel stdout sinks, or None if
+    it has none."""
+    sinks = [c for c in graph.of_kind("sink") if c.cls is StdoutSink and c.conf.format == "mackerel"]
+    if not sinks:
+        return None
+    definitions: dict = {}
+    for sink in sinks:
+        upstream = merge([graph.fields.get(i) for i in sink.inputs])
+        paths = list(upstream.paths if upstream else ()) + [(m,) for m in sink.conf.metrics]
+        definitions.update(mackerel_graphs(paths, sink.conf.prefix, sink.conf.name_by))
+    return b"# mackerel-agent-plugin\n" + json_dumps({"graphs": definitions}) + b"\n"
 
 
 PLUGIN = StdoutSink

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..event import Batch, Record, now_ns
+from ..fields import fields_of
 from ..netlink_diag import tcp_listeners
 from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import PollSource
@@ -96,6 +97,14 @@ class ProcNetTcpSource(PollSource):
         local = conf.proc_root.rstrip("/") in ("/proc", "")
         self.use_netlink = conf.backlog == "netlink" or (conf.backlog == "auto" and local)
         self.ports = set(conf.ports) if conf.ports else None
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        host = [("listen_overflows",), ("listen_drops",)]
+        listener = ("queue", "backlog", "queue_percent")
+        if conf.layout == "single":
+            return fields_of([("listeners", "*", k) for k in listener] + host)
+        return fields_of([("port",)] + [(k,) for k in listener] + host, many=True)
 
     def _backlogs(self) -> dict[int, tuple[int, int]]:
         if not self.use_netlink:

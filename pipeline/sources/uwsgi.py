@@ -7,6 +7,7 @@ import http.client
 from urllib.parse import urlsplit
 
 from ..event import Batch, now_ns
+from ..fields import LIST, fields_of
 from ..formats import DecodeError, json_loads
 from ..options import URL, Duration, ListOf, Option, Size, Str
 from ..plugin import PollSource
@@ -14,6 +15,23 @@ from ..plugin import PollSource
 #: parts of the stats document that `include` can leave out (`cores` sits in each worker)
 PARTS = ("workers", "cores", "sockets", "locks", "metrics", "apps")
 _IN_WORKERS = ("cores", "apps")
+#: the numeric fields of a stats document (uWSGI 2.0), by the part that holds them
+_NUMBERS = {
+    "": ("listen_queue", "listen_queue_errors", "signal_queue", "load", "pid", "uid", "gid"),
+    "workers": ("id", "pid", "accepting", "requests", "delta_requests", "exceptions", "harakiri_count",
+                "signals", "signal_queue", "rss", "vsz", "running_time", "last_spawn", "respawn_count",
+                "tx", "avg_rt"),
+    "cores": ("id", "requests", "static_requests", "routed_requests", "offloaded_requests",
+              "write_errors", "read_errors", "in_request"),
+    "apps": ("id", "modifier1", "startup_time", "requests", "exceptions"),
+    "sockets": ("queue", "max_queue", "shared", "can_offload"),
+    "locks": ("*",),
+    "metrics": ("value",),
+}
+#: where each part sits in the document
+_AT = {"": (), "workers": ("workers", LIST), "cores": ("workers", LIST, "cores", LIST),
+       "apps": ("workers", LIST, "apps", LIST), "sockets": ("sockets", LIST), "locks": ("locks", LIST),
+       "metrics": ("metrics", "*")}
 
 
 class UwsgiSource(PollSource):
@@ -43,6 +61,11 @@ class UwsgiSource(PollSource):
         self.scheme = url.scheme
         self.url = url
         self.drop = [p for p in PARTS if p not in conf.include]
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        parts = [""] + [p for p in PARTS if p in conf.include and (p not in _IN_WORKERS or "workers" in conf.include)]
+        return fields_of(_AT[part] + (name,) for part in parts for name in _NUMBERS[part])
 
     async def _read(self) -> bytes:
         if self.scheme == "http":

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from helpers import FIXTURES, make_plugin
+from helpers import FIXTURES, make_plugin, run_pipeline
 
 S = 1_000_000_000
 
@@ -87,3 +87,33 @@ def test_uwsgi_replay_worker_respawns_and_a_full_restart(on_reset):
     values = [r["requests_rate"] for r in rates if "requests_rate" in r]
     assert len(values) > 20000 and min(values) >= 0  # never negative, through the restart at line 5500
     assert rate.ctx.counters["resets"] >= 4  # the full restart resets every worker's counters
+
+
+@pytest.mark.parametrize("xdg", [True, False])
+def test_once_without_state_dir_keeps_state_in_the_users_state_directory(tmp_path, xdg):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin}\n"
+                    "filters:\n  r: {type: rate, inputs: [in], fields: [n]}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [r]}\n")
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")} if xdg else {"XDG_STATE_HOME": "", "HOME": str(tmp_path)}
+    where = tmp_path / ("xdg/pipeline" if xdg else ".local/state/pipeline")
+    first = run_pipeline("run", "--once", "--log-level", "debug", str(conf), input=b'{"n": 1}\n', env=env)
+    assert first.returncode == 0 and json.loads(first.stdout) == {"n": 1}, first.stderr
+    assert f"state kept in {where / 'r.state'}" in first.stderr.decode()
+    time.sleep(0.05)
+    second = run_pipeline("run", "--once", str(conf), input=b'{"n": 101}\n', env=env)
+    assert json.loads(second.stdout)["n_rate"] > 0
+    assert (where / "r.state").is_file()
+
+
+def test_a_field_never_seen_is_said_once_at_run_time(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin}\n"
+                    "filters:\n  r: {type: rate, inputs: [in], fields: [tx, 'workers.*.requests']}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [r]}\n")
+    lines = b"".join(b'{"tx": %d, "workers": [{"requests": %d}]}\n' % (i, i) for i in range(300))
+    result = run_pipeline("run", "--once", str(conf), input=lines)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.decode().splitlines() if "matched no field" in line]
+    assert len(warnings) == 1 and "workers.*.requests matched no field of 100 records" in warnings[0]
+    assert "tx" not in warnings[0].split("matched")[0]

@@ -7,6 +7,7 @@ import json
 import msgpack
 import pytest
 from helpers import run_pipeline
+from mackerel_rules import parse_meta, uncovered, value_names
 
 
 def run(tmp_path, **sink):
@@ -57,20 +58,32 @@ def test_mackerel(tmp_path):
     assert all(epoch.isdigit() and len(epoch) == 10 for _, _, epoch in lines)
 
 
-def test_mackerel_plugin_meta(tmp_path):
+def test_mackerel_plugin_meta_from_the_config_covers_every_value(tmp_path):
     conf = tmp_path / "c.yaml"
     conf.write_text("sources:\n  in: {type: stdin}\n"
-                    "sinks:\n  out: {type: stdout, inputs: [in], format: mackerel, prefix: accept_queue}\n")
-    data = b'{"port_8080": {"queue": 3, "backlog": 128}, "listen_overflows": 7}\n'
-    result = run_pipeline("run", "--once", str(conf), input=data, env={"MACKEREL_AGENT_PLUGIN_META": "1"})
-    assert result.returncode == 0, result.stderr
-    head, body = result.stdout.split(b"\n", 1)
-    assert head == b"# mackerel-agent-plugin"
-    assert json.loads(body) == {"graphs": {
-        "accept_queue.port_8080": {"label": "accept_queue.port_8080", "unit": "float",
-                                   "metrics": [{"name": "queue", "label": "queue"},
-                                               {"name": "backlog", "label": "backlog"}]},
-        "accept_queue": {"label": "accept_queue", "unit": "float",
-                         "metrics": [{"name": "listen_overflows", "label": "listen_overflows"}]}}}
+                    "sinks:\n  out: {type: stdout, inputs: [in], format: mackerel,\n"
+                    "        metrics: ['ports.*.queue', 'ports.*.backlog', listen_overflows]}\n")
+    # mackerel-agent gives the meta run no input: the meta must not need any
+    meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    assert meta.returncode == 0, meta.stderr
+    graphs = parse_meta(meta.stdout)
+    assert graphs == {
+        "ports.#": {"label": "ports.#", "unit": "float",
+                   "metrics": [{"name": "queue", "label": "queue"}, {"name": "backlog", "label": "backlog"}]},
+        "pipeline": {"label": "pipeline", "unit": "float",
+                     "metrics": [{"name": "listen_overflows", "label": "listen_overflows"}]}}
+    data = b'{"ports": {"8080": {"queue": 3, "backlog": 128}, "80": {"queue": 0}}, "listen_overflows": 7}\n'
     values = run_pipeline("run", "--once", str(conf), input=data)
-    assert values.stdout.decode().startswith("accept_queue.port_8080.queue\t3\t")
+    names = value_names(values.stdout)
+    # a name without a dot was `listen_overflows`, posted as custom.listen_overflows: no graph has it
+    assert names == ["ports.8080.queue", "ports.8080.backlog", "ports.80.queue", "pipeline.listen_overflows"]
+    assert uncovered(names, graphs) == []
+
+
+def test_mackerel_check_warns_when_the_fields_cannot_be_told(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in], format: mackerel}\n")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 0
+    assert b"warning: " in result.stderr and b"sinks.out.format: " in result.stderr and b"`metrics`" in result.stderr

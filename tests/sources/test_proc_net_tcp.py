@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline, wait_for
+from mackerel_rules import parse_meta, uncovered
 
 from pipeline.sources.proc_net_tcp import read_netstat
 
@@ -97,11 +98,10 @@ def test_accept_queue_example_as_a_mackerel_plugin_names_each_listener(tmp_path)
         key = f"accept_queue.listeners.127_0_0_1_{port}"
         assert (got[f"{key}.queue"], got[f"{key}.backlog"]) == ("0", str(backlog))
     assert "accept_queue.listen_overflows" in got
-    header, body = meta.stdout.decode().split("\n", 1)
-    graphs = json.loads(body)["graphs"]
-    assert header == "# mackerel-agent-plugin"
-    assert {m["name"] for m in graphs[f"accept_queue.listeners.127_0_0_1_{ports[0]}"]["metrics"]} == {
+    graphs = parse_meta(meta.stdout)
+    assert {m["name"] for m in graphs["accept_queue.listeners.#"]["metrics"]} == {
         "queue", "backlog", "queue_percent"}
+    assert uncovered(names, graphs) == []
 
 
 def test_reuseport_listeners_on_one_port_each_get_their_own_backlog():
