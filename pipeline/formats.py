@@ -23,6 +23,10 @@ DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
 TIME_FORMATS = ("unix", "float", "iso8601")
 
+#: default bounds of what a source holds before parsing: a whole document, one line
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+
 # 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float.
 # Mapping digits to "0" and the rest to " " and searching for twenty "0"s is two linear
 # passes in C: several times faster than a regex, and cheaper than orjson's own parse.

@@ -54,7 +54,8 @@ def test_failures_are_logged_per_state_change_and_polling_goes_on(server, caplog
     server.route("/s", b'{"ok": 2}')
     assert poll(source) == [{"ok": 2}]
     logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(logged) == 1 and "HTTP 500: oops" in logged[0]
+    # the URL once, what the server said quoted
+    assert logged == [f"cannot get {server.url}/s: HTTP 500: 'oops'"]
     assert any("answers again" in r.getMessage() for r in caplog.records)
     assert source.ctx.counters["errors"] == 4
     assert errors and "not JSON" in errors[0][2]["error"]
