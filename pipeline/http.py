@@ -154,5 +154,5 @@ def reason(e: BaseException) -> str:
     if isinstance(e, TimeoutError | socket.timeout):
         return "timed out"
     if isinstance(e, http.client.BadStatusLine) and not isinstance(e, http.client.RemoteDisconnected):
-        return f"not an HTTP answer: {quoted(e.line)}"  # e.line: what the peer sent instead
+        return f"not an HTTP answer: {quoted(e.args[0])}"  # what the peer sent instead
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
