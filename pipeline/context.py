@@ -36,12 +36,14 @@ def sample(data: Any) -> str:
 def quoted(data: Any, *, end: bool = False) -> str:
     """What a peer sent, safe for one log line: repr-quoted (line breaks and control
     characters escaped), cut to SAMPLE_CHARS; `end` keeps the last ones (a stderr tail)."""
-    if end and isinstance(data, (bytes, bytearray)):
-        data = bytes(data[-SAMPLE_CHARS * 4:]).decode("utf-8", "backslashreplace")
-    text = _text(data)
+    if isinstance(data, (bytes, bytearray, str)):
+        data = data[-SAMPLE_CHARS * 4:] if end else data[:SAMPLE_CHARS * 4]
+        if not isinstance(data, str):
+            data = bytes(data).decode("utf-8", "backslashreplace")
+    text = repr(data)
     if len(text) <= SAMPLE_CHARS:
-        return repr(text)
-    return "..." + repr(text[-SAMPLE_CHARS:]) if end else repr(text[:SAMPLE_CHARS]) + "..."
+        return text
+    return "..." + text[-SAMPLE_CHARS:] if end else text[:SAMPLE_CHARS] + "..."
 
 
 class Context:
