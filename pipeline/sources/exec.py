@@ -42,8 +42,8 @@ class ExecSource(PollSource):
     The command runs in its own process group: on `timeout`, and after it exits,
     the whole group is killed, so a command that leaves children behind leaves
     no orphans. A nonzero exit is logged with the tail of the command's stderr;
-    records it printed before failing are still emitted. Output past `max_bytes` kills the
-    command and fails the poll; nothing of it is parsed.
+    records it printed before failing are still emitted. When the output passes `max_bytes`,
+    the poll fails: the group is killed and nothing it printed is parsed.
     """
 
     options = (
