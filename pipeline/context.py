@@ -22,12 +22,28 @@ SAMPLE_CHARS = 200
 LOG_EVERY = 60.0
 
 
-def sample(data: Any) -> str:
+def _text(data: Any) -> str:
     if isinstance(data, (bytes, bytearray)):
-        text = bytes(data[: SAMPLE_CHARS * 4]).decode("utf-8", "backslashreplace")
-    else:
-        text = str(data)
+        return bytes(data[: SAMPLE_CHARS * 4]).decode("utf-8", "backslashreplace")
+    return str(data)
+
+
+def sample(data: Any) -> str:
+    text = _text(data)
     return text if len(text) <= SAMPLE_CHARS else text[:SAMPLE_CHARS] + "..."
+
+
+def quoted(data: Any, *, end: bool = False) -> str:
+    """What a peer sent, safe for one log line: repr-quoted (line breaks and control
+    characters escaped), cut to SAMPLE_CHARS; `end` keeps the last ones (a stderr tail)."""
+    if isinstance(data, (bytes, bytearray, str)):
+        data = data[-SAMPLE_CHARS * 4:] if end else data[:SAMPLE_CHARS * 4]
+        if not isinstance(data, str):
+            data = bytes(data).decode("utf-8", "backslashreplace")
+    text = repr(data)
+    if len(text) <= SAMPLE_CHARS:
+        return text
+    return "..." + text[-SAMPLE_CHARS:] if end else text[:SAMPLE_CHARS] + "..."
 
 
 class Context:
@@ -59,7 +75,7 @@ class Context:
         if log and (last is None or now - last >= LOG_EVERY):
             self._last_logged[kind] = now
             where = f" from {origin}" if origin else ""
-            more = f": {shown!r}" if shown is not None else ""
+            more = f": {quoted(data)}" if data is not None else ""
             repeats = " (further ones this minute are counted, not logged)"
             self.log.warning("%s%s%s%s", message, where, more, repeats)
         if self._on_error is not None:

@@ -23,6 +23,10 @@ DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
 TIME_FORMATS = ("unix", "float", "iso8601")
 
+#: default bounds of what a source holds before parsing: a whole document, one line
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+
 # 20 digits in a row may be an integer at or past 2**64, which orjson turns into a float.
 # Mapping digits to "0" and the rest to " " and searching for twenty "0"s is two linear
 # passes in C: several times faster than a regex, and cheaper than orjson's own parse.
@@ -85,16 +89,27 @@ class Decoder:
 
 
 class JsonDocument(Decoder):
-    def __init__(self) -> None:
+    """One document, held until the end: past `max_bytes` it is dropped, not parsed."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = max_bytes
         self.parts: list[bytes] = []
+        self.size = 0
 
     def feed(self, data):
+        if self.size < 0:  # too large already: the rest of it goes
+            return [], []
+        self.size += len(data)
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            start = (self.parts or [data])[0]
+            self.parts, self.size = [], -1
+            return [], [(f"document larger than max_bytes ({self.max_bytes} bytes), not parsed", start)]
         self.parts.append(data)
         return [], []
 
     def finish(self):
         data = b"".join(self.parts)
-        self.parts = []
+        self.parts, self.size = [], 0
         if not data.strip():
             return [], []
         try:
@@ -104,19 +119,50 @@ class JsonDocument(Decoder):
 
 
 class LineDecoder(Decoder):
-    def __init__(self) -> None:
+    """Whole lines to `lines`; a line longer than `max_line_bytes` is one problem, and the
+    rest of it is skipped to the next line break without being held."""
+
+    def __init__(self, max_line_bytes: int | None = None) -> None:
+        self.max_line = max_line_bytes
         self.rest = b""
+        self.skipping = False
 
     def feed(self, data):
+        if self.skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return [], []
+            self.skipping = False
+            data = data[nl + 1:]
         if self.rest:
             data = self.rest + data
         cut = data.rfind(b"\n") + 1
         self.rest = data[cut:]
-        return self.lines(data[:cut - 1]) if cut else ([], [])
+        problems = []
+        limit = self.max_line
+        if limit is not None and len(self.rest) > limit:
+            problems.append(self._too_long(self.rest))
+            self.rest, self.skipping = b"", True
+        if not cut:
+            return [], problems
+        block = data[:cut - 1]
+        if limit is not None and len(block) > limit:  # only then can one of its lines be too long
+            lines = block.split(b"\n")
+            kept = [line for line in lines if len(line) <= limit]
+            if len(kept) < len(lines):
+                problems.extend(self._too_long(line) for line in lines if len(line) > limit)
+                if not kept:
+                    return [], problems
+                block = b"\n".join(kept)
+        records, more = self.lines(block)
+        return records, problems + more
 
     def finish(self):
-        rest, self.rest = self.rest, b""
+        rest, self.rest, self.skipping = self.rest, b"", False
         return self.lines(rest) if rest.strip() else ([], [])
+
+    def _too_long(self, line: bytes) -> tuple[str, bytes]:
+        return f"line longer than max_line_bytes ({self.max_line} bytes), skipped", line[:256]
 
     def lines(self, block: bytes):
         """Decode a block of whole lines (without the last line break)."""
@@ -154,21 +200,27 @@ class Lines(LineDecoder):
 
 
 class MsgpackStream(Decoder):
-    def __init__(self) -> None:
-        self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False)
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False,
+                                         max_buffer_size=max_bytes or 0)
         self.broken = False
 
     def feed(self, data):
         if self.broken:
             return [], []
-        self.unpacker.feed(data)
         records, problems = [], []
         try:
+            self.unpacker.feed(data)
             for obj in self.unpacker:
                 if isinstance(obj, dict):
                     records.append(obj)
                 else:
                     problems.append((f"expected a msgpack map, got {type(obj).__name__}", repr(obj).encode()))
+        except msgpack.BufferFull:
+            self.broken = True
+            problems.append((f"msgpack value larger than max_bytes ({self.max_bytes} bytes), "
+                             "rest of the stream skipped", data))
         except (msgpack.UnpackException, ValueError) as e:
             # msgpack has no line breaks to resynchronise on: the rest of this stream is lost
             self.broken = True
@@ -182,17 +234,21 @@ class MsgpackStream(Decoder):
                 cut = self.unpacker.read_bytes(1) != b""
             except ValueError:
                 cut = True
-        self.__init__()
+        self.__init__(self.max_bytes)  # type: ignore[misc]
         return [], [("msgpack stream ends inside a value", b"")] if cut else []
 
 
-DECODERS: dict[str, Callable[[], Decoder]] = {
+DECODERS: dict[str, Callable[[int | None], Decoder]] = {
     "json": JsonDocument, "json_lines": JsonLines, "msgpack": MsgpackStream, "lines": Lines,
 }
 
 
-def decoder(fmt: str) -> Decoder:
-    return DECODERS[fmt]()
+def decoder(fmt: str, max_bytes: int | None = None, max_line_bytes: int | None = None) -> Decoder:
+    """`max_bytes` bounds a json document or a msgpack value, `max_line_bytes` a line; None:
+    no bound (for input that is bounded already)."""
+    if fmt in ("json_lines", "lines"):
+        return DECODERS[fmt](max_line_bytes)
+    return DECODERS[fmt](max_bytes)
 
 
 # ---- writing

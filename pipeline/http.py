@@ -1,9 +1,13 @@
-"""HTTP/1.1 requests for the polling sources (http_json, prometheus, docker).
+"""HTTP/1.1 requests for the polling sources (http_json, prometheus, docker, uwsgi).
 
 Python's http.client does the protocol (chunked bodies, keep-alive, TLS); requests run in
 worker threads so a slow server never stalls the event loop. It imports in a few
 milliseconds, which matters to `run --once` under in_exec; the docker source reaches the
 Engine API over its unix socket through the same client.
+
+A body is read in blocks and given up past `max_bytes` (a gzip body: past that many bytes
+inflated, inflated as it comes), so a server answering too much costs at most that much
+memory: read whole, a 50 MB answer took 572 MB once parsed.
 """
 
 from __future__ import annotations
@@ -12,11 +16,20 @@ import asyncio
 import http.client
 import socket
 import ssl
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .options import Bool, Option, Str, Struct
+from .context import quoted
+from .formats import MAX_DOCUMENT_BYTES
+from .options import Bool, Option, Size, Str, Struct
+
+MAX_BYTES_OPTION = Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
+                          "fail the poll, parsing nothing, when an answer is larger than this "
+                          "(inflated, if gzip); default 16MiB")
+#: bytes read from the socket at a time
+BLOCK = 64 * 1024
 
 TLS_OPTIONS = Struct(
     Option("ca", Str(), None, "CA file to verify the server (default: the system's)"),
@@ -39,6 +52,10 @@ def tls_context(conf: Any) -> ssl.SSLContext:
 
 class HTTPError(Exception):
     """A status outside 2xx, with the start of the body for the log."""
+
+
+class TooLarge(HTTPError):
+    """An answer past max_bytes: not read further, not parsed."""
 
 
 @dataclass
@@ -68,7 +85,7 @@ class Client:
     """One server: `http://host:port`, `https://...`, or `unix:///path.sock` (path in the
     request target); a new connection per request."""
 
-    def __init__(self, base: str, timeout: float, tls: Any = None, max_bytes: int = 64 * 1024 * 1024):
+    def __init__(self, base: str, timeout: float, tls: Any = None, max_bytes: int = MAX_DOCUMENT_BYTES):
         self.base = urlsplit(base)
         self.timeout = timeout
         self.max_bytes = max_bytes
@@ -88,12 +105,34 @@ class Client:
         try:
             conn.request(method, target, body=body, headers=headers or {})
             response = conn.getresponse()
-            data = response.read(self.max_bytes + 1)
-            if len(data) > self.max_bytes:
-                raise HTTPError(f"response larger than {self.max_bytes} bytes")
-            return Response(response.status, response.headers, data)
+            return Response(response.status, response.headers, self._body(response))
         finally:
             conn.close()
+
+    def _body(self, response: http.client.HTTPResponse) -> bytes:
+        limit = self.max_bytes
+        too_large = TooLarge(f"answer larger than max_bytes ({limit} bytes), not parsed")
+        gzipped = (response.getheader("Content-Encoding") or "").strip().lower() == "gzip"
+        if not gzipped and response.length is not None and response.length > limit:
+            raise too_large
+        inflate = zlib.decompressobj(wbits=31) if gzipped else None
+        parts: list[bytes] = []
+        size = 0
+        while block := response.read(BLOCK):
+            if inflate is not None:
+                try:
+                    block = inflate.decompress(block, limit + 1 - size)
+                except zlib.error as e:
+                    raise HTTPError(f"bad gzip answer: {e}") from None
+                if inflate.unconsumed_tail:  # output stopped at the bound, input left
+                    raise too_large
+            size += len(block)
+            if size > limit:
+                raise too_large
+            parts.append(block)
+        if inflate is not None and not inflate.eof:
+            raise HTTPError("gzip answer cut short")
+        return b"".join(parts)
 
     async def request(self, method: str, target: str, headers: dict[str, str] | None = None,
                       body: bytes | None = None) -> Response:
@@ -101,10 +140,12 @@ class Client:
             asyncio.to_thread(self.request_sync, method, target, headers, body), self.timeout * 2)
 
 
-def check(response: Response, what: str) -> bytes:
+def check(response: Response, what: str = "") -> bytes:
+    """The body of a 2xx answer; `what` names the request where the log line does not."""
     if not 200 <= response.status < 300:
-        start = response.body[:120].decode("utf-8", "replace").strip()
-        raise HTTPError(f"{what}: HTTP {response.status}" + (f": {start}" if start else ""))
+        start = response.body.strip()
+        raise HTTPError((f"{what}: " if what else "") + f"HTTP {response.status}"
+                        + (f": {quoted(start)}" if start else ""))
     return response.body
 
 
@@ -112,4 +153,6 @@ def reason(e: BaseException) -> str:
     """A short reason for a failed request, for one log line."""
     if isinstance(e, TimeoutError | socket.timeout):
         return "timed out"
+    if isinstance(e, http.client.BadStatusLine) and not isinstance(e, http.client.RemoteDisconnected):
+        return f"not an HTTP answer: {quoted(e.args[0])}"  # what the peer sent instead
     return getattr(e, "strerror", None) or str(e) or type(e).__name__

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .context import quoted
+
 SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_created", "_gcount", "_gsum", "_info")
 
 
@@ -50,7 +52,7 @@ def _labels(line: str, start: int, lineno: int) -> tuple[dict[str, str], int]:
             return labels, i + 1
         eq = line.find("=", i)
         if eq < 0 or eq + 1 >= n or line[eq + 1] != '"':
-            raise ParseError(f"line {lineno}: bad label in {line!r}")
+            raise ParseError(f"line {lineno}: bad label in {quoted(line)}")
         name = line[i:eq].strip()
         i = eq + 2
         value = []
@@ -63,7 +65,7 @@ def _labels(line: str, start: int, lineno: int) -> tuple[dict[str, str], int]:
                 value.append(line[i])
                 i += 1
         if i >= n:
-            raise ParseError(f"line {lineno}: unterminated label value in {line!r}")
+            raise ParseError(f"line {lineno}: unterminated label value in {quoted(line)}")
         labels[name] = "".join(value)
         i += 1
 
@@ -100,7 +102,7 @@ def parse(text: str, openmetrics: bool = False) -> tuple[list[Sample], dict[str,
         if "#" in rest:  # an OpenMetrics exemplar follows the value
             rest = rest[: rest.index("#")]
         if not rest or not name:
-            raise ParseError(f"line {lineno}: no value in {line!r}")
+            raise ParseError(f"line {lineno}: no value in {quoted(line)}")
         try:
             value = parse_value(rest[0])
             ts = None
@@ -108,7 +110,7 @@ def parse(text: str, openmetrics: bool = False) -> tuple[list[Sample], dict[str,
                 # text format: milliseconds; OpenMetrics: seconds (may be fractional)
                 ts = int(float(rest[1]) * 1e9) if openmetrics else int(rest[1]) * 1_000_000
         except ValueError:
-            raise ParseError(f"line {lineno}: bad number in {line!r}") from None
+            raise ParseError(f"line {lineno}: bad number in {quoted(line)}") from None
         family = name
         kind = types.get(name)
         if kind is None:

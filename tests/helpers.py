@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,6 +35,27 @@ def start_pipeline(*args: str, env: dict[str, str] | None = None, **kw: Any) -> 
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+# VmHWM, not the rusage of the child: Linux carries the forking parent's peak (this test
+# process) over exec into ru_maxrss, while VmHWM belongs to the memory of the new program
+_MEASURED = """
+import runpy, sys
+report = sys.argv.pop(1)
+try:
+    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+finally:
+    status = open("/proc/self/status").read()
+    open(report, "w").write(status.split("VmHWM:")[1].split()[0])
+"""
+
+
+def run_measured(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess, int]:
+    """`python -m pipeline ARGS`, and the peak resident memory of that process in bytes."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        result = subprocess.run([sys.executable, "-c", _MEASURED, report.name, *args], capture_output=True,
+                                timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        return result, int(report.read()) * 1024
 
 
 def make_plugin(kind: str, type: str, id: str = "test", state_dir: Path | None = None,

@@ -8,7 +8,8 @@ import time
 
 
 class Server:
-    """routes: path -> (status, headers, body, delay seconds)."""
+    """routes: path -> (status, headers, body, delay seconds); a `Transfer-Encoding: chunked`
+    header sends the body in chunks, without Content-Length."""
 
     def __init__(self):
         self.routes: dict[str, tuple[int, dict[str, str], bytes, float]] = {}
@@ -25,6 +26,13 @@ class Server:
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
+                    if headers.get("Transfer-Encoding") == "chunked":  # no length said up front
+                        self.end_headers()
+                        for i in range(0, len(body), 1 << 16):
+                            part = body[i:i + (1 << 16)]
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.write(b"0\r\n\r\n")
+                        return
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)

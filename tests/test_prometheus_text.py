@@ -59,3 +59,9 @@ def test_timestamps():
 def test_malformed(text):
     with pytest.raises(ParseError):
         parse(text)
+
+
+def test_a_bad_line_is_quoted_and_cut_in_the_error():
+    with pytest.raises(ParseError) as e:
+        parse('up{job="a\x07b"} oops' + "x" * 100_000 + "\n")
+    assert str(e.value).startswith("line 1: bad number in 'up{job=\"a\\x07b\"} oops") and len(str(e.value)) < 300

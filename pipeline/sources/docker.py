@@ -9,7 +9,7 @@ from typing import Any
 
 from ..event import Batch, now_ns
 from ..formats import DecodeError, json_loads
-from ..http import Client, HTTPError, Response, check, reason
+from ..http import MAX_BYTES_OPTION, Client, HTTPError, Response, check, reason
 from ..options import URL, Duration, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 
@@ -45,13 +45,14 @@ class DockerSource(PollSource):
         Option("record_labels", ListOf(Str()), [], "container labels copied into each event (as `labels`)"),
         Option("timeout", Duration(min=0.001), 10.0, "timeout of each API request"),
         Option("api_version", Str(), None, "API version to use (default: negotiated through /version)"),
+        MAX_BYTES_OPTION,
     )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         endpoint = conf.endpoint
         base = "http://" + endpoint[len("tcp://"):] if endpoint.startswith("tcp://") else endpoint
-        self.client = Client(base, conf.timeout)
+        self.client = Client(base, conf.timeout, max_bytes=conf.max_bytes)
         self.prefix: str | None = f"/v{conf.api_version}" if conf.api_version else None
         self.one_shot = bool(conf.api_version) and _version(conf.api_version) >= ONE_SHOT_FROM
 
@@ -64,7 +65,8 @@ class DockerSource(PollSource):
             version = str(json_loads(body).get("ApiVersion") or "1.24")
             self.prefix = f"/v{version}"
             self.one_shot = _version(version) >= ONE_SHOT_FROM
-            self.ctx.log.info("Docker API version %s", version)
+            # debug: under in_exec, `run --once` negotiates on every call
+            self.ctx.log.debug("Docker API version %s", version)
         return self.prefix
 
     def _selected(self, c: dict) -> bool:

@@ -7,12 +7,33 @@ import os
 import shlex
 import signal
 
+from ..context import quoted
 from ..event import Batch, now_ns
-from ..formats import DECODE_FORMATS, decoder
-from ..options import Bool, Duration, Enum, ListOf, MapOf, OneOf, Option, Str
+from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, decoder
+from ..options import Bool, Duration, Enum, ListOf, MapOf, OneOf, Option, Size, Str
 from ..plugin import PollSource
 
 STDERR_TAIL = 500
+BLOCK = 64 * 1024
+
+
+async def _read_at_most(stream: asyncio.StreamReader, limit: int) -> bytes | None:
+    """All of `stream`, or None as soon as it passes `limit` bytes."""
+    parts: list[bytes] = []
+    size = 0
+    while block := await stream.read(BLOCK):
+        size += len(block)
+        if size > limit:
+            return None
+        parts.append(block)
+    return b"".join(parts)
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    tail = b""
+    while block := await stream.read(BLOCK):
+        tail = (tail + block)[-STDERR_TAIL:]
+    return tail
 
 
 class ExecSource(PollSource):
@@ -21,7 +42,8 @@ class ExecSource(PollSource):
     The command runs in its own process group: on `timeout`, and after it exits,
     the whole group is killed, so a command that leaves children behind leaves
     no orphans. A nonzero exit is logged with the tail of the command's stderr;
-    records it printed before failing are still emitted.
+    records it printed before failing are still emitted. When the output passes `max_bytes`,
+    the poll fails: the group is killed and nothing it printed is parsed.
     """
 
     options = (
@@ -31,6 +53,8 @@ class ExecSource(PollSource):
         Option("timeout", Duration(min=0.001), 30.0, "kill the command's process group after this long"),
         Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command"),
         Option("format", Enum(*DECODE_FORMATS), "json", "json (one document), json_lines, msgpack or lines"),
+        Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
+               "kill the command and parse nothing when it prints more than this; default 16MiB"),
     )
 
     def __init__(self, ctx, conf):
@@ -53,10 +77,9 @@ class ExecSource(PollSource):
             self.ctx.health("exec", False, f"cannot run {self.name!r}: {e.strerror or e}", every_time=True)
             return []
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.conf.timeout)
+            out, err = await asyncio.wait_for(self._output(proc), self.conf.timeout)
         except TimeoutError:
             self._kill_group(proc.pid)
-            out, err = b"", b""
             await proc.wait()
             self.ctx.health("exec", False, f"{self.name!r} killed after timeout {self.conf.timeout:g}s",
                             every_time=True)
@@ -64,16 +87,35 @@ class ExecSource(PollSource):
         finally:
             # whatever the command left running in its group goes with it
             self._kill_group(proc.pid)
+        if out is None:
+            self.ctx.health("exec", False, f"{self.name!r} printed more than max_bytes "
+                            f"({self.conf.max_bytes} bytes): killed, its output not parsed", every_time=True)
+            return []
         records, problems = decoder(self.conf.format).decode(out)
         for message, data in problems:
             self.ctx.error(message, origin=f"the output of {self.name!r}", data=data)
         if proc.returncode:
-            tail = err[-STDERR_TAIL:].decode("utf-8", "replace").strip()
+            tail = err.strip()
             self.ctx.health("exec", False, f"{self.name!r} exited with status {proc.returncode}"
-                            + (f": {tail}" if tail else ""), every_time=True)
+                            + (f": {quoted(tail, end=True)}" if tail else ""), every_time=True)
         else:
             self.ctx.health("exec", True, f"{self.name!r} runs fine again")
         return [(self.tag, started, r) for r in records]
+
+    async def _output(self, proc: asyncio.subprocess.Process) -> tuple[bytes | None, bytes]:
+        """stdout (None past max_bytes: the command is killed, not waited for to print it all)
+        and the tail of stderr, read together so neither pipe fills and blocks the command."""
+        assert proc.stdout is not None and proc.stderr is not None
+
+        async def stdout() -> bytes | None:
+            out = await _read_at_most(proc.stdout, self.conf.max_bytes)  # type: ignore[arg-type]
+            if out is None:
+                self._kill_group(proc.pid)
+            return out
+
+        out, err = await asyncio.gather(stdout(), _tail(proc.stderr))
+        await proc.wait()
+        return out, err
 
     @staticmethod
     def _kill_group(pgid: int) -> None:

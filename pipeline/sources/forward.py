@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 
+from ..context import quoted
 from ..event import Batch, Packed, now_ns
 from ..forward_protocol import (
     ProtocolError,
@@ -198,7 +199,7 @@ class ForwardSource(StreamSource):
         if message is None:
             return  # fluentd keeps nil as an in-band no-op
         if not isinstance(message, list) or len(message) < 2 or not isinstance(message[0], str):
-            raise ProtocolError(f"not a forward message: {_sample(message)}")
+            raise ProtocolError(f"not a forward message: {quoted(message)}")
         tag, second = message[0], message[1]
         now = now_ns()
         if isinstance(second, list):  # Forward
@@ -232,7 +233,7 @@ class ForwardSource(StreamSource):
                 if t is not None:
                     batch.append((tag, t, entry[1]))
                     continue
-            self.ctx.error("entry is not [time, record], skipped", origin=origin, data=_sample(entry))
+            self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
 
     async def _handshake(self, reader, writer, unpack) -> None:
         nonce = os.urandom(16)
@@ -253,12 +254,12 @@ class ForwardSource(StreamSource):
         _, hostname, salt, digest, username, pw_digest = message
         if digest != shared_key_digest(as_bytes(salt), str(hostname), nonce, key):
             await self._pong(writer, False, "shared_key mismatch")
-            raise ProtocolError(f"handshake: shared_key mismatch (client says it is {hostname!r})")
+            raise ProtocolError(f"handshake: shared_key mismatch (client says it is {quoted(hostname)})")
         if self.conf.users and not any(
                 u.username == username and password_digest(auth, u.username, u.password) == pw_digest
                 for u in self.conf.users):
             await self._pong(writer, False, "username/password mismatch")
-            raise ProtocolError(f"handshake: username/password mismatch for {username!r}")
+            raise ProtocolError(f"handshake: username/password mismatch for {quoted(username)}")
         await self._pong(writer, True, "", shared_key_digest(as_bytes(salt), self.hostname, nonce, key))
 
     async def _pong(self, writer, ok: bool, reason: str, digest: str = "") -> None:
@@ -279,11 +280,6 @@ class _Heartbeat(asyncio.DatagramProtocol):
 
     def datagram_received(self, data, addr):
         self.transport.sendto(b"\x00", addr)
-
-
-def _sample(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:120] + "..."
 
 
 PLUGIN = ForwardSource

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from ..event import Batch, get_path, now_ns
 from ..formats import DecodeError, json_loads
-from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
+from ..http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
 from ..options import URL, Bool, Duration, Enum, MapOf, Option, Str
 from ..plugin import PollSource
 
@@ -31,12 +31,13 @@ class HttpJsonSource(PollSource):
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
         Option("path", Str(), None, "dotted path to the part of the document to emit"),
         Option("split", Bool(), False, "emit one event per element of the array (at `path`)"),
+        MAX_BYTES_OPTION,
     )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         url = urlsplit(conf.url)
-        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls)
+        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls, conf.max_bytes)
         self.target = url.path + (f"?{url.query}" if url.query else "") or "/"
 
     async def poll(self) -> Batch:
@@ -46,7 +47,7 @@ class HttpJsonSource(PollSource):
         headers = {"Accept": "application/json", **self.conf.headers}
         try:
             response = await self.client.request(self.conf.method, self.target, headers, body)
-            data = check(response, url)
+            data = check(response)
         except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError) as e:
             self.ctx.health("http", False, f"cannot get {url}: {reason(e)}")
             return []

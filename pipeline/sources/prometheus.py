@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import ssl
-import zlib
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from ..event import Batch, Record, now_ns
-from ..http import TLS_OPTIONS, Client, HTTPError, check, reason
+from ..http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
 from ..options import URL, Duration, Enum, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 from ..prometheus_text import ParseError, Sample, parse
@@ -37,12 +35,13 @@ class PrometheusSource(PollSource):
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
         Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization"),
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
+        MAX_BYTES_OPTION,
     )
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         url = urlsplit(conf.url)
-        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls)
+        self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls, conf.max_bytes)
         self.target = url.path + (f"?{url.query}" if url.query else "") or "/metrics"
         self._keep: dict[str, bool] = {}
 
@@ -60,16 +59,14 @@ class PrometheusSource(PollSource):
         headers = {"Accept": ACCEPT, "Accept-Encoding": "gzip", **self.conf.headers}
         try:
             response = await self.client.request("GET", self.target, headers)
-            body = check(response, url)
-            if response.headers.get("Content-Encoding") == "gzip":
-                body = gzip.decompress(body)
+            body = check(response)  # inflated already, if gzip
             openmetrics = "openmetrics" in (response.headers.get("Content-Type") or "")
             samples, _ = parse(body.decode("utf-8", "replace"), openmetrics)
         except ParseError as e:
             self.ctx.health("scrape", False, f"{url}: not the Prometheus text format: {e}", count=False)
             self.ctx.error(f"not the Prometheus text format: {e}", origin=url, log=False)
             return []
-        except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError, zlib.error) as e:
+        except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError) as e:
             self.ctx.health("scrape", False, f"cannot scrape {url}: {reason(e)}")
             return []
         self.ctx.health("scrape", True, f"{url} scrapes again")

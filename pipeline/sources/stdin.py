@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..event import now_ns
-from ..formats import DECODE_FORMATS, decoder
+from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, decoder
 from ..options import Enum, Option, Size
 from ..plugin import Emit, StreamSource
 
@@ -24,6 +24,11 @@ class StdinSource(StreamSource):
     options = (
         Option("format", Enum(*DECODE_FORMATS), "json_lines", "json_lines, json, msgpack or lines"),
         Option("read_size", Size(), 64 * 1024, "bytes read at a time; one batch per read"),
+        Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
+               "json: a larger document is an error, not parsed; msgpack: a larger value ends the "
+               "stream; default 16MiB"),
+        Option("max_line_bytes", Size(), MAX_LINE_BYTES,
+               "json_lines, lines: a longer line is an error, skipped to the next line; default 1MiB"),
     )
 
     async def run(self, emit: Emit) -> None:
@@ -54,7 +59,7 @@ class StdinSource(StreamSource):
                     return
 
         threading.Thread(target=reader, name="stdin", daemon=True).start()
-        dec = decoder(self.conf.format)
+        dec = decoder(self.conf.format, self.conf.max_bytes, self.conf.max_line_bytes)
         tag = self.tag
         while True:
             data = await blocks.get()

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 from ..event import Batch, now_ns
 from ..fields import LIST, fields_of
 from ..formats import DecodeError, json_loads
-from ..options import URL, Duration, ListOf, Option, Size, Str
+from ..http import BLOCK, MAX_BYTES_OPTION, Client, HTTPError, TooLarge, check, reason
+from ..options import URL, Duration, ListOf, Option, Str
 from ..plugin import PollSource
 
 #: parts of the stats document that `include` can leave out (`cores` sits in each worker)
@@ -52,7 +53,7 @@ class UwsgiSource(PollSource):
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
         Option("include", ListOf(Str()), ["workers", "cores", "sockets", "metrics", "apps"],
                f"heavy parts to keep, of: {', '.join(PARTS)}; scalars are always kept"),
-        Option("max_bytes", Size(), 64 * 1024 * 1024, "refuse a stats document larger than this"),
+        MAX_BYTES_OPTION,
     )
 
     def __init__(self, ctx, conf):
@@ -61,6 +62,7 @@ class UwsgiSource(PollSource):
         self.scheme = url.scheme
         self.url = url
         self.drop = [p for p in PARTS if p not in conf.include]
+        self.client = Client(f"http://{url.netloc}", conf.timeout, max_bytes=conf.max_bytes)
 
     @classmethod
     def fields(cls, conf, upstream, check):
@@ -69,45 +71,30 @@ class UwsgiSource(PollSource):
 
     async def _read(self) -> bytes:
         if self.scheme == "http":
-            return await asyncio.to_thread(self._http_get)
+            return check(await self.client.request("GET", self.url.path or "/"))
         if self.scheme == "unix":
             reader, writer = await asyncio.open_unix_connection(self.url.path)
         else:
             reader, writer = await asyncio.open_connection(self.url.hostname, self.url.port)
         try:
-            data = await reader.read(self.conf.max_bytes + 1)
-            chunks = [data]
-            while data and sum(map(len, chunks)) <= self.conf.max_bytes:
-                data = await reader.read(1 << 20)
+            chunks: list[bytes] = []
+            size = 0
+            while data := await reader.read(BLOCK):
+                size += len(data)
+                if size > self.conf.max_bytes:
+                    raise TooLarge(f"stats larger than max_bytes ({self.conf.max_bytes} bytes), not parsed")
                 chunks.append(data)
             return b"".join(chunks)
         finally:
             writer.close()
-
-    def _http_get(self) -> bytes:
-        conn = http.client.HTTPConnection(self.url.hostname or "127.0.0.1", self.url.port or 80,
-                                          timeout=self.conf.timeout)
-        try:
-            conn.request("GET", self.url.path or "/")
-            response = conn.getresponse()
-            body = response.read(self.conf.max_bytes + 1)
-            if response.status != 200:
-                raise ConnectionError(f"HTTP {response.status} {response.reason}")
-            return body
-        finally:
-            conn.close()
 
     async def poll(self) -> Batch:
         started = now_ns()
         where = self.conf.address
         try:
             data = await asyncio.wait_for(self._read(), self.conf.timeout)
-        except (OSError, TimeoutError, http.client.HTTPException) as e:
-            reason = "timed out" if isinstance(e, TimeoutError) else (getattr(e, "strerror", None) or str(e))
-            self.ctx.health("stats", False, f"cannot read uWSGI stats from {where}: {reason}")
-            return []
-        if len(data) > self.conf.max_bytes:
-            self.ctx.health("stats", False, f"uWSGI stats from {where} larger than max_bytes, skipped")
+        except (OSError, TimeoutError, HTTPError, http.client.HTTPException) as e:
+            self.ctx.health("stats", False, f"cannot read uWSGI stats from {where}: {reason(e)}")
             return []
         try:
             doc = json_loads(data)
@@ -116,7 +103,7 @@ class UwsgiSource(PollSource):
         except DecodeError as e:
             message = f"bad uWSGI stats from {where} ({len(data)} bytes): {e}"
             self.ctx.health("stats", False, message, count=False)
-            self.ctx.error(message, origin=where, data=data[:200], log=False)
+            self.ctx.error(message, origin=where, data=data, log=False)
             return []
         self.ctx.health("stats", True, f"uWSGI stats from {where} readable again")
         return [self.event(self._trim(doc), started)]

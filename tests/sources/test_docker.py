@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
@@ -44,6 +45,20 @@ def test_lists_negotiates_and_fetches_every_container(docker_api):
 def test_a_bare_socket_path_is_the_unix_endpoint(peer):
     source = make_plugin("source", "docker", endpoint=str(peer.socket), containers=["peer-idle"])
     assert [r["container_name"] for r in poll(source)] == ["peer-idle"]
+
+
+def test_the_negotiated_version_is_debug_not_info(docker_api, caplog):
+    caplog.set_level(logging.DEBUG, "pipeline")
+    assert poll(make_plugin("source", "docker", endpoint=docker_api))
+    # `run --once` under in_exec negotiates on every call: at info it would log every call
+    assert [r.levelname for r in caplog.records if "Docker API version" in r.getMessage()] == ["DEBUG"]
+
+
+def test_an_answer_past_max_bytes_fails_the_poll(docker_api):
+    source = make_plugin("source", "docker", endpoint=docker_api, max_bytes=100)
+    assert poll(source) == []
+    assert source.ctx.last_failure == \
+        f"cannot list containers at {docker_api}: answer larger than max_bytes (100 bytes), not parsed"
 
 
 def test_filters_by_name_glob_and_label(docker_api):

@@ -75,11 +75,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_nonzero_exit_logs_the_stderr_tail(caplog):
-    source, batch = poll(command="echo '{\"partial\": 1}'; echo 'it broke: disk full' >&2; exit 3", shell=True)
+def test_nonzero_exit_logs_the_stderr_tail_on_one_line(caplog):
+    source, batch = poll(command="echo '{\"partial\": 1}'; echo 'it broke:' >&2; echo 'disk full' >&2; exit 3",
+                         shell=True)
     assert records(batch) == [{"partial": 1}]
-    assert "exited with status 3: it broke: disk full" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == ["'/bin/sh' exited with status 3: 'it broke:\\ndisk full'"]
     assert source.ctx.failing
+
+
+def test_output_past_max_bytes_kills_the_command_and_parses_nothing():
+    started = time.monotonic()
+    # endless output: reading must stop at max_bytes, not wait for the end or the timeout
+    source, batch = poll(command=["yes", '{"a": 1}'], format="json_lines", max_bytes="1MiB", timeout=30)
+    assert batch == [] and time.monotonic() - started < 10
+    assert source.ctx.last_failure == "'yes' printed more than max_bytes (1048576 bytes): killed, its output not parsed"
+    _, batch = poll(command=["printf", '{"a": 1}\n'], format="json_lines", max_bytes=9)
+    assert records(batch) == [{"a": 1}]  # exactly max_bytes is fine
 
 
 def test_missing_command_one_error_per_attempt(caplog):

@@ -4,6 +4,7 @@ on 127.0.0.1) and the recorded pages served by a local HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import shutil
 import subprocess
@@ -86,5 +87,18 @@ def test_recorded_pages_text_gzip_and_openmetrics():
         assert any("node_cpu_seconds_total" in r for r in gz)
         bad = make_plugin("source", "prometheus", url=f"{server.url}/bad")
         assert poll(bad) == [] and bad.ctx.failing
+    finally:
+        server.close()
+
+
+def test_a_gzip_answer_past_max_bytes_inflated_is_not_parsed():
+    server = Server()
+    try:  # 50 KB on the wire, 50 MB inflated
+        server.route("/bomb", gzip.compress(b"# " + b"x" * 50_000_000 + b"\n"),
+                     headers={"Content-Type": "text/plain; version=0.0.4", "Content-Encoding": "gzip"})
+        source = make_plugin("source", "prometheus", url=f"{server.url}/bomb")
+        assert poll(source) == []
+        assert source.ctx.last_failure == \
+            f"cannot scrape {server.url}/bomb: answer larger than max_bytes (16777216 bytes), not parsed"
     finally:
         server.close()

@@ -132,6 +132,30 @@ def test_tcp_and_http_stats(tmp_path, mode):
         server.stop()
 
 
+def test_http_address_at_a_plain_stats_socket_logs_what_came_on_one_line(tmp_path, caplog):
+    port = free_port()
+    server = Uwsgi(tmp_path, f"127.0.0.1:{port}")  # no --stats-http: it writes bare JSON
+    try:
+        source, batch = poll(address=f"http://127.0.0.1:{port}/")
+    finally:
+        server.stop()
+    assert batch == []
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith(f"cannot read uWSGI stats from http://127.0.0.1:{port}/: not an HTTP answer: '{{")
+    assert "\n" not in line and len(line) < 400
+
+
+def test_stats_past_max_bytes_are_not_parsed(tmp_path):
+    server = FakeStatsServer(tmp_path / "s.sock")
+    server.payload = (FIXTURES / "uwsgi/stats-010.json").read_bytes()
+    source, batch = poll(address=f"unix://{tmp_path / 's.sock'}", max_bytes=len(server.payload) - 1)
+    assert batch == [] and source.ctx.last_failure.endswith(
+        f"stats larger than max_bytes ({len(server.payload) - 1} bytes), not parsed")
+    _, [(_, _, doc)] = poll(address=f"unix://{tmp_path / 's.sock'}", max_bytes=len(server.payload))
+    server.sock.close()
+    assert doc["workers"][0]["id"] == 1
+
+
 class FakeStatsServer:
     """A unix socket that answers like a broken stats server: what it sends is up to the test."""
 
