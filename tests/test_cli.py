@@ -272,7 +272,7 @@ def test_plugin_help_writes_sizes_and_durations_as_a_config_would():
             if ln.split()[:1] in (["per"], ["state_ttl"])}
     assert rows == {"per": "1s", "state_ttl": "1d"}
     out = run_pipeline("plugins", "uwsgi").stdout.decode()
-    assert re.search(r"^max_bytes\s+size\s+64MiB\s", out, re.M)
+    assert re.search(r"^max_bytes\s+size\s+16MiB\s", out, re.M)
     assert re.search(r"^interval\s+duration\s+10s\s", out, re.M)
 
 
