@@ -27,6 +27,14 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 runtime = "runc"
 """
+#: a store of its own per run: two test runs at once (or a user's own containers) never see
+#: each other's peer-busy and peer-idle
+STORAGE_CONF = """\
+[storage]
+driver = "vfs"
+graphroot = "{root}/storage"
+runroot = "{root}/run"
+"""
 
 
 class Unavailable(Exception):
@@ -38,11 +46,12 @@ class PodmanPeer:
         self.state = state
         self.socket = state / "docker.sock"
         self.conf = state / "containers.conf"
+        self.storage = state / "storage.conf"
         self.service: subprocess.Popen | None = None
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(os.environ, CONTAINERS_CONF=str(self.conf))
+        return dict(os.environ, CONTAINERS_CONF=str(self.conf), CONTAINERS_STORAGE_CONF=str(self.storage))
 
     def podman(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=self.env)
@@ -63,6 +72,7 @@ class PodmanPeer:
                               "busybox-static)")
         self.state.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(CONTAINERS_CONF)
+        self.storage.write_text(STORAGE_CONF.format(root=self.state))
         if self.podman("image", "exists", IMAGE).returncode != 0:
             self._import_image()
         log = open(self.state / "service.log", "wb")
