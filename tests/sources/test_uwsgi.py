@@ -269,49 +269,39 @@ def test_norikra_windows_example_averages_match_the_raw_samples(uwsgi_unix, tmp_
     assert any(w["avg_rt_avg"] > 0 for w in windows) and all(w["rss_avg"] > 0 for w in windows)
 
 
-MACKEREL_CONF = """
-state_dir: {state}
-sources:
-  uwsgi: {{type: uwsgi, address: "{address}", include: [workers]}}
-filters:
-  workers: {{type: explode, inputs: [uwsgi], field: workers, keep: [listen_queue]}}
-  rates: {{type: rate, inputs: [workers], fields: [requests, exceptions, tx], group_by: [id]}}
-sinks:
-  out: {{type: stdout, inputs: [rates], format: mackerel, prefix: uwsgi.worker, name_by: [id]}}
-"""
+MACKEREL_CONF = ROOT / "conf" / "uwsgi-mackerel.yaml"
 
 
 def test_mackerel_meta_covers_every_value_per_worker_without_polling(uwsgi_unix, tmp_path):
-    state = tmp_path / "state"
-    conf = tmp_path / "mackerel.yaml"
-    conf.write_text(MACKEREL_CONF.format(state=state, address=uwsgi_unix.address))
-    meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    """conf/uwsgi-mackerel.yaml (the README's example) as mackerel-agent runs it."""
+    state = tmp_path / "xdg" / "pipeline"
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "UWSGI_STATS": uwsgi_unix.address}
+    meta = run_pipeline("run", "--once", str(MACKEREL_CONF), env={**env, "MACKEREL_AGENT_PLUGIN_META": "1"})
     assert meta.returncode == 0, meta.stderr
     assert not state.exists()  # the meta run neither polled nor saved rate state
     graphs = parse_meta(meta.stdout)
-    first = run_pipeline("run", "--once", str(conf))
+    first = run_pipeline("run", "--once", str(MACKEREL_CONF), env=env)
     assert first.returncode == 0 and state.exists(), first.stderr
     uwsgi_unix.load(20)
-    second = run_pipeline("run", "--once", str(conf))
+    second = run_pipeline("run", "--once", str(MACKEREL_CONF), env=env)
     names = value_names(second.stdout)
     # a name per worker: each worker's values survive in mackerel-agent, not only the last one's
     assert len(names) == len(set(names))
     assert {"uwsgi.worker.1.requests_rate", "uwsgi.worker.2.requests_rate", "uwsgi.worker.2.tx"} <= set(names)
     assert uncovered(names, graphs) == []
     # the same meta with the stats server down: it comes from the config
-    conf.write_text(MACKEREL_CONF.format(state=state, address=f"unix://{tmp_path / 'down.sock'}"))
-    down = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    down_env = {**env, "UWSGI_STATS": f"unix://{tmp_path / 'down.sock'}", "MACKEREL_AGENT_PLUGIN_META": "1"}
+    down = run_pipeline("run", "--once", str(MACKEREL_CONF), env=down_env)
     assert down.returncode == 0 and parse_meta(down.stdout) == graphs
 
 
 def test_check_warns_when_per_worker_rows_would_print_the_same_names(tmp_path):
     conf = tmp_path / "c.yaml"
-    conf.write_text(MACKEREL_CONF.format(state=tmp_path, address="unix:///nowhere")
-                    .replace(", name_by: [id]", ""))
+    conf.write_text(MACKEREL_CONF.read_text().replace(", name_by: [id]", ""))
     result = run_pipeline("check", str(conf))
     assert result.returncode == 0
     [warning] = result.stderr.decode().splitlines()
-    assert warning.startswith(f"{conf}:9: sinks.out.name_by: warning: several records a run")
+    assert warning.startswith(f"{conf}:13: sinks.mackerel.name_by: warning: several records a run")
 
 
 def test_check_refuses_a_rate_pattern_into_the_nested_document(tmp_path):
