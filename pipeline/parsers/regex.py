@@ -1,0 +1,35 @@
+"""Format `regex`: the named groups of a regular expression."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..event import Record
+from ..options import Option
+from . import ParseError, Parser, Regex, time_options
+
+
+class RegexParser(Parser):
+    """Fields from the named groups `(?P<name>...)` of `pattern`, matched from the line's start
+    (`re.match`); groups that did not take part are null. Checked at `check`: a pattern that
+    does not compile, or has no named group, is a config error."""
+
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("pattern", Regex(named=True), help="Python regular expression with named groups"),
+    ) + time_options()
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.match = self.pattern().match
+
+    def pattern(self):
+        return self.conf.pattern
+
+    def record(self, text: str) -> Record:
+        m = self.match(text)
+        if m is None:
+            raise ParseError("does not match the pattern")
+        return m.groupdict()
+
+
+PLUGIN = RegexParser
