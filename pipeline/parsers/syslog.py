@@ -44,7 +44,7 @@ class SyslogParser(Parser):
 
     def record(self, text: str) -> Record:
         fmt = self.conf.message_format
-        if fmt == "rfc5424" or (fmt == "auto" and text.startswith("<") and ">1 " in text[:6]):
+        if fmt == "rfc5424" or (fmt == "auto" and text.startswith("<") and ">1 " in text[:7]):
             return self._rfc5424(text)
         m = RFC3164.match(text)
         if m is None:
