@@ -53,6 +53,10 @@ class GrepFilter(Filter):
         return True
 
     def process(self, batch: Batch) -> Batch:
+        if len(self.regexp) == 1 and not self.exclude:  # the usual rule, without a call per event
+            (get, search), = self.regexp
+            return [e for e in batch if (v := get(e[2])) is not None
+                    and search(v if type(v) is str else _text(v)) is not None]
         keep = self.keep
         return [event for event in batch if keep(event[2])]
 

@@ -41,6 +41,10 @@ def _part(name: str, hostname: str) -> Part:
     raise Invalid(f"unknown placeholder ${{{name}}}; placeholders: {PLACEHOLDERS}")
 
 
+def reads_record(value: Any) -> bool:
+    return isinstance(value, str) and "${record." in value
+
+
 def compile_value(value: Any, hostname: str = "") -> Callable[[str, dict], Any]:
     """A set value as a function of the event: a constant, one placeholder (its value keeps its
     type: `${record.status}` stays a number), or text with placeholders (missing ones empty)."""
@@ -89,15 +93,27 @@ class RecordFilter(Filter):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         hostname = socket.gethostname()
-        self.setters = [(k, compile_value(v, hostname)) for k, v in conf.set.items()]
+        values = conf.set.items()
+        self.setters = [(k, compile_value(v, hostname)) for k, v in values if reads_record(v)]
+        self.by_tag = [(k, compile_value(v, hostname)) for k, v in values if not reads_record(v)]
+        # the values that only a tag decides, made once per tag: a dict update per event
+        self.tag_values: dict[str, dict] = {}
+
+    def _tag_values(self, tag: str) -> dict:
+        if len(self.tag_values) > 10000:  # tags from `*` paths can be many: bounded
+            self.tag_values.clear()
+        values = self.tag_values[tag] = {k: value_of(tag, {}) for k, value_of in self.by_tag}
+        return values
 
     def process(self, batch: Batch) -> Batch:
         keep, remove, setters = self.conf.keep, self.conf.remove, self.setters
+        tag_values, made = self.tag_values, self._tag_values
         out: Batch = []
         for tag, t, record in batch:
-            new = {k: record[k] for k in keep if k in record} if keep else dict(record)
+            new = {k: record[k] for k in keep if k in record} if keep else record.copy()
             for k in remove:
                 new.pop(k, None)
+            new.update(tag_values.get(tag) or made(tag))
             for k, value_of in setters:
                 new[k] = value_of(tag, record)
             out.append((tag, t, new))
