@@ -91,7 +91,7 @@ def time_options(time_key: str | None = None, time_format: str | None = None,
                  types: dict[str, str] | None = None) -> tuple[Option, ...]:
     """The options of a parser that gives event times and typed values, with its defaults."""
     return (
-        Option("time_key", Str(), time_key, "the field holding the event time (none: the time read)"),
+        Option("time_key", Str(), time_key, "the field holding the event time; \"\": none, the time the line was read"),
         Option("time_format", TimeFormat(), time_format,
                "a strptime format, or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
                + ("" if time_format else "; default: iso8601")),
