@@ -151,13 +151,15 @@ def parser_of(fmt: str | None, tz_name: str = "local",
             except ValueError:
                 raise TimeError(f"{v!r} does not match the time format {fmt!r}") from None
 
-    last: list[Any] = [None, 0]
+    last: Any = None
+    last_ns = 0
 
     def cached(value: Any) -> int:
-        if value == last[0]:
-            return last[1]
+        nonlocal last, last_ns
+        if value == last:
+            return last_ns
         ns = parse(value)
-        last[0], last[1] = value, ns
+        last, last_ns = value, ns
         return ns
 
     return cached
