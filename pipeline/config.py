@@ -58,8 +58,9 @@ class LocList(list):
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: placeholders filled per event by plugins (file paths), not from the environment
-EVENT_PLACEHOLDERS = {"tag"}
+#: placeholders filled per event by plugins (file paths, the record filter), not from the
+#: environment; `${tag_parts[N]}` and `${record.x}` are never names, so pass as they are
+EVENT_PLACEHOLDERS = {"tag", "hostname"}
 
 
 def expand(value: str, env: dict[str, str], missing: list[str]) -> str:

@@ -64,9 +64,10 @@ class Context:
         self.counters[name] += n
 
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
-              kind: str = "bad_input", log: bool = True) -> None:
+              kind: str = "bad_input", log: bool = True, fields: dict[str, Any] | None = None) -> None:
         """Bad input: counted, logged at most once a minute per kind, sent to the errors output.
-        `log=False` where health() has logged the failure already."""
+        `log=False` where health() has logged the failure already. `fields` go into the error
+        record as they are (a parser's whole raw line, where `sample` is cut)."""
         self.count("errors")
         self.count(kind)
         shown = sample(data) if data is not None else None
@@ -84,6 +85,8 @@ class Context:
                 record["origin"] = origin
             if shown is not None:
                 record["sample"] = shown
+            if fields:
+                record.update(fields)
             self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
 
     def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import inspect
 
+from . import parsers  # noqa: F401 - registers the parser kind for load()
 from .options import _SIZE_UNITS, _UNITS, Duration, Option, Size
 from .plugin import KINDS, Plugin, load, names
+
+#: what the reference lists: the components, then the formats a `format:` takes
+DOC_KINDS = (*KINDS, "parser")
 
 
 def describe_default(opt: Option) -> str:
@@ -43,12 +47,12 @@ def describe_size(size: int) -> str:
 
 
 def _all() -> list[tuple[str, str, type[Plugin]]]:
-    return [(kind, name, load(kind, name)) for kind in KINDS for name in names(kind)]
+    return [(kind, name, load(kind, name)) for kind in DOC_KINDS for name in names(kind)]
 
 
 def plugin_list() -> str:
     lines = []
-    for kind in KINDS:
+    for kind in DOC_KINDS:
         lines.append(f"{kind}s:")
         for name in names(kind):
             lines.append(f"  {name:<20} {load(kind, name).summary()}")

@@ -10,7 +10,8 @@ import signal
 from ..context import quoted
 from ..event import Batch, now_ns
 from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, decoder
-from ..options import Bool, Duration, Enum, ListOf, MapOf, OneOf, Option, Size, Str
+from ..options import Bool, Duration, ListOf, MapOf, OneOf, Option, Size, Str
+from ..parsers import Format, ParsedLines, build, events_of
 from ..plugin import PollSource
 
 STDERR_TAIL = 500
@@ -52,7 +53,9 @@ class ExecSource(PollSource):
         Option("shell", Bool(), False, "run `command` with /bin/sh -c"),
         Option("timeout", Duration(min=0.001), 30.0, "kill the command's process group after this long"),
         Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command"),
-        Option("format", Enum(*DECODE_FORMATS), "json", "json (one document), json_lines, msgpack or lines"),
+        Option("format", Format(*DECODE_FORMATS), "json",
+               "json (one document), json_lines, msgpack, lines, or a parser: a name (nginx) or a "
+               "map of its options ({type: regex, pattern: ...}); see docs/parsers.md"),
         Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
                "kill the command and parse nothing when it prints more than this; default 16MiB"),
     )
@@ -66,6 +69,8 @@ class ExecSource(PollSource):
             self.argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
         self.env = {**os.environ, **conf.env} if conf.env else None
         self.name = self.argv[0] if self.argv else "?"
+        fmt = conf.format
+        self.parser = None if isinstance(fmt, str) else build(fmt, ctx)
 
     async def poll(self) -> Batch:
         started = now_ns()
@@ -91,16 +96,22 @@ class ExecSource(PollSource):
             self.ctx.health("exec", False, f"{self.name!r} printed more than max_bytes "
                             f"({self.conf.max_bytes} bytes): killed, its output not parsed", every_time=True)
             return []
-        records, problems = decoder(self.conf.format).decode(out)
+        origin = f"the output of {self.name!r}"
+        if self.parser is not None:
+            events, problems = ParsedLines(self.parser, self.tag, origin).decode(out)
+            batch = events_of(events)
+        else:
+            records, problems = decoder(self.conf.format).decode(out)
+            batch = [(self.tag, started, r) for r in records]
         for message, data in problems:
-            self.ctx.error(message, origin=f"the output of {self.name!r}", data=data)
+            self.ctx.error(message, origin=origin, data=data)
         if proc.returncode:
             tail = err.strip()
             self.ctx.health("exec", False, f"{self.name!r} exited with status {proc.returncode}"
                             + (f": {quoted(tail, end=True)}" if tail else ""), every_time=True)
         else:
             self.ctx.health("exec", True, f"{self.name!r} runs fine again")
-        return [(self.tag, started, r) for r in records]
+        return batch
 
     async def _output(self, proc: asyncio.subprocess.Process) -> tuple[bytes | None, bytes]:
         """stdout (None past max_bytes: the command is killed, not waited for to print it all)

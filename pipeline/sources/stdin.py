@@ -9,7 +9,8 @@ import threading
 
 from ..event import now_ns
 from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, decoder
-from ..options import Enum, Option, Size
+from ..options import Option, Size
+from ..parsers import Format, ParsedLines, build, events_of
 from ..plugin import Emit, StreamSource
 
 
@@ -22,13 +23,15 @@ class StdinSource(StreamSource):
     """
 
     options = (
-        Option("format", Enum(*DECODE_FORMATS), "json_lines", "json_lines, json, msgpack or lines"),
+        Option("format", Format(*DECODE_FORMATS), "json_lines",
+               "json_lines, json (one document), msgpack, lines, or a parser: a name (nginx) or a "
+               "map of its options ({type: regex, pattern: ...}); see docs/parsers.md"),
         Option("read_size", Size(), 64 * 1024, "bytes read at a time; one batch per read"),
         Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
                "json: a larger document is an error, not parsed; msgpack: a larger value ends the "
                "stream; default 16MiB"),
         Option("max_line_bytes", Size(), MAX_LINE_BYTES,
-               "json_lines, lines: a longer line is an error, skipped to the next line; default 1MiB"),
+               "line formats: a longer line is an error, skipped to the next line; default 1MiB"),
     )
 
     async def run(self, emit: Emit) -> None:
@@ -59,15 +62,21 @@ class StdinSource(StreamSource):
                     return
 
         threading.Thread(target=reader, name="stdin", daemon=True).start()
-        dec = decoder(self.conf.format, self.conf.max_bytes, self.conf.max_line_bytes)
         tag = self.tag
+        fmt = self.conf.format
+        dec = (decoder(fmt, self.conf.max_bytes, self.conf.max_line_bytes) if isinstance(fmt, str)
+               else ParsedLines(build(fmt, self.ctx), tag, "stdin", self.conf.max_line_bytes))
+        parsed = isinstance(dec, ParsedLines)
         while True:
             data = await blocks.get()
             ahead.release()
             records, problems = dec.feed(data) if data else dec.finish()
             for message, sample in problems:
                 self.ctx.error(message, origin="stdin", data=sample)
-            if records:
+            if parsed:
+                if records:
+                    await emit(events_of(records))
+            elif records:
                 t = now_ns()
                 await emit([(tag, t, r) for r in records])
             if not data:

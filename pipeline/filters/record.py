@@ -1,0 +1,123 @@
+"""Filter `record`: set, remove and keep fields (fluentd's record_transformer, without code)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..event import Batch
+from ..options import Invalid, ListOf, MapOf, Option, Str, Type
+from ..plugin import Filter
+from ._paths import getter
+
+_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_TAG_PART = re.compile(r"tag_parts\[(-?\d+)\]")
+_RECORD = re.compile(r"record\.((?:[^.\s}]+\.)*[^.\s}]+)")
+PLACEHOLDERS = "${hostname}, ${tag}, ${tag_parts[N]} (N from 0; -1 is the last), ${record.FIELD}"
+
+#: a part of a set value: (tag, record) -> its value
+Part = Callable[[str, dict], Any]
+
+
+def _part(name: str, hostname: str) -> Part:
+    if name == "hostname":
+        return lambda tag, record: hostname
+    if name == "tag":
+        return lambda tag, record: tag
+    m = _TAG_PART.fullmatch(name)
+    if m:
+        index = int(m.group(1))
+
+        def tag_part(tag: str, record: dict) -> Any:
+            parts = tag.split(".")
+            return parts[index] if -len(parts) <= index < len(parts) else None
+        return tag_part
+    m = _RECORD.fullmatch(name)
+    if m:
+        get = getter(m.group(1))
+        return lambda tag, record: get(record)
+    raise Invalid(f"unknown placeholder ${{{name}}}; placeholders: {PLACEHOLDERS}")
+
+
+def reads_record(value: Any) -> bool:
+    return isinstance(value, str) and "${record." in value
+
+
+def compile_value(value: Any, hostname: str = "") -> Callable[[str, dict], Any]:
+    """A set value as a function of the event: a constant, one placeholder (its value keeps its
+    type: `${record.status}` stays a number), or text with placeholders (missing ones empty)."""
+    if not isinstance(value, str) or "${" not in value:
+        return lambda tag, record: value
+    pieces = _PLACEHOLDER.split(value)
+    if len(pieces) == 3 and not pieces[0] and not pieces[2]:
+        return _part(pieces[1], hostname)
+    parts: list[Part | str] = [p if i % 2 == 0 else _part(p, hostname) for i, p in enumerate(pieces) if p]
+
+    def text(tag: str, record: dict) -> str:
+        out = []
+        for p in parts:
+            if isinstance(p, str):
+                out.append(p)
+            else:
+                v = p(tag, record)
+                out.append("" if v is None else str(v))
+        return "".join(out)
+    return text
+
+
+class Template(Type):
+    """A value to set: any YAML value; in text, placeholders are checked here."""
+
+    name = "value or template"
+
+    def convert(self, value, path, errors, node):
+        compile_value(value)
+        return value
+
+
+class RecordFilter(Filter):
+    """Change each record's fields: `keep` only the listed ones, `remove` some, then `set`
+    others, whose text may hold placeholders: ${hostname} (this machine's name), ${tag},
+    ${tag_parts[N]} (N from 0, -1 the last), ${record.FIELD} (`a.b` for a nested field; alone
+    in a value it keeps its type). Placeholders read the record as it came in. An unknown
+    placeholder is a config error."""
+
+    options = (
+        Option("set", MapOf(Template()), {}, "field -> value; text may hold placeholders"),
+        Option("remove", ListOf(Str()), [], "top-level fields to remove"),
+        Option("keep", ListOf(Str()), [], "keep only these top-level fields (and those set)"),
+    )
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        hostname = socket.gethostname()
+        values = conf.set.items()
+        self.setters = [(k, compile_value(v, hostname)) for k, v in values if reads_record(v)]
+        self.by_tag = [(k, compile_value(v, hostname)) for k, v in values if not reads_record(v)]
+        # the values that only a tag decides, made once per tag: a dict update per event
+        self.tag_values: dict[str, dict] = {}
+
+    def _tag_values(self, tag: str) -> dict:
+        if len(self.tag_values) > 10000:  # tags from `*` paths can be many: bounded
+            self.tag_values.clear()
+        values = self.tag_values[tag] = {k: value_of(tag, {}) for k, value_of in self.by_tag}
+        return values
+
+    def process(self, batch: Batch) -> Batch:
+        keep, remove, setters = self.conf.keep, self.conf.remove, self.setters
+        tag_values, made = self.tag_values, self._tag_values
+        out: Batch = []
+        for tag, t, record in batch:
+            new = {k: record[k] for k in keep if k in record} if keep else record.copy()
+            for k in remove:
+                new.pop(k, None)
+            new.update(tag_values.get(tag) or made(tag))
+            for k, value_of in setters:
+                new[k] = value_of(tag, record)
+            out.append((tag, t, new))
+        return out
+
+
+PLUGIN = RecordFilter

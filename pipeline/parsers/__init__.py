@@ -1,0 +1,239 @@
+"""Parsers: a line of text (or a field of a record) to a record and its event time.
+
+One module per format, `pipeline/parsers/<name>.py`, naming its class in `PLUGIN` as the other
+plugins do; `format:` on a source or the `parse` filter is a name (`format: nginx`) or a map
+with the format's options (`format: {type: regex, pattern: ..., time_key: ts}`), both checked at
+`check` from the options each parser declares. The one entry point for a source is `build`:
+
+    parser = parsers.build(conf.format, ctx)
+    batch = parser.parse_lines(lines, tag, origin)   # lines: list[str], without line breaks
+
+A line that does not parse is handled by `on_error` (error: to `_errors` with the raw line,
+its origin and the reason; keep: emitted as `{"message": line, "parse_error": reason}`; drop)
+and counted (`parse_errors`) in every case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from .. import plugin
+from ..context import Context
+from ..event import Batch, Record, now_ns
+from ..formats import LineDecoder
+from ..options import Bool, Enum, Invalid, MapOf, Option, Str, Type, _did_you_mean, _kind, resolve
+from ..plugin import Plugin, UnknownPlugin, load, names
+from ._time import TimeError, TimeFormat, TimeZone, parser_of
+
+
+class ParseError(ValueError):
+    """Why one line or value does not parse (the reason in the error record)."""
+
+
+class Regex(Type):
+    """A Python regular expression, compiled at `check`: a bad one is a config error."""
+
+    name = "regex"
+
+    def __init__(self, named: bool = False):
+        self.named = named
+
+    def convert(self, value, path, errors, node):
+        if not isinstance(value, str):
+            raise Invalid(f"expected a regular expression, got {_kind(value)}")
+        try:
+            compiled = re.compile(value)
+        except re.error as e:
+            raise Invalid(f"not a valid regular expression: {e}") from None
+        if self.named and not compiled.groupindex:
+            raise Invalid("the pattern has no named group (?P<name>...): it would give empty records")
+        return compiled
+
+
+def _number(conv: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if type(value) is not str:
+            return value
+        if value == "-" or not value:  # nginx and Apache write `-` for "no value"
+            return None
+        try:
+            return conv(value)
+        except ValueError:
+            raise ParseError(f"{value!r} is not {what}") from None
+    return convert
+
+
+def _bool(value: Any) -> Any:
+    if type(value) is not str:
+        return value
+    low = value.lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    if low in ("", "-"):
+        return None
+    raise ParseError(f"{value!r} is not a boolean")
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int": _number(int, "an integer"), "float": _number(float, "a number"), "bool": _bool, "string": str,
+}
+
+ON_ERROR = Option("on_error", Enum("error", "keep", "drop"), "error",
+                  "a line that does not parse: error (to _errors with the line), keep (emitted as "
+                  "{message: line, parse_error: reason}) or drop; each counted")
+
+
+def time_options(time_key: str | None = None, time_format: str | None = None,
+                 types: dict[str, str] | None = None) -> tuple[Option, ...]:
+    """The options of a parser that gives event times and typed values, with its defaults."""
+    return (
+        Option("time_key", Str(), time_key, "the field holding the event time; \"\": none, the time the line was read"),
+        Option("time_format", TimeFormat(), time_format,
+               "a strptime format, or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
+               + ("" if time_format else "; default: iso8601")),
+        Option("timezone", TimeZone(), "local",
+               "zone of times written without an offset: local (the machine's), UTC, +09:00 or a name"),
+        Option("keep_time_key", Bool(), False, "keep the time field in the record"),
+        Option("types", MapOf(Enum(*CONVERTERS)), dict(types or {}),
+               "field -> int, float, bool or string; `-` or empty is null for numbers"),
+    )
+
+
+class Parser(Plugin):
+    """A format: `record(text)` gives the fields of one line or raises ParseError."""
+
+    kind = "parser"
+    common_options: ClassVar[tuple[Option, ...]] = (Option("type", Str(), help="format name"), ON_ERROR)
+
+    def __init__(self, ctx: Context, conf: Any):
+        super().__init__(ctx, conf)
+        self.finish = self._finisher()
+
+    def record(self, text: str) -> Record:
+        raise NotImplementedError
+
+    def _finisher(self) -> Callable[[Record], int | None] | None:
+        """Types and event time applied to a parsed record; None where there are neither."""
+        conf = self.conf
+        typed = [(k, CONVERTERS[v]) for k, v in (getattr(conf, "types", None) or {}).items()]
+        time_key: str = getattr(conf, "time_key", None) or ""
+        if not typed and not time_key:
+            return None
+        parse_time = parser_of(conf.time_format, conf.timezone) if time_key else None
+        keep = getattr(conf, "keep_time_key", False)
+
+        def finish(record: Record) -> int | None:
+            for key, conv in typed:
+                value = record.get(key)
+                if value is not None:
+                    try:
+                        record[key] = conv(value)
+                    except ParseError as e:
+                        raise ParseError(f"field {key!r}: {e}") from None
+            if parse_time is None:
+                return None
+            value = record.get(time_key) if keep else record.pop(time_key, None)
+            if value is None:  # no time in this line: the time it was read
+                return None
+            try:
+                return parse_time(value)
+            except TimeError as e:
+                raise ParseError(f"field {time_key!r}: {e}") from None
+        return finish
+
+    def parse(self, text: str) -> tuple[int | None, Record]:
+        """One text's event time (None: it has none) and record; raises ParseError."""
+        record = self.record(text)
+        return (self.finish(record) if self.finish else None), record
+
+    def parse_lines(self, lines: list[str], tag: str, origin: str) -> Batch:
+        """Events of the lines that parse; the others go where `on_error` says."""
+        out: Batch = []
+        now = now_ns()
+        record_of, finish = self.record, self.finish
+        append = out.append
+        for line in lines:
+            try:
+                record = record_of(line)
+                t = finish(record) if finish else None
+            except ParseError as e:
+                if self.reject(line, str(e), origin):
+                    append((tag, now, {"message": line, "parse_error": str(e)}))
+                continue
+            append((tag, now if t is None else t, record))
+        return out
+
+    def reject(self, raw: str, reason: str, origin: str) -> bool:
+        """Count a text that did not parse and report it as `on_error` says; True: keep it."""
+        mode = self.conf.on_error
+        self.ctx.count("parse_errors")
+        if mode == "error":
+            self.ctx.error(f"cannot parse as {self.conf.type}: {reason}", origin=origin, data=raw,
+                           kind="parse_error", fields={"message": raw})
+        return mode == "keep"
+
+
+plugin._BASES["parser"] = Parser
+
+
+class Format(Type):
+    """`format:`: a parser's name, or a map of its options with `type`. `streams` are names the
+    source reads as a byte stream of its own (stdin's json document, msgpack), kept as text."""
+
+    def __init__(self, *streams: str):
+        self.streams = streams
+        self.name = "format name or map"
+
+    def convert(self, value, path, errors, node):
+        if isinstance(value, str):
+            if value in self.streams:
+                return value
+            raw: dict = {"type": value}
+        elif isinstance(value, dict):
+            raw = value
+        else:
+            raise Invalid(f"expected a format name or a map with type:, got {_kind(value)}")
+        name = raw.get("type")
+        if not isinstance(name, str):
+            raise Invalid("a format map needs type: (a format name)")
+        try:
+            cls = load("parser", name)
+        except UnknownPlugin:
+            known = sorted(set(self.streams) | set(names("parser")))
+            raise Invalid(f"unknown format {name!r}{_did_you_mean(name, known)}; formats: "
+                          + ", ".join(known)) from None
+        return resolve(cls.all_options(), raw, path, errors)
+
+
+def build(conf: Any, ctx: Context) -> Parser:
+    """The parser a `Format` option's value describes, reporting through `ctx`."""
+    cls = load("parser", conf.type)
+    assert issubclass(cls, Parser)
+    return cls(ctx, conf)
+
+
+class ParsedLines(LineDecoder):
+    """A byte stream's lines through a parser (stdin, exec): gives events, not records, for the
+    parser's event times (`events_of` says so to the type checker). Lines are UTF-8 (bad bytes become U+FFFD); empty lines are skipped."""
+
+    def __init__(self, parser: Parser, tag: str, origin: str, max_line_bytes: int | None = None):
+        super().__init__(max_line_bytes)
+        self.parser, self.tag, self.origin = parser, tag, origin
+
+    def lines(self, block):
+        text = block.decode("utf-8", "replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").removesuffix("\r")
+        lines = text.split("\n")
+        if "" in lines:
+            lines = [line for line in lines if line]
+        return self.parser.parse_lines(lines, self.tag, self.origin), []
+
+
+def events_of(decoded: list[Any]) -> Batch:
+    """What a ParsedLines decoder gave: events, where the Decoder interface says records."""
+    return decoded
