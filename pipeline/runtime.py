@@ -211,7 +211,7 @@ class Runtime:
                 await self._flush_errors()
         finally:
             self._busy -= 1
-            if not self._busy:
+            if not self._busy and not self._gate.is_set():
                 self._idle.set()
 
     async def pause(self, timeout: float) -> bool:
