@@ -435,8 +435,12 @@ class Runtime:
                 plugin.reopen()
             except Exception as e:
                 log.error("%s %s: reopen failed: %s", plugin.kind, plugin.ctx.id, e)
-        if not self.once and not self._stopping.is_set():
-            self.reloader.request()
+        if self.once or self._stopping.is_set():
+            return
+        if not self.source_tasks:  # a swap must not race the start of the graph it replaces
+            log.warning("SIGHUP: still starting, the config is not reloaded: send HUP again")
+            return
+        self.reloader.request()
 
     def _on_flush_signal(self) -> None:
         # fluentd's habit: USR1 writes out every buffer now, whatever its flush_interval

@@ -205,3 +205,19 @@ def test_what_a_changed_sink_could_not_write_goes_to_its_new_config(tmp_path, bu
     got = sorted(r["n"] for r in receiver.records())
     assert got == list(range(1, len(got) + 1)) and produced(state) - len(got) in (0, 50), log
     assert "not written before shutdown_timeout" in log  # the old one did not get through
+
+
+def test_the_diff_restarts_only_what_changed_and_rewires_the_rest(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.reload import diff
+
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("sources:\n  a: {type: stdin}\n  b: {type: stdin}\n"
+                   "filters:\n  r: {type: rate, inputs: [a], fields: [c]}\n"
+                   "sinks:\n  out: {type: stdout, inputs: [r]}\n  gone: {type: discard, inputs: [b]}\n")
+    # r: other inputs and a match (rewired); out: another format (restarted)
+    new.write_text("sources:\n  a: {type: stdin}\n  c: {type: stdin}\n"
+                   "filters:\n  r: {type: rate, inputs: [a, c], match: 'x.**', fields: [c]}\n"
+                   "sinks:\n  out: {type: stdout, inputs: [r], format: msgpack}\n")
+    plan = diff(load_config(old), load_config(new))
+    assert (plan.kept, plan.replaced, plan.added, plan.removed) == (["a", "r"], ["out"], ["c"], ["b", "gone"])
