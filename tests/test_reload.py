@@ -221,3 +221,22 @@ def test_the_diff_restarts_only_what_changed_and_rewires_the_rest(tmp_path):
                    "sinks:\n  out: {type: stdout, inputs: [r], format: msgpack}\n")
     plan = diff(load_config(old), load_config(new))
     assert (plan.kept, plan.replaced, plan.added, plan.removed) == (["a", "r"], ["out"], ["c"], ["b", "gone"])
+
+
+def test_a_changed_source_is_restarted_on_its_own_port(tmp_path):
+    """The old listener is closed before the new one binds: the same port is taken again."""
+    from forward_peers import numbered, send, sender_conf
+
+    port, out = free_port(), tmp_path / "out.jsonl"
+    conf = tmp_path / "c.yaml"
+    body = "sources:\n  in: {{type: forward, port: {port}{more}}}\nsinks:\n  out: {{type: file, inputs: [in], path: {out}}}\n"
+    conf.write_text(body.format(port=port, more="", out=out))
+    run = Running(conf)
+    assert wait_for(lambda: port_open(port)), run.text()
+    sender = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {port}}}]")
+    assert send(sender, numbered(100)).returncode == 0
+    run.reload(body.format(port=port, more=", max_message_bytes: 1MiB", out=out))
+    assert send(sender, numbered(100, start=100)).returncode == 0
+    assert wait_for(lambda: len(numbers(out)) >= 200)
+    log = run.stop()
+    assert numbers(out) == list(range(200)) and "reloaded: restarted in\n" in log, log
