@@ -122,7 +122,8 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     run = sub.add_parser("run", help="run a config until SIGTERM/SIGINT (or once)", epilog=(
         "SIGTERM and SIGINT stop the sources and drain the sinks; SIGHUP reopens files (logrotate) "
-        "and keeps running. Exit status: 0 all delivered; 1 events not delivered (given up, or "
+        "and reloads the config if it passes `check` (docs/reload.md); SIGUSR1 writes out every "
+        "buffer now. Exit status: 0 all delivered; 1 events not delivered (given up, or "
         "left at shutdown), state not saved, or (--once) a source failed; 2 config errors; 141 "
         "a sink's reader went away (stdout into `head`), as for a command SIGPIPE ended."))
     run.add_argument("config")

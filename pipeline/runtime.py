@@ -95,34 +95,47 @@ class Runtime:
         self.state_dir = graph.state_dir
         self.sources: list[Source] = []
         self.nodes: dict[str, Node] = {}
-        self.consumers: dict[str, list[Node]] = {ERRORS_INPUT: []}
+        self.consumers: dict[str, list[Node]] = {}
         self.contexts: dict[str, Context] = {}
+        self.filters: list[Node] = []
+        self.sinks: list[Node] = []
         self.failures: list[str] = []
         self.output_closed = False
         #: stateful filters whose last save failed, and why
         self._unsaved: dict[str, str] = {}
         self._errors_pending: list[Event] = []
         self._stopping = asyncio.Event()
-        self._build()
+        # a reload closes the gate and waits until no batch is between routing and the buffers
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self.source_tasks: dict[str, asyncio.Task[None]] = {}
+        self.tick_tasks: dict[str, asyncio.Task[None]] = {}
+        from .reload import Reloader
 
-    def _context(self, comp: Component) -> Context:
-        ctx = Context(comp.id, comp.kind, state_dir=self.state_dir, once=self.once,
-                      on_error=self._error_event)
-        self.contexts[comp.id] = ctx
-        return ctx
+        self.reloader = Reloader(self)
+        self.wire({c.id: self.make(c) for c in graph.components.values()})
 
-    def _build(self) -> None:
-        for comp in self.graph.components.values():
-            plugin = comp.cls(self._context(comp), comp.conf)
-            if isinstance(plugin, Source):
-                self.sources.append(plugin)
-            else:
-                node = self.nodes[comp.id] = Node(comp, plugin)  # type: ignore[arg-type]
-                if isinstance(plugin, Sink):
-                    buf = make_buffer(plugin.ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
-                                      chunk_max_bytes=comp.conf.chunk_max_bytes)
-                    node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
-            self.consumers.setdefault(comp.id, [])
+    def make(self, comp: Component) -> Source | Node:
+        """A component's plugin (and a sink's runner), not started."""
+        ctx = Context(comp.id, comp.kind, state_dir=self.state_dir, once=self.once, on_error=self._error_event)
+        plugin = comp.cls(ctx, comp.conf)
+        if isinstance(plugin, Source):
+            return plugin
+        node = Node(comp, plugin)  # type: ignore[arg-type]
+        if isinstance(plugin, Sink):
+            buf = make_buffer(ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
+                              chunk_max_bytes=comp.conf.chunk_max_bytes)
+            node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
+        return node
+
+    def wire(self, made: dict[str, Source | Node]) -> None:
+        """Route between `made` (one per component of self.graph) as self.graph says."""
+        self.sources = [m for m in made.values() if isinstance(m, Source)]
+        self.nodes = {cid: m for cid, m in made.items() if isinstance(m, Node)}
+        self.contexts = {cid: m.ctx if isinstance(m, Source) else m.plugin.ctx for cid, m in made.items()}
+        self.consumers = {ERRORS_INPUT: [], **{cid: [] for cid in made}}
         for comp in self.graph.components.values():
             for name in comp.inputs:
                 self.consumers[name].append(self.nodes[comp.id])
@@ -159,6 +172,8 @@ class Runtime:
     async def emit(self, producer: str, batch: Batch) -> None:
         if not batch:
             return
+        if not self._gate.is_set():
+            await self._gate.wait()
         self.contexts[producer].counters["events_out"] += len(batch)
         out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
@@ -168,6 +183,8 @@ class Runtime:
         """Packed runs go to sink buffers as they are; a filter gets them decoded (once)."""
         from .forward_protocol import unpack_items
 
+        if not self._gate.is_set():
+            await self._gate.wait()
         ctx = self.contexts[producer]
         ctx.counters["events_out"] += count_events(items)  # type: ignore[arg-type]
         out: list[tuple[Node, list[Item]]] = []
@@ -186,10 +203,32 @@ class Runtime:
         await self._put(out)
 
     async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
-        for node, part in out:
-            await node.runner.put(part)  # type: ignore[union-attr]
-        if self._errors_pending:
-            await self._flush_errors()
+        self._busy += 1
+        try:
+            for node, part in out:
+                await node.runner.put(part)  # type: ignore[union-attr]
+            if self._errors_pending:
+                await self._flush_errors()
+        finally:
+            self._busy -= 1
+            if not self._busy and not self._gate.is_set():
+                self._idle.set()
+
+    async def pause(self, timeout: float) -> bool:
+        """Hold every new batch before routing, and wait up to `timeout` for those on their
+        way to the buffers; False (and open again) if some are still waiting then."""
+        self._gate.clear()
+        if self._busy:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                self._gate.set()
+                return False
+        return True
+
+    def resume(self) -> None:
+        self._gate.set()
 
     def _error_event(self, event: Event) -> None:
         if self.consumers[ERRORS_INPUT]:
@@ -211,7 +250,12 @@ class Runtime:
             for tag, t, record in events:
                 self._errors_pending.append(
                     (f"pipeline.error.undelivered.{tag}", t, {"error": reason, "tag": tag, "record": record}))
-            asyncio.get_running_loop().create_task(self._flush_errors())
+            asyncio.get_running_loop().create_task(self._errors_later())
+
+    async def _errors_later(self) -> None:
+        if not self._gate.is_set():
+            await self._gate.wait()
+        await self._put([])
 
     # ---- sources
 
@@ -259,6 +303,8 @@ class Runtime:
         interval = float(node.plugin.tick_interval)  # type: ignore[union-attr, arg-type]
         while True:
             await asyncio.sleep(interval)
+            if not self._gate.is_set():  # what tick() takes from the filter must reach the buffers
+                await self._gate.wait()
             try:
                 due = node.plugin.tick(time.time_ns())  # type: ignore[union-attr]
             except Exception as e:  # a filter bug must not end its ticks for the rest of the run
@@ -267,8 +313,10 @@ class Runtime:
                 continue
             await self._emit_from_filter(node, due)
 
-    async def _emit_from_filter(self, node: Node, batch: Batch) -> None:
+    async def _emit_from_filter(self, node: Node, batch: Batch, *, gated: bool = True) -> None:
         if batch:
+            if gated and not self._gate.is_set():
+                await self._gate.wait()
             node.plugin.ctx.counters["events_out"] += len(batch)
             out: list[tuple[Node, list[Item]]] = []
             self.route(node.id, batch, out)
@@ -281,15 +329,18 @@ class Runtime:
 
     def _save_state(self) -> None:
         for node in self.filters:
-            plugin = node.plugin
-            if isinstance(plugin, Filter) and plugin.stateful:
-                try:
-                    plugin.ctx.save_state(plugin.save_state())
-                except OSError as e:
-                    log.error("filter %s: cannot save state: %s", node.id, e)
-                    self._unsaved[node.id] = str(e)
-                else:
-                    self._unsaved.pop(node.id, None)
+            self.save_state(node)
+
+    def save_state(self, node: Node) -> None:
+        plugin = node.plugin
+        if isinstance(plugin, Filter) and plugin.stateful:
+            try:
+                plugin.ctx.save_state(plugin.save_state())
+            except OSError as e:
+                log.error("filter %s: cannot save state: %s", node.id, e)
+                self._unsaved[node.id] = str(e)
+            else:
+                self._unsaved.pop(node.id, None)
 
     # ---- life cycle
 
@@ -309,13 +360,9 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        loop.add_signal_handler(signal.SIGUSR1, self._on_flush_signal)
         for node in self.filters:
-            plugin = node.plugin
-            if isinstance(plugin, Filter) and plugin.stateful:
-                log.debug("filter %s: state kept in %s", node.id, plugin.ctx.state_path)
-                state = plugin.ctx.load_state()
-                if state is not None:
-                    plugin.load_state(state)
+            self.load_state(node)
         started_sinks: list[Node] = []
         started_sources: list[Source] = []
         try:
@@ -330,25 +377,47 @@ class Runtime:
             self.failures.append(str(e))
             await self._shutdown(started_sources, started_sinks)
             return 1
-        helpers = [asyncio.create_task(self._ticks(n)) for n in self.filters
-                   if n.plugin.tick_interval and not self.once]  # type: ignore[union-attr]
-        if not self.once:
-            helpers.append(asyncio.create_task(self._save_state_loop()))
-        tasks = {asyncio.create_task(self._run_source(s), name=f"source {s.ctx.id}") for s in self.sources}
+        for node in self.filters:
+            self.start_ticks(node)
+        saver = None if self.once else asyncio.create_task(self._save_state_loop())
+        for source in self.sources:
+            self.start_source(source)
         stop_wait = asyncio.create_task(self._stopping.wait())
         # run until a signal, or until every source has finished on its own (stdin at
-        # its end, --once polls done): then nothing more can come
-        pending = set(tasks)
-        while pending and not self._stopping.is_set():
-            done, _ = await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            pending -= done
+        # its end, --once polls done): then nothing more can come; a reload may start more
+        while not self._stopping.is_set():
+            pending = {t for t in self.source_tasks.values() if not t.done()}
+            if self.reloader.task is not None:
+                pending.add(self.reloader.task)
+            if not pending:
+                break
+            await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
-        for t in pending:
+        await self.reloader.finish()
+        tasks = list(self.source_tasks.values())
+        for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for h in helpers:
-            h.cancel()
-        return await self._shutdown(started_sources, started_sinks)
+        for h in [*self.tick_tasks.values(), saver]:
+            if h is not None:
+                h.cancel()
+        return await self._shutdown(self.sources, self.sinks)
+
+    def load_state(self, node: Node) -> None:
+        plugin = node.plugin
+        if isinstance(plugin, Filter) and plugin.stateful:
+            log.debug("filter %s: state kept in %s", node.id, plugin.ctx.state_path)
+            state = plugin.ctx.load_state()
+            if state is not None:
+                plugin.load_state(state)
+
+    def start_ticks(self, node: Node) -> None:
+        if node.plugin.tick_interval and not self.once:  # type: ignore[union-attr]
+            self.tick_tasks[node.id] = asyncio.create_task(self._ticks(node), name=f"ticks {node.id}")
+
+    def start_source(self, source: Source) -> None:
+        self.source_tasks[source.ctx.id] = asyncio.create_task(self._run_source(source),
+                                                               name=f"source {source.ctx.id}")
 
     def _on_signal(self, sig: int) -> None:
         if self._stopping.is_set():
@@ -358,14 +427,26 @@ class Runtime:
         self._stopping.set()
 
     def _on_hangup(self) -> None:
-        # fluentd users send HUP by habit, and logrotate does: until the config can be
-        # reloaded, HUP only reopens files, and must never cost the buffered events
-        log.info("SIGHUP: reopening files; the config is not reloaded (restart for that)")
+        # logrotate sends HUP after moving the files away: they are reopened even when the
+        # config cannot be reloaded (an edit half done), and by the components a reload keeps
+        log.info("SIGHUP: reopening files and reloading %s", self.graph.file)
         for plugin in [*self.sources, *(n.plugin for n in self.nodes.values())]:
             try:
                 plugin.reopen()
             except Exception as e:
                 log.error("%s %s: reopen failed: %s", plugin.kind, plugin.ctx.id, e)
+        if self.once or self._stopping.is_set():
+            return
+        if not self.source_tasks:  # a swap must not race the start of the graph it replaces
+            log.warning("SIGHUP: still starting, the config is not reloaded: send HUP again")
+            return
+        self.reloader.request()
+
+    def _on_flush_signal(self) -> None:
+        # fluentd's habit: USR1 writes out every buffer now, whatever its flush_interval
+        log.info("SIGUSR1: flushing every buffer")
+        for node in self.sinks:
+            node.runner.buffer.seal()  # type: ignore[union-attr]
 
     def _on_output_closed(self, sink: str, reason: str) -> None:
         log.debug("sink %s: %s: stopping, exit status %d", sink, reason, EXIT_OUTPUT_CLOSED)

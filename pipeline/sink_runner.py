@@ -143,25 +143,34 @@ class SinkRunner:
             self.ctx.health("write", True, "writes succeed again")
             return None
 
-    async def drain(self, deadline: float) -> bool:
-        """Write what is buffered until `deadline` (monotonic); True if all was written."""
+    async def drain(self, deadline: float, left: str | None = None) -> bool:
+        """Write what is buffered until `deadline` (monotonic); True if all was written.
+        `left` says what becomes of the rest (a reload hands it on)."""
         self.buffer.seal()
         while self.buffer.pending_events and not self.closed and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        left = self.buffer.pending_events
+        pending = self.buffer.pending_events
         try:
             await self.sink.stop()
         except Exception as e:
             log.error("sink %s: stop failed: %s", self.ctx.id, e)
         self.buffer.close()
-        if left and not self.closed:
+        if pending and not self.closed:
             durable = self.conf.buffer.type == "file"
             kept = "kept in the file buffer for the next run" if durable else "lost (memory buffer)"
             why = f" ({self.failed_reason})" if self.failed_reason else ""
             log.error("sink %s: %d events not written before shutdown_timeout%s: %s",
-                      self.ctx.id, left, why, kept)
+                      self.ctx.id, pending, why, left or kept)
             return False
         return True
+
+    def unwritten(self) -> list[Item]:
+        """What a drained buffer still holds, less the parts of a chunk already written."""
+        items: list[Item] = []
+        for chunk in self.buffer.sealed:
+            self.buffer._load(chunk)
+            items += [item for part in self._parts(chunk)[chunk.written:] for item in part]
+        return items
