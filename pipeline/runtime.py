@@ -102,6 +102,7 @@ class Runtime:
         #: stateful filters whose last save failed, and why
         self._unsaved: dict[str, str] = {}
         self._errors_pending: list[Event] = []
+        self._flushing: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._build()
 
@@ -121,7 +122,8 @@ class Runtime:
                 if isinstance(plugin, Sink):
                     buf = make_buffer(plugin.ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
                                       chunk_max_bytes=comp.conf.chunk_max_bytes)
-                    node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
+                    node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed,
+                                              self._flush_errors_soon)
             self.consumers.setdefault(comp.id, [])
         for comp in self.graph.components.values():
             for name in comp.inputs:
@@ -205,13 +207,20 @@ class Runtime:
         for node, part in out:
             await node.runner.put(part)  # type: ignore[union-attr]
 
+    def _flush_errors_soon(self) -> None:
+        """Route the error events reported outside a source's emit (by a sink's writer)."""
+        if self._errors_pending:
+            task = asyncio.get_running_loop().create_task(self._flush_errors())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
     def _give_up(self, events: Batch, reason: str) -> None:
         log.error("gave up %d events: %s", len(events), reason)
         if self.consumers[ERRORS_INPUT]:
             for tag, t, record in events:
                 self._errors_pending.append(
                     (f"pipeline.error.undelivered.{tag}", t, {"error": reason, "tag": tag, "record": record}))
-            asyncio.get_running_loop().create_task(self._flush_errors())
+            self._flush_errors_soon()
 
     # ---- sources
 
