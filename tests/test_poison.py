@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 from helpers import wait_for
-from poison_peer import Relay, entry, good_blob, packed_message, send
+from poison_peer import T0, Relay, entry, good_blob, packed_message, send
 
 #: a forward relay with a file buffer: python, msgpack, the buffers (measured about 60 MiB)
 PEAK_RSS = 150 * 1024 * 1024
@@ -85,3 +85,32 @@ def test_a_poisoned_chunk_in_the_file_buffer_does_not_wedge_the_sink_after_a_res
         err = relay.stop()
     assert "Traceback" not in err, err
     assert "events not written" not in err
+
+
+BAD_TAGS = ["../outside", "../../x", "/../../abs", "../new_dir/created/x", "nul\x00tag", "ctl\x01\x1b[31m",
+            "t" * 300, "..", ".", "%D/%Y"]
+
+
+def test_tags_in_a_path_stay_inside_its_directory(tmp_path):
+    """Point 3: a forward client names the tag, and so the file a `${tag}` path opens."""
+    logs = tmp_path / "deep" / "logs"
+    relay = Relay(tmp_path, path=f"{logs}/${{tag}}.log")
+    relay.out = logs / "good.log"
+    try:
+        frames = b"".join(msgpack.packb([tag, T0, {"bad": i}, {"chunk": f"c{i}"}]) for i, tag in enumerate(BAD_TAGS))
+        assert len(send(relay.port, frames, acks=len(BAD_TAGS))) == len(BAD_TAGS)
+        assert send(relay.port, packed_message("good", good_blob(100), 100, "good"), acks=1)
+        assert wait_for(lambda: relay.good_numbers() == list(range(100)))
+    finally:
+        err = relay.stop()
+    assert "Traceback" not in err, err
+    made = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    outside = {p for p in made if not p.startswith("deep/logs/")} - {"conf.yaml", "errors.jsonl"}
+    assert {p for p in outside if not p.startswith("buffer/")} == set()
+    names = sorted(p.name for p in logs.iterdir())
+    assert all(p.parent == logs for p in logs.iterdir()) and len(names) == len(BAD_TAGS) + 1, names
+    assert "_._outside.log" in names and "nul_tag.log" in names and "_..log" in names
+    long = [n for n in names if n.startswith("ttt")]
+    assert len(long) == 1 and len(long[0].encode()) <= 204
+    bad = sorted(r["bad"] for p in logs.iterdir() for r in relay.rows(p) if "bad" in r)
+    assert bad == list(range(len(BAD_TAGS)))  # each written, none retried forever
