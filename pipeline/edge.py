@@ -6,7 +6,8 @@ so what is acked is what every sink and buffer can encode:
 - strings are valid UTF-8: invalid bytes (and lone surrogates) become U+FFFD;
 - map keys are strings: bytes are decoded as UTF-8 (U+FFFD for invalid bytes), other keys
   are written as compact JSON (`1`, `true`, `null`, `[1,2]`, `{"a":1}`);
-- integers msgpack cannot hold (>= 2**64 or < -2**63) become floats, as JSON readers take them;
+- integers msgpack cannot hold (>= 2**64 or < -2**63) become their decimal string: the
+  digits stay exact, and no msgpack sink or file buffer could hold the number;
 - a record nested deeper than MAX_DEPTH maps and lists is refused;
 - a time outside what an EventTime holds (1970 to 2106) is refused.
 
@@ -86,9 +87,9 @@ def clean(value: Any, depth: int = 1) -> Any:
         return text(value)
     if t is int and not INT_MIN <= value <= INT_MAX:
         try:
-            return float(value)
-        except OverflowError:
-            raise Refused(f"integer of {value.bit_length()} bits is past any float") from None
+            return str(value)
+        except ValueError:  # past Python's 4,300 digits for int to str
+            raise Refused(f"integer of {value.bit_length()} bits") from None
     return value
 
 

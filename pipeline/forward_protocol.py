@@ -50,10 +50,13 @@ def ext_hook(code: int, data: bytes) -> int:
     raise ProtocolError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
 
 
-def unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
+def unpacker(max_buffer_size: int = 0, records: bool = False) -> msgpack.Unpacker:
+    """`records`: maps get string keys as they are decoded (pipeline/edge.py), so a map or a
+    list as a key does not break the stream; strings are made valid by edge.checked()."""
     # strings that are not UTF-8 survive as surrogates: a PackedForward blob sent as str
     # (fluentd's out_forward sends str32) comes back byte for byte with encode(..., "surrogateescape")
     return msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
+                            object_pairs_hook=edge.pairs if records else None,
                             ext_hook=ext_hook, max_buffer_size=max_buffer_size)
 
 
