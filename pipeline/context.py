@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import reprlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,10 +23,25 @@ SAMPLE_CHARS = 200
 LOG_EVERY = 60.0
 
 
+#: a record of any depth or size, shown in a few hundred characters without recursing far
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 4, 12, 12, 80, 80
+_REPR.maxlong = 40
+
+
 def _text(data: Any) -> str:
     if isinstance(data, (bytes, bytearray)):
         return bytes(data[: SAMPLE_CHARS * 4]).decode("utf-8", "backslashreplace")
-    return str(data)
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = _REPR.repr(data)
+        except Exception:  # a foreign object whose repr fails: its type must do
+            text = f"<{type(data).__name__}>"
+    # lone surrogates (invalid UTF-8 decoded with surrogateescape) escaped: the sample of a
+    # record no sink could write must itself be writable
+    return text.encode("utf-8", "backslashreplace").decode()
 
 
 def sample(data: Any) -> str:
@@ -40,7 +56,7 @@ def quoted(data: Any, *, end: bool = False) -> str:
         data = data[-SAMPLE_CHARS * 4:] if end else data[:SAMPLE_CHARS * 4]
         if not isinstance(data, str):
             data = bytes(data).decode("utf-8", "backslashreplace")
-    text = repr(data)
+    text = repr(data) if isinstance(data, str) else _text(data)
     if len(text) <= SAMPLE_CHARS:
         return text
     return "..." + text[-SAMPLE_CHARS:] if end else text[:SAMPLE_CHARS] + "..."
@@ -64,13 +80,16 @@ class Context:
         self.counters[name] += n
 
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
-              kind: str = "bad_input", log: bool = True, fields: dict[str, Any] | None = None) -> None:
+              kind: str = "bad_input", log: bool = True, tag: str | None = None, n: int = 1,
+              fields: dict[str, Any] | None = None) -> None:
         """Bad input: counted, logged at most once a minute per kind, sent to the errors output.
-        `log=False` where health() has logged the failure already. `fields` go into the error
-        record as they are (a parser's whole raw line, where `sample` is cut)."""
-        self.count("errors")
-        self.count(kind)
+        `log=False` where health() has logged the failure already; `tag` of the bad event;
+        `n` events it stands for (counted); `fields` go into the error record as they are (a
+        parser's whole raw line, where `sample` is cut)."""
+        self.count("errors", n)
+        self.count(kind, n)
         shown = sample(data) if data is not None else None
+        message = _text(message)
         now = time.monotonic()
         last = self._last_logged.get(kind)
         if log and (last is None or now - last >= LOG_EVERY):
@@ -82,7 +101,9 @@ class Context:
         if self._on_error is not None:
             record = {"component": self.id, "error": message, "kind": kind}
             if origin:
-                record["origin"] = origin
+                record["origin"] = _text(origin)
+            if tag is not None:
+                record["tag"] = _text(tag)
             if shown is not None:
                 record["sample"] = shown
             if fields:

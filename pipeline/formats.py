@@ -17,6 +17,8 @@ from typing import Any
 import msgpack
 import orjson
 
+from . import edge
+from .context import sample
 from .event import Batch, Record, get_path
 
 DECODE_FORMATS = ("json", "json_lines", "msgpack", "lines")
@@ -42,18 +44,41 @@ class DecodeError(ValueError):
     pass
 
 
+def _deep(data: bytes) -> bool:
+    """Whether a document may nest deeper than edge.MAX_DEPTH: it has more brackets."""
+    return data.count(b"{") + data.count(b"[") > edge.MAX_DEPTH
+
+
 def json_loads(data: bytes | str) -> Any:
+    """The document, made to the rule of pipeline/edge.py (DecodeError if it refuses it)."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     if not has_long_digits(data):
         try:
-            return orjson.loads(data)
+            doc = orjson.loads(data)  # valid UTF-8, string keys, 64-bit integers
+            return _cleaned(doc) if _deep(data) else doc
         except orjson.JSONDecodeError:
             pass
     try:
         # strict=False takes the raw control characters uWSGI leaves inside strings
-        return json.loads(data.decode("utf-8", "replace"), strict=False)
+        return _cleaned(json.loads(data.decode("utf-8", "replace"), strict=False))
+    except RecursionError:
+        raise DecodeError(f"nested deeper than {edge.MAX_DEPTH} levels") from None
     except ValueError as e:
+        raise DecodeError(str(e)) from None
+
+
+def _cleaned(doc: Any) -> Any:
+    # a document is a record or a list of them: the list is no level of theirs
+    if type(doc) is list:
+        return [_cleaned_record(d) for d in doc]
+    return _cleaned_record(doc)
+
+
+def _cleaned_record(doc: Any) -> Any:
+    try:
+        return edge.clean(doc)
+    except edge.Refused as e:
         raise DecodeError(str(e)) from None
 
 
@@ -177,7 +202,7 @@ class JsonLines(LineDecoder):
         # one check per block: most blocks hold no huge integer, and their lines need none
         fast = not has_long_digits(block)
         for line in block.split(b"\n"):
-            if fast:
+            if fast and not _deep(line):
                 try:
                     doc = loads(line)
                     if type(doc) is dict:
@@ -203,7 +228,7 @@ class MsgpackStream(Decoder):
     def __init__(self, max_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
         self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False,
-                                         max_buffer_size=max_bytes or 0)
+                                         object_pairs_hook=edge.pairs, max_buffer_size=max_bytes or 0)
         self.broken = False
 
     def feed(self, data):
@@ -216,7 +241,7 @@ class MsgpackStream(Decoder):
                 if isinstance(obj, dict):
                     records.append(obj)
                 else:
-                    problems.append((f"expected a msgpack map, got {type(obj).__name__}", repr(obj).encode()))
+                    problems.append((f"expected a msgpack map, got {type(obj).__name__}", sample(obj).encode()))
         except msgpack.BufferFull:
             self.broken = True
             problems.append((f"msgpack value larger than max_bytes ({self.max_bytes} bytes), "
@@ -225,6 +250,8 @@ class MsgpackStream(Decoder):
             # msgpack has no line breaks to resynchronise on: the rest of this stream is lost
             self.broken = True
             problems.append((f"malformed msgpack, rest of the stream skipped: {e}", data))
+        records, refused = edge.checked(records)
+        problems += [(f"record refused: {why}", sample(record).encode()) for record, why in refused]
         return records, problems
 
     def finish(self):

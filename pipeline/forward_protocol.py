@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 import ormsgpack
 
+from . import edge
 from .event import Batch, Event, Item, Packed
 
 if TYPE_CHECKING:
@@ -49,10 +50,13 @@ def ext_hook(code: int, data: bytes) -> int:
     raise ProtocolError(f"unknown msgpack extension type {code} ({len(data)} bytes)")
 
 
-def unpacker(max_buffer_size: int = 0) -> msgpack.Unpacker:
+def unpacker(max_buffer_size: int = 0, records: bool = False) -> msgpack.Unpacker:
+    """`records`: maps get string keys as they are decoded (pipeline/edge.py), so a map or a
+    list as a key does not break the stream; strings are made valid by edge.checked()."""
     # strings that are not UTF-8 survive as surrogates: a PackedForward blob sent as str
     # (fluentd's out_forward sends str32) comes back byte for byte with encode(..., "surrogateescape")
     return msgpack.Unpacker(raw=False, unicode_errors="surrogateescape", strict_map_key=False,
+                            object_pairs_hook=edge.pairs if records else None,
                             ext_hook=ext_hook, max_buffer_size=max_buffer_size)
 
 
@@ -184,60 +188,95 @@ def count_entries(blob: bytes) -> int | None:
     return n
 
 
-def unpack_packed(packed: Packed) -> tuple[Batch, int]:
-    """The events of a Packed, and how many of its entries were not `[time, map]` and left
-    out; ProtocolError if its records do not decode after all.
+def unpack_packed(packed: Packed) -> tuple[Batch, list[tuple[str, bytes]]]:
+    """The events of a Packed, and why each entry left out was (with its bytes): not a
+    `[time, map]`, or refused by the rule of pipeline/edge.py.
 
     ormsgpack decodes them 2x faster than msgpack's Unpacker (2.7 against 5.6 us a 30-key
-    record); its framing was checked (count_entries), so the count is the real one."""
+    record); its framing was checked (count_entries), so the count is the real one. It
+    refuses what the rule changes (a key that is not a string, invalid UTF-8): such a run is
+    decoded entry by entry instead, so one bad entry costs only itself."""
     tag = packed.tag
     try:
-        entries = ormsgpack.unpackb(_array_header(packed.count) + packed.blob, ext_hook=ext_hook,
-                                    option=ormsgpack.OPT_NON_STR_KEYS)
-    except ValueError:  # its messages are terse ("ext_hook failed"): msgpack's tell what is wrong
-        entries = decode_entries(packed.blob)
+        entries = ormsgpack.unpackb(_array_header(packed.count) + packed.blob, ext_hook=ext_hook)
+    except ValueError:
+        return _unpack_each(packed)
     try:
         batch = [(tag, int(t), record) for t, record in entries if type(t) is NsTime and type(record) is dict]
     except (TypeError, ValueError):  # an entry that is not a pair
         batch = []
     if len(batch) == len(entries):
-        return batch, 0
-    batch = []  # some entry is of another form: integer or float time, not a [time, map]
+        return batch, []
+    return _unpack_each(packed)  # some entry is of another form: integer or float time, not a [time, map]
+
+
+def _lenient(data: bytes) -> Any:
+    """One msgpack value, strings and keys made to the rule of pipeline/edge.py as they are decoded."""
+    return msgpack.unpackb(data, raw=False, unicode_errors="replace", strict_map_key=False,
+                           object_pairs_hook=edge.pairs, ext_hook=ext_hook)
+
+
+def _unpack_each(packed: Packed) -> tuple[Batch, list[tuple[str, bytes]]]:
+    blob = packed.blob
+    unpack = msgpack.Unpacker(max_buffer_size=len(blob) or 1)
+    unpack.feed(blob)
+    batch: Batch = []
+    problems: list[tuple[str, bytes]] = []
     now = time.time_ns()
-    for entry in entries:
-        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+    start = 0
+    while start < len(blob):
+        try:
+            unpack.skip()
+        except (msgpack.OutOfData, ValueError, msgpack.UnpackException) as e:
+            problems.append((f"{packed.count - len(batch) - len(problems)} entries do not decode: "
+                             f"{e or type(e).__name__}", blob[start:]))
+            break
+        end = unpack.tell()
+        data = blob[start:end]
+        start = end
+        try:
+            entry = _lenient(data)
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
+                problems.append(("entry is not [time, record]", data))
+                continue
             t = to_ns(entry[0], now)
-            if t is not None:
-                batch.append((tag, t, entry[1]))
-    return batch, len(entries) - len(batch)
+            if t is None:
+                problems.append((f"entry's time is not a time from 1970 to 2106: {entry[0]!r}", data))
+                continue
+        except (ValueError, msgpack.UnpackException) as e:
+            problems.append((f"entry does not decode: {e}", data))
+            continue
+        good, refused = edge.checked([entry[1]])
+        if refused:
+            problems.append((f"record refused: {refused[0][1]}", data))
+            continue
+        batch.append((packed.tag, t, good[0]))
+    return batch, problems
 
 
 def unpack_items(items: list[Item], ctx: Context) -> Batch:
-    """The events of a list of events and Packed runs. A run whose records do not decode
-    after all (its framing was checked, its contents were not) is reported and skipped."""
+    """The events of a list of events and Packed runs. Entries of a run that do not decode
+    after all (its framing was checked, its contents were not) are reported and skipped."""
     batch: Batch = []
     for item in items:
         if type(item) is not Packed:
             batch.append(item)  # type: ignore[arg-type]
             continue
-        try:
-            events, bad = unpack_packed(item)
-        except ProtocolError as e:
-            ctx.error(f"{item.count} events of tag {item.tag!r} skipped: {e}", origin=item.origin,
-                      kind="protocol_error")
-            continue
+        events, problems = unpack_packed(item)
         batch += events
-        if bad:
-            ctx.error(f"{bad} entries of tag {item.tag!r} are not [time, record]: skipped", origin=item.origin,
-                      kind="protocol_error")
+        for why, data in problems:
+            ctx.error(f"tag {item.tag!r}: {why}: skipped", origin=item.origin, data=data or None,
+                      tag=item.tag, kind="protocol_error")
     return batch
 
 
 def decode_entries(blob: bytes) -> list[tuple[int, Any]]:
-    """The `[time, record]` entries of a PackedForward blob. A blob whose last entry is cut
-    off is refused whole (fluentd acks it and drops the entry; we want the sender to resend)."""
+    """The `[time, record]` entries of a PackedForward blob, made to the rule of
+    pipeline/edge.py as they are decoded. A blob whose last entry is cut off is refused whole
+    (fluentd acks it and drops the entry; we want the sender to resend)."""
     entries = []
-    unpack = msgpack.Unpacker(raw=False, strict_map_key=False, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
+    unpack = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False,
+                              object_pairs_hook=edge.pairs, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
     unpack.feed(blob)
     try:
         for entry in unpack:
@@ -270,15 +309,14 @@ def gunzip(blob: bytes, max_bytes: int) -> bytes:
 
 def to_ns(t: Any, now: int) -> int | None:
     """An entry's time in ns: EventTime as it is, integer or float seconds scaled; 0 or nil
-    mean "now" (as in fluentd); anything else is not a time."""
+    mean "now" (as in fluentd); anything else is not a time, nor is one outside what an
+    EventTime holds (1970 to 2106: a file sink could not print it)."""
     if type(t) is NsTime:
         return int(t)
     if t is None or t == 0:
         return now
-    if isinstance(t, int) and not isinstance(t, bool):
-        return t * 1_000_000_000
-    if isinstance(t, float):
-        return int(t * 1e9)
+    if isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < edge.TIME_LIMIT_NS / 1e9:
+        return t * 1_000_000_000 if isinstance(t, int) else int(t * 1e9)
     return None
 
 

@@ -168,6 +168,18 @@ class OutputClosed(Exception):
     it stops the pipeline at once, exit status 141, as SIGPIPE ends `cat`."""
 
 
+class DataError(Exception):
+    """Raised by a sink for records it can never write, whatever the destination does (the
+    other exceptions the runtime takes for such are in sink_runner.DATA_FAILURES). `items`
+    names them, if the sink knows; the sink must raise before writing any of the batch:
+    the runtime sends the bad records to `_errors` and writes the rest again, never
+    retrying the bad ones."""
+
+    def __init__(self, reason: str, items: list | None = None):
+        super().__init__(reason)
+        self.items = items
+
+
 class Sink(Plugin):
     """`write(batch)`, behind a buffer the runtime owns (batching, retry, overflow)."""
 
@@ -190,8 +202,11 @@ class Sink(Plugin):
     )
 
     async def write(self, batch: Batch) -> None:
-        """Deliver the batch, or raise: the runtime retries with backoff (OutputClosed:
-        stops the pipeline). `batch` holds Packed runs only for a sink that `takes_packed`."""
+        """Deliver the batch, or raise: a failure of the destination (OSError, a timeout) is
+        retried with backoff; one of the data (DataError, or TypeError, ValueError,
+        OverflowError, RecursionError while encoding) is narrowed down to the records that
+        cause it, which go to `_errors`; OutputClosed stops the pipeline. `batch` holds
+        Packed runs only for a sink that `takes_packed`."""
         raise NotImplementedError
 
 

@@ -104,6 +104,7 @@ class Runtime:
         #: stateful filters whose last save failed, and why
         self._unsaved: dict[str, str] = {}
         self._errors_pending: list[Event] = []
+        self._flushing: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         # a reload closes the gate and waits until no batch is between routing and the buffers
         self._gate = asyncio.Event()
@@ -127,7 +128,8 @@ class Runtime:
         if isinstance(plugin, Sink):
             buf = make_buffer(ctx, comp.conf.buffer, chunk_max_events=comp.conf.chunk_max_events,
                               chunk_max_bytes=comp.conf.chunk_max_bytes)
-            node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed)
+            node.runner = SinkRunner(plugin, buf, self._give_up, self._on_output_closed,
+                                  self._flush_errors_soon)
         return node
 
     def wire(self, made: dict[str, Source | Node]) -> None:
@@ -244,18 +246,26 @@ class Runtime:
         for node, part in out:
             await node.runner.put(part)  # type: ignore[union-attr]
 
+    def _flush_errors_soon(self) -> None:
+        """Route the error events reported outside a source's emit (by a sink's writer)."""
+        if self._errors_pending:
+            task = asyncio.get_running_loop().create_task(self._errors_later())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _errors_later(self) -> None:
+        # held while a reload swaps the graph, like any batch
+        if not self._gate.is_set():
+            await self._gate.wait()
+        await self._put([])
+
     def _give_up(self, events: Batch, reason: str) -> None:
         log.error("gave up %d events: %s", len(events), reason)
         if self.consumers[ERRORS_INPUT]:
             for tag, t, record in events:
                 self._errors_pending.append(
                     (f"pipeline.error.undelivered.{tag}", t, {"error": reason, "tag": tag, "record": record}))
-            asyncio.get_running_loop().create_task(self._errors_later())
-
-    async def _errors_later(self) -> None:
-        if not self._gate.is_set():
-            await self._gate.wait()
-        await self._put([])
+            self._flush_errors_soon()
 
     # ---- sources
 

@@ -1,5 +1,12 @@
 """A sink's runner: the writers that take chunks from its buffer, retry with backoff, give
-chunks up after `retry_timeout`, and drain at shutdown."""
+chunks up after `retry_timeout`, and drain at shutdown.
+
+What failed is decided here, once for every sink: a failure of the destination (OSError,
+a timeout, a refused connection) is retried with backoff, as the destination may come
+back; a failure of the data (DATA_FAILURES: the sink cannot encode or name a record) would
+fail every retry, so the batch is split until the records that cause it are found: those
+go to `_errors` as a description that any sink can write, and are never retried; the
+rest is written. Anything else (a bug) is logged once, the chunk kept and retried."""
 
 from __future__ import annotations
 
@@ -10,23 +17,32 @@ import time
 from collections.abc import Callable
 
 from .buffer import Buffer, Chunk
-from .event import Batch, Item, Packed
-from .plugin import OutputClosed, Sink
+from .context import quoted
+from .event import Batch, Item, Packed, count_events
+from .plugin import DataError, OutputClosed, Sink
 
 log = logging.getLogger("pipeline.runtime")  # part of the runtime, in its log lines too
+
+#: what a sink raises for records it cannot encode or name (a `${tag}` path with a NUL is
+#: ValueError): the same records fail every retry, whatever the destination does
+DATA_FAILURES = (DataError, TypeError, ValueError, OverflowError, RecursionError)
+#: what a destination that may come back raises (ssl.SSLError and timeouts are OSErrors)
+DESTINATION_FAILURES = (OSError, EOFError)
 
 
 class SinkRunner:
     """A sink's buffer and writer: batching, retry with backoff and jitter, drain."""
 
     def __init__(self, sink: Sink, buffer: Buffer, on_give_up: Callable[[Batch, str], None],
-                 on_closed: Callable[[str, str], None]):
+                 on_closed: Callable[[str, str], None], on_errors: Callable[[], None] = lambda: None):
         self.sink = sink
         self.ctx = sink.ctx
         self.conf = sink.conf
         self.buffer = buffer
         self.on_give_up = on_give_up
         self.on_closed = on_closed
+        #: error events were reported (quarantined records): have them routed
+        self.on_errors = on_errors
         self.tasks: list[asyncio.Task[None]] = []
         self.failed_reason: str | None = None
         self.gave_up_reason: str | None = None
@@ -55,16 +71,30 @@ class SinkRunner:
             await self.buffer.put(part)
 
     async def _writer(self, eager: bool) -> None:
+        failures = 0
         while True:
-            chunk = await self.buffer.get(eager)
             try:
+                chunk = await self.buffer.get(eager)
                 await self._deliver(chunk)
             except OutputClosed as e:
                 if not self.closed:
                     self.closed = True
                     self.on_closed(self.ctx.id, str(e))
                 return
+            except Exception as e:  # a bug: the writer must go on, and the chunk is kept
+                failures += 1
+                log.debug("sink %s: writer failed", self.ctx.id, exc_info=True)
+                self.failed_reason = f"unexpected {type(e).__name__}: {quoted(str(e))}"
+                self.ctx.health("write", False, f"{self.failed_reason}; retrying with backoff")
+                await asyncio.sleep(self._backoff(failures))
+                continue
+            failures = 0
             self.buffer.commit(chunk)
+
+    def _backoff(self, attempt: int) -> float:
+        # full jitter: retries of many agents after one outage do not arrive in step
+        delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
+        return delay * random.uniform(0.5, 1.0)
 
     def _parts(self, chunk: Chunk) -> list[list[Item]]:
         """What the sink is given, write by write: the chunk whole, or, for a sink that reads
@@ -117,31 +147,68 @@ class SinkRunner:
             chunk.written += 1
 
     async def _write(self, batch: list[Item], count: int, started: float) -> str | None:
-        """Write `batch`, retrying with backoff; None once written, or why it was given up
-        (`retry_timeout` after `started`)."""
+        """Write `batch`, retrying with backoff; None once written (its poison records sent
+        to `_errors`), or why it was given up (`retry_timeout` after `started`)."""
         attempt = 0
         while True:
             try:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
             except (asyncio.CancelledError, OutputClosed):
                 raise
-            except Exception as e:  # any other failure of a sink is retried, never fatal
+            except DATA_FAILURES as e:
+                return await self._isolate(batch, e, started)
+            except Exception as e:  # a destination failure, or a bug: retried, never fatal
                 attempt += 1
                 self.ctx.count("retries")
                 reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
+                if not isinstance(e, DESTINATION_FAILURES):
+                    log.debug("sink %s: write failed", self.ctx.id, exc_info=True)
+                    reason = f"write failed: unexpected {type(e).__name__}: {quoted(str(e))}"
                 self.failed_reason = reason
                 self.ctx.health("write", False, f"{reason}; retrying with backoff")
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
                     return f"{reason}; gave up after {timeout:g}s"
-                # full jitter: retries of many agents after one outage do not arrive in step
-                delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                await asyncio.sleep(self._backoff(attempt))
                 continue
             self.failed_reason = None
             self.ctx.count("events_out", count)
             self.ctx.health("write", True, "writes succeed again")
             return None
+
+    async def _isolate(self, batch: list[Item], e: Exception, started: float) -> str | None:
+        """A write failed on its data: quarantine the records the sink named, or the one
+        record of a batch of one; else write each half apart (a poison record among n costs
+        2 log2(n) writes)."""
+        named = {id(item) for item in e.items or ()} if isinstance(e, DataError) else set()
+        rest = [item for item in batch if id(item) not in named]
+        if len(rest) < len(batch) or len(batch) == 1:
+            self._quarantine([item for item in batch if id(item) in named] or batch, e)
+            return await self._write(rest, self._count(rest), started) if rest and named else None
+        half = len(batch) // 2
+        for part in (batch[:half], batch[half:]):
+            reason = await self._write(part, self._count(part), started)
+            if reason is not None:
+                return reason
+        return None
+
+    def _count(self, batch: list[Item]) -> int:
+        return count_events(batch) if self.sink.takes_packed else len(batch)
+
+    def _quarantine(self, items: list[Item], e: Exception) -> None:
+        reason = str(e) or type(e).__name__
+        if isinstance(e, RecursionError):
+            reason = "nested too deep to encode"
+        message = f"record cannot be written ({type(e).__name__}: {reason[:200]}): sent to _errors, not retried"
+        for item in items:
+            if type(item) is Packed:
+                self.ctx.error(f"{item.count} events {message}", origin=item.origin, tag=item.tag,
+                               n=item.count, kind="poison_record")
+            else:
+                tag, _, record = item  # type: ignore[misc]
+                self.ctx.error(message, data=record, tag=tag, kind="poison_record")
+        self.ctx.count("quarantined", count_events(items))
+        self.on_errors()
 
     async def drain(self, deadline: float, left: str | None = None) -> bool:
         """Write what is buffered until `deadline` (monotonic); True if all was written.

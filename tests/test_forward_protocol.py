@@ -84,7 +84,7 @@ def test_count_entries_walks_eventtime_entries_without_decoding():
     events = [("t", 10**18 + i, {"i": i, "nested": {"a": [1, 2]}}) for i in range(50)]
     blob = fp.pack_entries(events)
     assert fp.count_entries(blob) == 50 and fp.count_entries(b"") == 0
-    assert fp.unpack_packed(Packed("t", blob, 50)) == (events, 0)
+    assert fp.unpack_packed(Packed("t", blob, 50)) == (events, [])
     with pytest.raises(fp.ProtocolError, match="ends inside an entry .after 49 whole"):
         fp.count_entries(blob[:-1])
     with pytest.raises(fp.ProtocolError, match="do not decode"):
@@ -106,7 +106,7 @@ def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
             + msgpack.packb([event_time(6), "not a map"]) + msgpack.packb(7))
     assert fp.count_entries(blob) == 4
     events, bad = fp.unpack_packed(Packed("t", blob, 4))
-    assert events == [("t", 5, {"ok": 1}), ("t", 1700000000 * 10**9, {"int": 1})] and bad == 2
+    assert events == [("t", 5, {"ok": 1}), ("t", 1700000000 * 10**9, {"int": 1})] and len(bad) == 2
     assert all(type(e[1]) is int for e in events)
 
 

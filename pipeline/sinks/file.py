@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,8 +28,33 @@ class _Open:
     used: float
 
 
+#: `/`, NUL, control characters and lone surrogates (invalid UTF-8) in a tag
+_UNSAFE = re.compile("[\x00-\x1f\x7f/\ud800-\udfff]")
+#: a tag longer than this (UTF-8 bytes) is cut: a file name holds 255
+MAX_TAG_BYTES = 200
+
+
+def path_part(tag: str) -> str:
+    """A tag as one file name part that cannot leave the directory it is put in (`..`),
+    hide itself, or fail to open: `/`, NUL and control characters become `_`, and so does
+    a leading `.`; a tag past MAX_TAG_BYTES is cut, and a hash of it added, so that
+    different long tags keep different files."""
+    part = _UNSAFE.sub("_", tag)
+    if part.startswith(".") or not part:
+        part = "_" + part[1:]
+    if len(part.encode()) > MAX_TAG_BYTES:
+        digest = hashlib.sha256(tag.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        part = part.encode()[:MAX_TAG_BYTES - 17].decode("utf-8", "ignore") + "-" + digest
+    return part
+
+
 class FileSink(Sink):
     """Append records to files; the path may hold strftime fields and `${tag}`.
+
+    A tag comes from the sender (a forward client names it), so in a path it is made one
+    safe file name part: `/`, NUL and control characters become `_`, as does a leading `.`
+    (so `../x` is `_._x`), and a tag longer than 200 bytes is cut and given a hash of
+    itself; the path's fields are filled before the tag goes in, so a `%` in a tag is kept.
 
     Each write is one `write(2)` of whole lines on a file opened for appending, so
     a restart, or another writer, never splits a line. A file is rotated when it
@@ -38,7 +65,8 @@ class FileSink(Sink):
     """
 
     options = (
-        Option("path", Str(), help="file path; strftime fields (%Y%m%d) and ${tag} are filled per event"),
+        Option("path", Str(), help="file path; strftime fields (%Y%m%d) and ${tag} are filled per event "
+               "(the tag made one safe file name part: no /, .., NUL or control characters)"),
         *FORMAT_OPTIONS,
         Option("utc", Bool(), False, "fill strftime fields in UTC instead of local time"),
         Option("max_size", Size(), None, "rotate a file when it would grow past this size"),
@@ -66,17 +94,19 @@ class FileSink(Sink):
             key = (tag, t // 1_000_000_000)
             path = names.get(key)
             if path is None:
-                path = self.template.replace("${tag}", tag) if self.by_tag else self.template
-                if self.by_time:
-                    path = time.strftime(path, self._to_time(key[1]))
+                path = time.strftime(self.template, self._to_time(key[1])) if self.by_time else self.template
+                if self.by_tag:
+                    path = path.replace("${tag}", path_part(tag))
                 names[key] = path
             groups.setdefault(path, []).append(event)
         return groups
 
     async def write(self, batch: Batch) -> None:
         now = time.time()
-        for path, events in self._paths(batch).items():
-            data = self.encoder.encode(events)
+        # all encoded before anything is written: a record that cannot be fails the write
+        # with nothing of it written, so what the runtime writes again is not written twice
+        encoded = [(path, self.encoder.encode(events)) for path, events in self._paths(batch).items()]
+        for path, data in encoded:
             f = self._file(path, now, len(data))
             os.write(f.fd, data)
             f.size += len(data)

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 
+from .. import edge
 from ..context import quoted
 from ..event import Batch, Packed, now_ns
 from ..forward_protocol import (
@@ -110,7 +111,7 @@ class ForwardSource(StreamSource):
         assert task is not None
         self.connections.add(task)
         try:
-            unpack = unpacker(self.conf.max_message_bytes)
+            unpack = unpacker(self.conf.max_message_bytes, records=True)
             if self.conf.shared_key is not None:
                 await self._handshake(reader, writer, unpack)
                 await self._msgpack(reader, writer, unpack, b"", origin)
@@ -152,7 +153,8 @@ class ForwardSource(StreamSource):
                 raise ProtocolError(f"malformed msgpack: {e}") from None
             finally:
                 # what came before a bad message is taken and acked, as each was whole
-                await self._accept(batch, packed, acks, writer, json_replies=False)
+                await self._accept(self._checked(batch, origin) if batch else batch, packed, acks, writer,
+                                   json_replies=False)
             data = await reader.read(READ_SIZE)
             if not data:
                 if incomplete(unpack):
@@ -178,10 +180,24 @@ class ForwardSource(StreamSource):
                 batch: Batch = []
                 acks: list[Any] = []
                 self._message(message, batch, [], acks, origin)
-                await self._accept(batch, [], acks, writer, json_replies=True)
+                await self._accept(self._checked(batch, origin) if batch else batch, [], acks, writer,
+                                   json_replies=True)
             data = await reader.read(READ_SIZE)
         if text.strip():
             raise ProtocolError("connection closed in the middle of a JSON message")
+
+    def _checked(self, batch: Batch, origin: str) -> Batch:
+        """The events made to the rule of pipeline/edge.py, the refused ones reported (Packed
+        runs are checked when decoded)."""
+        given = [e[2] for e in batch]
+        records, refused = edge.checked(given)
+        if records is given:  # the usual case: one C call found nothing to change
+            return batch
+        for record, why in refused:
+            self.ctx.error(f"record refused: {why}", origin=origin, data=record, kind="refused_record")
+        gone = {id(r) for r, _ in refused}
+        kept = [e for e in batch if id(e[2]) not in gone]
+        return [(tag, t, r) for (tag, t, _), r in zip(kept, records)]
 
     async def _accept(self, batch: Batch, packed: list[Packed], acks: list[Any], writer: asyncio.StreamWriter,
                       json_replies: bool) -> None:
@@ -200,7 +216,7 @@ class ForwardSource(StreamSource):
             return  # fluentd keeps nil as an in-band no-op
         if not isinstance(message, list) or len(message) < 2 or not isinstance(message[0], str):
             raise ProtocolError(f"not a forward message: {quoted(message)}")
-        tag, second = message[0], message[1]
+        tag, second = edge.text(message[0]), message[1]
         now = now_ns()
         if isinstance(second, list):  # Forward
             option = message[2] if len(message) > 2 else None

@@ -200,16 +200,17 @@ def test_several_chunks_in_flight_each_on_its_own_connection(tmp_path, in_flight
     assert peer.events == 90 and peer.most == in_flight
 
 
-def test_a_record_msgpack_cannot_hold_is_reported_not_retried_forever(tmp_path):
+def test_an_integer_msgpack_cannot_hold_is_sent_as_its_digits(tmp_path):
+    """Made a string at the edge (pipeline/edge.py): it was skipped by the sink before."""
     r = Receiver(tmp_path)
     try:
         conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}]")
         data = numbered(2) + b'{"n": 2, "big": 123456789012345678901234567890}\n' + numbered(2, start=3)
         result = send(conf, data)
         assert result.returncode == 0, result.stderr.decode()
-        assert wait_for(lambda: len(r.records()) == 4)
-        assert ns(r.records()) == [0, 1, 3, 4]
-        assert b"record cannot be sent as msgpack" in result.stderr and b"123456789012345678901234567890" in result.stderr
+        assert wait_for(lambda: len(r.records()) == 5)
+        assert ns(r.records()) == [0, 1, 2, 3, 4]
+        assert [x["big"] for x in r.records() if "big" in x] == ["123456789012345678901234567890"]
     finally:
         r.stop()
 
