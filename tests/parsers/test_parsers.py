@@ -141,7 +141,8 @@ def test_a_time_that_does_not_parse_is_an_error():
      {"level": "info", "msg": 'hello "w" x', "dur": "1.5ms", "ok": True, "empty": ""}),
     ({"type": "csv", "keys": ["a", "b", "c"]}, '1,"x, ""y""",', {"a": "1", "b": 'x, "y"', "c": ""}),
     ({"type": "csv", "keys": ["a", "b"], "delimiter": ";"}, "1;2", {"a": "1", "b": "2"}),
-    ("json", '{"a": 123456789012345678901234567890}', {"a": 123456789012345678901234567890}),
+    # past 64 bits msgpack cannot hold it: its exact digits (docs/records.md)
+    ("json", '{"a": 123456789012345678901234567890}', {"a": "123456789012345678901234567890"}),
     ("none", "any thing", {"message": "any thing"}),
 ])
 def test_text_formats(spec, line, expected):
