@@ -113,7 +113,7 @@ class Tail:
     def messages(self) -> list[str]:
         if not self.out.exists():
             return []
-        return [json.loads(line)["message"] for line in self.out.read_text().splitlines() if line.endswith("}")]
+        return [json.loads(line)["message"] for line in self.out.read_text().split("\n") if line.endswith("}")]
 
     def numbers(self) -> list[int]:
         return [int(m.split()[0]) for m in self.messages()]
