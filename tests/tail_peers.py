@@ -90,7 +90,14 @@ class Tail:
         self.kills = 0
 
     def start(self) -> Tail:
+        """Start, and wait until its files are found (it writes its positions then): a test
+        that rotated a file before that would test the start-up, not the rotation."""
+        positions = self.dir / "state" / "t.positions"
+        before = positions.stat().st_ino if positions.exists() else None
         self.proc = start_pipeline("run", str(self.conf))
+        assert wait_for(lambda: positions.stat().st_ino != before or self.proc.poll() is not None, timeout=30), \
+            "the pipeline did not start"
+        assert self.proc.poll() is None, self.stderr()
         return self
 
     def kill(self) -> None:
