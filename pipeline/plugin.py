@@ -27,6 +27,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from .ack import Ack
     from .context import Context
     from .fields import Check, Fields
 
@@ -102,9 +103,9 @@ class PollSource(Source):
 
 
 class Emit(Protocol):
-    async def __call__(self, batch: Batch) -> None: ...
+    async def __call__(self, batch: Batch, ack: Ack | None = None) -> None: ...
 
-    async def packed(self, items: list[Packed]) -> None: ...
+    async def packed(self, items: list[Packed], ack: Ack | None = None) -> None: ...
 
 
 class StreamSource(Source):
@@ -113,7 +114,8 @@ class StreamSource(Source):
     async def run(self, emit: Emit) -> None:
         """Read until the end of input or until cancelled; `await emit(batch)` per batch
         (or `await emit.packed(items)` for Packed runs). Either returns once the events
-        are in every buffer they go to: the time to acknowledge them."""
+        are in every buffer they go to; an `ack` given with them (pipeline/ack.py) fires
+        once they are delivered: written by every sink, or fsynced in its file buffer."""
         raise NotImplementedError
 
 

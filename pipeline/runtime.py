@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .ack import Ack
 from .buffer import make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context
@@ -73,7 +74,8 @@ def _keep_freed_memory() -> None:
 
 class Emitter:
     """What a stream source is given: `await emit(batch)` for events, and
-    `await emit.packed(items)` for Packed runs (the forward source)."""
+    `await emit.packed(items)` for Packed runs (the forward source); either may carry an
+    `ack` (pipeline/ack.py) that fires once the events are delivered."""
 
     __slots__ = ("runtime", "producer")
 
@@ -81,11 +83,11 @@ class Emitter:
         self.runtime = runtime
         self.producer = producer
 
-    async def __call__(self, batch: Batch) -> None:
-        await self.runtime.emit(self.producer, batch)
+    async def __call__(self, batch: Batch, ack: Ack | None = None) -> None:
+        await self.runtime.emit(self.producer, batch, ack)
 
-    async def packed(self, items: list[Packed]) -> None:
-        await self.runtime.emit_packed(self.producer, items)
+    async def packed(self, items: list[Packed], ack: Ack | None = None) -> None:
+        await self.runtime.emit_packed(self.producer, items, ack)
 
 
 class Runtime:
@@ -171,7 +173,7 @@ class Runtime:
             ctx.counters["events_out"] += len(result)
             self.route(node.id, result, out)
 
-    async def emit(self, producer: str, batch: Batch) -> None:
+    async def emit(self, producer: str, batch: Batch, ack: Ack | None = None) -> None:
         if not batch:
             return
         if not self._gate.is_set():
@@ -179,9 +181,9 @@ class Runtime:
         self.contexts[producer].counters["events_out"] += len(batch)
         out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
-        await self._put(out)
+        await self._put(out, ack)
 
-    async def emit_packed(self, producer: str, items: list[Packed]) -> None:
+    async def emit_packed(self, producer: str, items: list[Packed], ack: Ack | None = None) -> None:
         """Packed runs go to sink buffers as they are; a filter gets them decoded (once)."""
         from .forward_protocol import unpack_items
 
@@ -202,15 +204,22 @@ class Runtime:
             if part:
                 node.plugin.ctx.counters["events_in"] += count_events(part)  # type: ignore[arg-type]
                 out.append((node, part))  # type: ignore[arg-type]
-        await self._put(out)
+        await self._put(out, ack)
 
-    async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
+    async def _put(self, out: list[tuple[Node, list[Item]]], ack: Ack | None = None) -> None:
+        # the ack's hold for this emit: each buffer takes its own while the events are
+        # in it, so what no sink gets (a filter dropped it) is delivered when this ends
         self._busy += 1
+        if ack is not None:
+            ack.hold()
         try:
             for node, part in out:
-                await node.runner.put(part)  # type: ignore[union-attr]
+                await node.runner.put(part, ack)  # type: ignore[union-attr]
             if self._errors_pending:
-                await self._flush_errors()
+                # the error records of these events are part of their delivery
+                await self._flush_errors(ack)
+            if ack is not None:
+                ack.release()
         finally:
             self._busy -= 1
             if not self._busy and not self._gate.is_set():
@@ -236,7 +245,7 @@ class Runtime:
         if self.consumers[ERRORS_INPUT]:
             self._errors_pending.append(event)
 
-    async def _flush_errors(self) -> None:
+    async def _flush_errors(self, ack: Ack | None = None) -> None:
         # error events are routed like any batch, but errors raised while routing
         # them are not routed again: a broken errors sink must not loop
         pending, self._errors_pending = self._errors_pending, []
@@ -244,7 +253,7 @@ class Runtime:
         self.route(ERRORS_INPUT, pending, out)
         self._errors_pending = []
         for node, part in out:
-            await node.runner.put(part)  # type: ignore[union-attr]
+            await node.runner.put(part, ack)  # type: ignore[union-attr]
 
     def _flush_errors_soon(self) -> None:
         """Route the error events reported outside a source's emit (by a sink's writer)."""

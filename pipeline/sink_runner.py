@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 
+from .ack import Ack
 from .buffer import Buffer, Chunk
 from .context import quoted
 from .event import Batch, Item, Packed, count_events
@@ -66,9 +67,11 @@ class SinkRunner:
             await asyncio.sleep(period)
             self.buffer.seal_due(self.conf.flush_interval)
 
-    async def put(self, part: list[Item]) -> None:
+    async def put(self, part: list[Item], ack: Ack | None = None) -> None:
         if not self.closed:
-            await self.buffer.put(part)
+            await self.buffer.put(part, ack)
+        elif ack is not None:  # acknowledgements: never written, so never delivered
+            ack.lose()
 
     async def _writer(self, eager: bool) -> None:
         failures = 0

@@ -18,6 +18,7 @@ from typing import cast
 
 import msgpack
 
+from ..ack import Ack
 from ..context import Context
 from ..event import Item, Packed, count_events
 
@@ -37,6 +38,8 @@ class Chunk:
     taken: bool = False
     #: parts of it a sink has written (a sink that reads records writes Packed runs apart)
     written: int = 0
+    #: acknowledgements of the events in it (memory buffer): released when it is dropped
+    acks: list[Ack] = field(default_factory=list)
 
 
 def estimate_bytes(batch: list[Item]) -> int:
@@ -94,14 +97,16 @@ class Buffer:
         # a Packed run is one bytes object: its size is what it takes
         return 1 if packed else MEMORY_PER_MSGPACK_BYTE
 
-    async def put(self, batch: list[Item]) -> None:
+    async def put(self, batch: list[Item], ack: Ack | None = None) -> None:
+        """`ack`: held by each chunk the events go to, until that chunk is written by the
+        sink, given up or dropped (a batch dropped here whole holds nothing)."""
         if not batch:
             return
         size = estimate_bytes(batch)
         held = size * self._weight(type(batch[0]) is Packed)
         if self.nbytes + held > self.max_bytes and not await self._make_room(held, batch):
             return
-        self._append(batch, size)
+        self._append(batch, size, ack)
         async with self._changed:
             self._changed.notify_all()
 
@@ -129,10 +134,10 @@ class Buffer:
             await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + held <= self.max_bytes)
         return True
 
-    def _append(self, batch: list[Item], size: int) -> None:
+    def _append(self, batch: list[Item], size: int, ack: Ack | None = None) -> None:
         if type(batch[0]) is Packed:
             for p in cast(list[Packed], batch):  # a Packed run is never split: it may go past chunk_max_events
-                self._add([p], p.count, len(p.blob))
+                self._add([p], p.count, len(p.blob), ack)
             return
         per_event = size / len(batch)
         start = 0
@@ -142,7 +147,7 @@ class Buffer:
             if per_event:
                 room = min(room, max(1, int((self.chunk_max_bytes - chunk.nbytes) / per_event)))
             part = batch[start:start + room]
-            self._add(part, len(part), int(per_event * len(part)))
+            self._add(part, len(part), int(per_event * len(part)), ack)
             start += len(part)
 
     def _open(self) -> Chunk:
@@ -150,13 +155,16 @@ class Buffer:
             self.open_chunk = self._new_chunk()
         return self.open_chunk
 
-    def _add(self, part: list[Item], count: int, nbytes: int) -> None:
+    def _add(self, part: list[Item], count: int, nbytes: int, ack: Ack | None = None) -> None:
         chunk = self._open()
         if chunk.count and (chunk.count + count > self.chunk_max_events
                             or chunk.nbytes + nbytes > self.chunk_max_bytes):
             self.seal()
             chunk = self._open()
         nbytes = self._store(chunk, part, nbytes)
+        if ack is not None and (not chunk.acks or chunk.acks[-1] is not ack):
+            ack.hold()
+            chunk.acks.append(ack)
         packed = type(part[0]) is Packed
         held = nbytes * self._weight(packed)
         chunk.count += count
@@ -177,6 +185,9 @@ class Buffer:
 
     def _forget(self, chunk: Chunk) -> None:
         self.nbytes -= chunk.held
+        acks, chunk.acks = chunk.acks, []
+        for ack in acks:
+            ack.release()
 
     def seal(self) -> None:
         """Close the open chunk for writing now (flush)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgpack
 
+from ..ack import Ack
 from ..event import Item, Packed
 from ..forward_protocol import bin_header
 from . import Buffer, Chunk
@@ -166,7 +167,9 @@ class FileBuffer(Buffer):
     def _weight(self, packed: bool) -> int:
         return 1  # max_bytes of a file buffer is disk, and what is on disk is exact
 
-    async def put(self, batch: list[Item]) -> None:
+    async def put(self, batch: list[Item], ack: Ack | None = None) -> None:
+        # acknowledgements: not kept with the chunk; the caller holds `ack` until this
+        # returns, and from then on the events are on disk: delivered, as far as it goes
         await super().put(batch)
         await self._durable()
 

@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 
 from .. import edge
+from ..ack import Ack
 from ..context import quoted
 from ..event import Batch, Packed, now_ns
 from ..forward_protocol import (
@@ -27,7 +28,7 @@ from ..forward_protocol import (
     to_ns,
     unpacker,
 )
-from ..options import Bool, Int, ListOf, Option, Size, Str, Struct
+from ..options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
 from ..plugin import Emit, StreamSource
 
 READ_SIZE = 256 * 1024
@@ -47,7 +48,9 @@ class ForwardSource(StreamSource):
     CompressedPackedForward, integer or EventTime times, msgpack or JSON connections.
 
     An ack (`{"ack": chunk}`) is sent only after the events are in every sink's buffer
-    (with a file buffer: on disk), so an acked event is never lost. PackedForward entries
+    (with a file buffer: on disk), so an acked event is never lost; with `ack: delivery`
+    only once every sink has written them (a memory buffer's events then survive a kill
+    of this process too: the sender sends again what it had no ack for). PackedForward entries
     in the usual `[EventTime, record]` form are not decoded here: their framing is
     checked and they go on as they came, to be decoded only by a filter or a sink that
     reads records (a relay to fluentd never decodes them). Malformed input
@@ -67,6 +70,9 @@ class ForwardSource(StreamSource):
         Option("users", ListOf(USER), [], "with shared_key: accepted {username, password}"),
         Option("tls", TLS, None, "TLS settings: {cert, key, ca}"),
         Option("heartbeat", Bool(), True, "answer UDP heartbeats on the same port"),
+        Option("ack", Enum("buffer", "delivery"), "buffer",
+               "when a chunk's ack is sent: once its events are in every sink's buffer, or once "
+               "every sink has written them (delivery: a connection waits for that before reading on)"),
     )
 
     def __init__(self, ctx, conf):
@@ -201,11 +207,15 @@ class ForwardSource(StreamSource):
 
     async def _accept(self, batch: Batch, packed: list[Packed], acks: list[Any], writer: asyncio.StreamWriter,
                       json_replies: bool) -> None:
-        """Acks go out only once the events are in every sink's buffer."""
+        """Acks go out only once the events are in every sink's buffer (or delivered)."""
+        delivered = Ack() if acks and self.conf.ack == "delivery" else None
         if batch:
-            await self._emit(batch)
+            await self._emit(batch, delivered)
         if packed:
-            await self._emit.packed(packed)
+            await self._emit.packed(packed, delivered)
+        if delivered is not None:
+            delivered.release()
+            await delivered.wait()
         if acks:
             dumps = (lambda a: json.dumps({"ack": a}).encode()) if json_replies else (lambda a: msgpack.packb({"ack": a}))
             writer.write(b"".join(dumps(a) for a in acks))
