@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from .event import Event, now_ns
+from .histogram import Histogram
 
 ERROR_TAG_PREFIX = "pipeline.error"
 #: a sample of bad input in a log line or error event is cut to this many characters
@@ -53,6 +54,15 @@ class Context:
         self.kind = kind
         self.log = logging.getLogger(f"pipeline.{kind}.{id}")
         self.counters: Counter[str] = Counter()
+        #: errors by kind (error()'s kind, health()'s key): what the api reports per kind
+        self.error_kinds: Counter[str] = Counter()
+        #: figures that go up and down (open connections), set by the component
+        self.gauges: dict[str, float] = {}
+        #: durations by name (poll, write), observed by the runtime
+        self.timings: dict[str, Histogram] = {}
+        #: the running pipeline's figures (pipeline/api/figures.py Figures), for the
+        #: internal_metrics source; set by the runtime
+        self.figures: Any = None
         self.state_dir = state_dir
         self.once = once
         self._on_error = on_error
@@ -63,12 +73,19 @@ class Context:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
+    def observe(self, name: str, seconds: float) -> None:
+        timing = self.timings.get(name)
+        if timing is None:
+            timing = self.timings[name] = Histogram()
+        timing.observe(seconds)
+
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
               kind: str = "bad_input", log: bool = True) -> None:
         """Bad input: counted, logged at most once a minute per kind, sent to the errors output.
         `log=False` where health() has logged the failure already."""
         self.count("errors")
         self.count(kind)
+        self.error_kinds[kind] += 1
         shown = sample(data) if data is not None else None
         now = time.monotonic()
         last = self._last_logged.get(kind)
@@ -98,6 +115,7 @@ class Context:
             self.last_failure = message
             if count:
                 self.count("errors")
+                self.error_kinds[key] += 1
             if before or every_time:
                 self.log.error("%s", message)
         elif not before:

@@ -92,6 +92,10 @@ class Runtime:
     def __init__(self, graph: Graph, *, once: bool = False):
         self.graph = graph
         self.once = once
+        #: component id -> the taps reading what it emits (pipeline/api/tap.py); empty but
+        #: while a `pipeline tap` runs, so the hot path pays one truth test per batch
+        self.taps: dict[str, list[Any]] = {}
+        self.api: Any = None
         self.state_dir = graph.state_dir
         self.sources: list[Source] = []
         self.nodes: dict[str, Node] = {}
@@ -108,6 +112,7 @@ class Runtime:
     def _context(self, comp: Component) -> Context:
         ctx = Context(comp.id, comp.kind, state_dir=self.state_dir, once=self.once,
                       on_error=self._error_event)
+        ctx.figures = self.figures
         self.contexts[comp.id] = ctx
         return ctx
 
@@ -154,12 +159,16 @@ class Runtime:
             return
         if result:
             ctx.counters["events_out"] += len(result)
+            if self.taps:
+                self._tap(node.id, result)
             self.route(node.id, result, out)
 
     async def emit(self, producer: str, batch: Batch) -> None:
         if not batch:
             return
         self.contexts[producer].counters["events_out"] += len(batch)
+        if self.taps:
+            self._tap(producer, batch)
         out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
         await self._put(out)
@@ -172,6 +181,9 @@ class Runtime:
         ctx.counters["events_out"] += count_events(items)  # type: ignore[arg-type]
         out: list[tuple[Node, list[Item]]] = []
         decoded: Batch | None = None
+        if self.taps and producer in self.taps:
+            decoded = unpack_items(items, ctx)  # type: ignore[arg-type]
+            self._tap(producer, decoded)
         for node in self.consumers[producer]:
             if node.runner is None:
                 if decoded is None:
@@ -184,6 +196,16 @@ class Runtime:
                 node.plugin.ctx.counters["events_in"] += count_events(part)  # type: ignore[arg-type]
                 out.append((node, part))  # type: ignore[arg-type]
         await self._put(out)
+
+    def _tap(self, producer: str, batch: Batch) -> None:
+        for tap in self.taps.get(producer, ()):
+            tap.offer(producer, batch)
+
+    def figures(self) -> Any:
+        """What the api and the internal_metrics source read (pipeline/api/figures.py)."""
+        from .api.figures import Figures
+
+        return Figures(self)
 
     async def _put(self, out: list[tuple[Node, list[Item]]]) -> None:
         for node, part in out:
@@ -216,6 +238,7 @@ class Runtime:
     # ---- sources
 
     async def _poll(self, source: PollSource) -> Batch:
+        begun = time.perf_counter()
         try:
             return await source.poll()
         except asyncio.CancelledError:
@@ -224,6 +247,8 @@ class Runtime:
             log.debug("source %s: poll failed", source.ctx.id, exc_info=True)
             source.ctx.health("poll", False, f"poll failed: {type(e).__name__}: {e}")
             return []
+        finally:
+            source.ctx.observe("poll_duration_seconds", time.perf_counter() - begun)
 
     async def _poll_loop(self, source: PollSource) -> None:
         interval = source.conf.interval
@@ -319,6 +344,10 @@ class Runtime:
         started_sinks: list[Node] = []
         started_sources: list[Source] = []
         try:
+            if self.graph.settings.api is not None:
+                from .api.server import start_api
+
+                self.api = await start_api(self, self.graph.settings.api)
             for node in self.sinks:
                 await node.runner.start()  # type: ignore[union-attr]
                 started_sinks.append(node)
@@ -421,6 +450,8 @@ class Runtime:
         for failure in self.failures:
             log.error("failed: %s", failure)
         self._log_summary()
+        if self.api is not None:
+            await self.api.stop()
         if self.output_closed:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1

@@ -30,6 +30,8 @@ class SinkRunner:
         self.tasks: list[asyncio.Task[None]] = []
         self.failed_reason: str | None = None
         self.gave_up_reason: str | None = None
+        #: monotonic time of the first failed write since the last one that succeeded
+        self.failing_since: float | None = None
         #: the sink raised OutputClosed: nothing more is written, or even buffered
         self.closed = False
 
@@ -121,6 +123,7 @@ class SinkRunner:
         (`retry_timeout` after `started`)."""
         attempt = 0
         while True:
+            begun = time.perf_counter()
             try:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
             except (asyncio.CancelledError, OutputClosed):
@@ -128,6 +131,8 @@ class SinkRunner:
             except Exception as e:  # any other failure of a sink is retried, never fatal
                 attempt += 1
                 self.ctx.count("retries")
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
                 self.failed_reason = reason
                 self.ctx.health("write", False, f"{reason}; retrying with backoff")
@@ -138,7 +143,10 @@ class SinkRunner:
                 delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 continue
+            self.ctx.observe("write_duration_seconds", time.perf_counter() - begun)
             self.failed_reason = None
+            self.failing_since = None
+            self.ctx.count("writes")
             self.ctx.count("events_out", count)
             self.ctx.health("write", True, "writes succeed again")
             return None

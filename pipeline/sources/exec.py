@@ -51,7 +51,8 @@ class ExecSource(PollSource):
                "run by /bin/sh with shell: true)"),
         Option("shell", Bool(), False, "run `command` with /bin/sh -c"),
         Option("timeout", Duration(min=0.001), 30.0, "kill the command's process group after this long"),
-        Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command"),
+        Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command",
+               secret=True),
         Option("format", Enum(*DECODE_FORMATS), "json", "json (one document), json_lines, msgpack or lines"),
         Option("max_bytes", Size(), MAX_DOCUMENT_BYTES,
                "kill the command and parse nothing when it prints more than this; default 16MiB"),
@@ -111,6 +112,8 @@ class ExecSource(PollSource):
             out = await _read_at_most(proc.stdout, self.conf.max_bytes)  # type: ignore[arg-type]
             if out is None:
                 self._kill_group(proc.pid)
+            else:
+                self.ctx.counters["bytes_in"] += len(out)
             return out
 
         out, err = await asyncio.gather(stdout(), _tail(proc.stderr))
