@@ -181,7 +181,7 @@ class Figures:
         """The figures as records: one per component with its labels as fields, and one of
         the process; a histogram gives its _sum and _count, an extra label (error_kind)
         goes into the field's name (`component_errors_total.bad_input`)."""
-        by_component: dict[str, dict[str, Any]] = {}
+        by_component = {p.comp.id: p.labels for p in self.parts()}  # in the graph's order
         process: dict[str, Any] = {}
         for fam in self.families():
             for suffix, labels, value in fam.samples:
@@ -193,8 +193,7 @@ class Figures:
                 if cid is None:
                     process[key] = value
                     continue
-                record = by_component.setdefault(cid, {k: labels[k] for k in LABELS})
-                record[key] = value
+                by_component[cid][key] = value
         return [*by_component.values(), process]
 
 
