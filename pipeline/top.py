@@ -98,7 +98,7 @@ class View:
         title = f"pipeline top  {self.client.address}  {time.strftime('%H:%M:%S')}"
         out = [title[:width]]
         if self.error is not None:
-            out.append(("cannot reach the api: " + self.error)[:width])
+            out.append(self.error[:width])
         elif self.health.get("status") == "ok":
             out.append("health: ok")
         else:
@@ -151,7 +151,12 @@ def _run(screen: Any, view: View) -> None:
 
 def main(address: str) -> int:
     import curses
+    import os
 
+    # the window's size, not $LINES/$COLUMNS: ncurses takes those first, and they stay as
+    # exported while the window grows
+    os.environ.pop("LINES", None)
+    os.environ.pop("COLUMNS", None)
     try:
         curses.wrapper(_run, View(Client(address, timeout=REFRESH)))
     except KeyboardInterrupt:
