@@ -181,7 +181,7 @@ class Figures:
         """The figures as records: one per component with its labels as fields, and one of
         the process; a histogram gives its _sum and _count, an extra label (error_kind)
         goes into the field's name (`component_errors_total.bad_input`)."""
-        by_component = {p.comp.id: p.labels for p in self.parts()}  # in the graph's order
+        by_component: dict[str, dict[str, Any]] = {p.comp.id: dict(p.labels) for p in self.parts()}  # graph order
         process: dict[str, Any] = {}
         for fam in self.families():
             for suffix, labels, value in fam.samples:
