@@ -30,9 +30,40 @@ class _Formatter(logging.Formatter):
         return text
 
 
-def _setup_logging(level: str) -> None:
+#: what every LogRecord has; anything else on one was passed as `extra` fields
+_RECORD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_COMPONENT_KINDS = ("source", "filter", "sink")
+
+
+class _JSONFormatter(logging.Formatter):
+    """One JSON object a line, for shipping the pipeline's own logs: time, level, component
+    (a component's id, with its kind; else the part of the pipeline: runtime, api, config),
+    message, and the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        name = record.name.removeprefix("pipeline.")
+        kind, _, cid = name.partition(".")
+        doc: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+        }
+        if kind in _COMPONENT_KINDS and cid:
+            doc.update(component=cid, kind=kind)
+        else:
+            doc["component"] = name
+        doc["message"] = record.getMessage()
+        doc.update({k: v for k, v in vars(record).items() if k not in _RECORD_ATTRS})
+        if record.exc_info and logging.getLogger("pipeline").isEnabledFor(logging.DEBUG):
+            doc["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(_JSONFormatter() if fmt == "json" else _Formatter())
     root = logging.getLogger("pipeline")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -69,7 +100,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph = _load(args.config)
     if graph is None:
         return EXIT_CONFIG
-    _setup_logging(args.log_level or graph.settings.log_level)
+    _setup_logging(args.log_level or graph.settings.log_level, args.log_format or graph.settings.log_format)
+    if args.api is not None:
+        from types import SimpleNamespace
+
+        settings = graph.settings.api or SimpleNamespace(unhealthy_after=60.0)
+        graph.settings.api = SimpleNamespace(**{**vars(settings), "address": args.api})
     for line in graph.warnings:
         # the log line says its level already
         logging.getLogger("pipeline.config").warning("%s", line.replace(": warning: ", ": ", 1))
@@ -96,6 +132,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     if status == EXIT_OUTPUT_CLOSED:
         _discard_stdout()  # what is still buffered for the reader that left
     return status
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    import http.client
+    from urllib.parse import urlencode
+
+    import orjson
+
+    from .api.client import ApiUnreachable, Client
+
+    query = [("id", i) for i in args.ids] + [(k, v) for k, v in (("match", args.match),
+                                                                   ("limit", args.limit)) if v is not None]
+    dropped, end = 0, None
+    try:
+        response = Client(args.api).open("/api/tap?" + urlencode(query))
+        if response.status != 200:
+            print(f"tap: {orjson.loads(response.read()).get('error')}", file=sys.stderr)
+            return 1
+        out = sys.stdout.buffer
+        while line := response.readline():
+            if line.startswith(b'{"component":'):
+                out.write(line)
+                out.flush()
+            elif line.strip():
+                notice = orjson.loads(line)
+                dropped, end = notice.get("dropped", dropped), notice.get("end", end)
+    except ApiUnreachable as e:
+        print(f"tap: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    except (OSError, http.client.HTTPException) as e:
+        print(f"tap: the stream broke off: {e!r}", file=sys.stderr)
+    if end == "stopped":
+        print("tap: the pipeline stopped", file=sys.stderr)
+    if dropped:
+        print(f"tap: {dropped} events dropped: this reader was slower than the pipeline", file=sys.stderr)
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    from .top import main as top
+
+    return top(args.api)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -130,11 +210,36 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true",
                      help="poll every source once, read streams to their end, flush and exit")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    run.add_argument("--log-format", choices=["text", "json"], default=None,
+                     help="the pipeline's own logs: text lines, or one JSON object a line")
+    run.add_argument("--api", type=_listen, metavar="ADDRESS", default=None,
+                     help="serve the api (docs/api.md) on host:port; a bare :port is loopback")
     run.set_defaults(func=cmd_run)
+    api = dict(type=_listen, metavar="ADDRESS", help="the pipeline's api (default %(default)s)")
+    tap = sub.add_parser("tap", help="print the events that come out of components, as JSON lines",
+                         epilog="A tap never slows the pipeline: events this reader is too slow for "
+                         "are dropped, and the count said at the end.")
+    tap.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
+    tap.add_argument("ids", nargs="+", metavar="ID", help="source or filter ids")
+    tap.add_argument("--match", metavar="PATTERN", help="only events whose tag matches (fluentd patterns)")
+    tap.add_argument("--limit", metavar="N", type=int, help="stop after N events")
+    tap.set_defaults(func=cmd_tap)
+    top = sub.add_parser("top", help="a live view of a running pipeline's components; q quits")
+    top.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
+    top.set_defaults(func=cmd_top)
     plugins = sub.add_parser("plugins", help="list plugins, or show one plugin's options")
     plugins.add_argument("name", nargs="?")
     plugins.set_defaults(func=cmd_plugins)
     return p
+
+
+def _listen(text: str) -> str:
+    from .options import Invalid, Listen
+
+    try:
+        return Listen().convert(text, "", None, None)  # type: ignore[arg-type]
+    except Invalid as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,11 @@ from .options import (
     Duration,
     Enum,
     Errors,
+    Listen,
     Option,
     Reported,
     Str,
+    Struct,
     _did_you_mean,
     _line,
     resolve,
@@ -42,6 +44,13 @@ TOP_OPTIONS = (
            "else ~/.local/state/pipeline"),
     Option("shutdown_timeout", Duration(), 10.0, "how long sinks may take to flush on stop"),
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
+    Option("log_format", Enum("text", "json"), "text", "the pipeline's own log lines: text, or one JSON object a line"),
+    Option("api", Struct(
+        Option("address", Listen(), "127.0.0.1:24220",
+               "host:port to serve /healthz, /metrics, /api/components and taps on; a bare :port is loopback"),
+        Option("unhealthy_after", Duration(min=0), 60.0,
+               "a sink retrying this long makes /healthz answer 503"),
+        name="api"), None, "the api server (docs/api.md); off unless set"),
 )
 SECTIONS = {"sources": "source", "filters": "filter", "sinks": "sink"}
 _BASES: dict[str, type[Plugin]] = {"source": Source, "filter": Filter, "sink": Sink}

@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 
 from .event import Event, now_ns
+from .histogram import Histogram
 
 ERROR_TAG_PREFIX = "pipeline.error"
 #: a sample of bad input in a log line or error event is cut to this many characters
@@ -69,6 +70,15 @@ class Context:
         self.kind = kind
         self.log = logging.getLogger(f"pipeline.{kind}.{id}")
         self.counters: Counter[str] = Counter()
+        #: errors by kind (error()'s kind, health()'s key): what the api reports per kind
+        self.error_kinds: Counter[str] = Counter()
+        #: figures that go up and down (open connections), set by the component
+        self.gauges: dict[str, float] = {}
+        #: durations by name (poll, write), observed by the runtime
+        self.timings: dict[str, Histogram] = {}
+        #: the running pipeline's figures (pipeline/api/figures.py Figures), for the
+        #: internal_metrics source; set by the runtime
+        self.figures: Any = None
         self.state_dir = state_dir
         self.once = once
         self._on_error = on_error
@@ -79,6 +89,12 @@ class Context:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
+    def observe(self, name: str, seconds: float) -> None:
+        timing = self.timings.get(name)
+        if timing is None:
+            timing = self.timings[name] = Histogram()
+        timing.observe(seconds)
+
     def error(self, message: str, *, origin: str | None = None, data: Any = None,
               kind: str = "bad_input", log: bool = True, tag: str | None = None, n: int = 1,
               fields: dict[str, Any] | None = None) -> None:
@@ -88,6 +104,7 @@ class Context:
         parser's whole raw line, where `sample` is cut)."""
         self.count("errors", n)
         self.count(kind, n)
+        self.error_kinds[kind] += n
         shown = sample(data) if data is not None else None
         message = _text(message)
         now = time.monotonic()
@@ -122,6 +139,7 @@ class Context:
             self.last_failure = message
             if count:
                 self.count("errors")
+                self.error_kinds[key] += 1
             if before or every_time:
                 self.log.error("%s", message)
         elif not before:

@@ -152,6 +152,35 @@ class URL(Type):
         return None
 
 
+LOOPBACK = "127.0.0.1"
+
+
+def parse_listen(value: str | int) -> tuple[str, int]:
+    """`host:port`, `[v6]:port`, `:port` or a port -> (host, port). Without a host it is the
+    loopback one: a server is reachable from elsewhere only where the address says so."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Invalid(f"expected an address like 127.0.0.1:24220, got {_kind(value)}")
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535:
+        raise Invalid(f"expected an address like 127.0.0.1:24220 (host:port), got {_kind(value)}")
+    return host or LOOPBACK, int(port)
+
+
+class Listen(Type):
+    """An address to listen on, `host:port` (the text as written is kept)."""
+
+    name = "host:port"
+
+    def convert(self, value, path, errors, node):
+        host, port = parse_listen(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Bool(Type):
     name = "bool"
 
@@ -335,6 +364,8 @@ class Option:
     type: Type
     default: Any = REQUIRED
     help: str = ""
+    #: shown masked wherever the config is shown (the api's /api/components)
+    secret: bool = False
 
     @property
     def required(self) -> bool:

@@ -94,6 +94,10 @@ class Runtime:
     def __init__(self, graph: Graph, *, once: bool = False):
         self.graph = graph
         self.once = once
+        #: component id -> the taps reading what it emits (pipeline/api/tap.py); empty but
+        #: while a `pipeline tap` runs, so the hot path pays one truth test per batch
+        self.taps: dict[str, list[Any]] = {}
+        self.api: Any = None
         self.state_dir = graph.state_dir
         self.sources: list[Source] = []
         self.nodes: dict[str, Node] = {}
@@ -123,6 +127,7 @@ class Runtime:
     def make(self, comp: Component) -> Source | Node:
         """A component's plugin (and a sink's runner), not started."""
         ctx = Context(comp.id, comp.kind, state_dir=self.state_dir, once=self.once, on_error=self._error_event)
+        ctx.figures = self.figures
         plugin = comp.cls(ctx, comp.conf)
         if isinstance(plugin, Source):
             return plugin
@@ -171,6 +176,8 @@ class Runtime:
             return
         if result:
             ctx.counters["events_out"] += len(result)
+            if self.taps:
+                self._tap(node.id, result)
             self.route(node.id, result, out)
 
     async def emit(self, producer: str, batch: Batch, ack: Ack | None = None) -> None:
@@ -179,6 +186,8 @@ class Runtime:
         if not self._gate.is_set():
             await self._gate.wait()
         self.contexts[producer].counters["events_out"] += len(batch)
+        if self.taps:
+            self._tap(producer, batch)
         out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
         await self._put(out, ack)
@@ -193,6 +202,9 @@ class Runtime:
         ctx.counters["events_out"] += count_events(items)  # type: ignore[arg-type]
         out: list[tuple[Node, list[Item]]] = []
         decoded: Batch | None = None
+        if self.taps and producer in self.taps:
+            decoded = unpack_items(items, ctx)  # type: ignore[arg-type]
+            self._tap(producer, decoded)
         for node in self.consumers[producer]:
             if node.runner is None:
                 if decoded is None:
@@ -205,6 +217,16 @@ class Runtime:
                 node.plugin.ctx.counters["events_in"] += count_events(part)  # type: ignore[arg-type]
                 out.append((node, part))  # type: ignore[arg-type]
         await self._put(out, ack)
+
+    def _tap(self, producer: str, batch: Batch) -> None:
+        for tap in self.taps.get(producer, ()):
+            tap.offer(producer, batch)
+
+    def figures(self) -> Any:
+        """What the api and the internal_metrics source read (pipeline/api/figures.py)."""
+        from .api.figures import Figures
+
+        return Figures(self)
 
     async def _put(self, out: list[tuple[Node, list[Item]]], ack: Ack | None = None) -> None:
         # the ack's hold for this emit: each buffer takes its own while the events are
@@ -279,6 +301,7 @@ class Runtime:
     # ---- sources
 
     async def _poll(self, source: PollSource) -> Batch:
+        begun = time.perf_counter()
         try:
             return await source.poll()
         except asyncio.CancelledError:
@@ -287,6 +310,8 @@ class Runtime:
             log.debug("source %s: poll failed", source.ctx.id, exc_info=True)
             source.ctx.health("poll", False, f"poll failed: {type(e).__name__}: {e}")
             return []
+        finally:
+            source.ctx.observe("poll_duration_seconds", time.perf_counter() - begun)
 
     async def _poll_loop(self, source: PollSource) -> None:
         interval = source.conf.interval
@@ -385,6 +410,10 @@ class Runtime:
         started_sinks: list[Node] = []
         started_sources: list[Source] = []
         try:
+            if self.graph.settings.api is not None:
+                from .api.server import start_api
+
+                self.api = await start_api(self, self.graph.settings.api)
             for node in self.sinks:
                 await node.runner.start()  # type: ignore[union-attr]
                 started_sinks.append(node)
@@ -521,6 +550,8 @@ class Runtime:
         for failure in self.failures:
             log.error("failed: %s", failure)
         self._log_summary()
+        if self.api is not None:
+            await self.api.stop()
         if self.output_closed:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1

@@ -47,6 +47,8 @@ class SinkRunner:
         self.tasks: list[asyncio.Task[None]] = []
         self.failed_reason: str | None = None
         self.gave_up_reason: str | None = None
+        #: monotonic time of the first failed write since the last one that succeeded
+        self.failing_since: float | None = None
         #: the sink raised OutputClosed: nothing more is written, or even buffered
         self.closed = False
 
@@ -154,6 +156,7 @@ class SinkRunner:
         to `_errors`), or why it was given up (`retry_timeout` after `started`)."""
         attempt = 0
         while True:
+            begun = time.perf_counter()
             try:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
             except (asyncio.CancelledError, OutputClosed):
@@ -163,6 +166,8 @@ class SinkRunner:
             except Exception as e:  # a destination failure, or a bug: retried, never fatal
                 attempt += 1
                 self.ctx.count("retries")
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 reason = f"write failed: {e}" if str(e) else f"write failed: {type(e).__name__}"
                 if not isinstance(e, DESTINATION_FAILURES):
                     log.debug("sink %s: write failed", self.ctx.id, exc_info=True)
@@ -174,7 +179,10 @@ class SinkRunner:
                     return f"{reason}; gave up after {timeout:g}s"
                 await asyncio.sleep(self._backoff(attempt))
                 continue
+            self.ctx.observe("write_duration_seconds", time.perf_counter() - begun)
             self.failed_reason = None
+            self.failing_since = None
+            self.ctx.count("writes")
             self.ctx.count("events_out", count)
             self.ctx.health("write", True, "writes succeed again")
             return None

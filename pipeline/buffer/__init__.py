@@ -81,6 +81,8 @@ class Buffer:
         self.sealed: deque[Chunk] = deque()
         self.open_chunk: Chunk | None = None
         self.nbytes = 0
+        #: the last put found no room (blocked, or dropped by the overflow policy)
+        self.full = False
         self._changed = asyncio.Condition()
 
     async def open(self) -> None:
@@ -104,8 +106,12 @@ class Buffer:
             return
         size = estimate_bytes(batch)
         held = size * self._weight(type(batch[0]) is Packed)
-        if self.nbytes + held > self.max_bytes and not await self._make_room(held, batch):
-            return
+        if self.nbytes + held > self.max_bytes:
+            self.full = True
+            if not await self._make_room(held, batch):
+                return
+        else:
+            self.full = False
         self._append(batch, size, ack)
         async with self._changed:
             self._changed.notify_all()

@@ -110,6 +110,7 @@ class FileSink(Sink):
             f = self._file(path, now, len(data))
             os.write(f.fd, data)
             f.size += len(data)
+            self.ctx.counters["bytes_out"] += len(data)
             f.used = now
         for path, f in list(self.files.items()):
             if now - f.used > IDLE_CLOSE:

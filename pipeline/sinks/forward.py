@@ -107,10 +107,10 @@ class ForwardSink(Sink):
         Option("ack_timeout", Duration(min=0.001), 30.0, "an ack not back by then means not delivered"),
         Option("compress", Enum("none", "gzip"), "none", "gzip sends CompressedPackedForward"),
         Option("tls", TLS, None, "TLS settings: {ca, cert, key, verify, server_name}"),
-        Option("shared_key", Str(), None, "the servers' shared_key (fluentd <security>)"),
+        Option("shared_key", Str(), None, "the servers' shared_key (fluentd <security>)", secret=True),
         Option("self_hostname", Str(), None, "our name in the handshake (default: the host name)"),
         Option("username", Str(), "", "user for fluentd's user_auth"),
-        Option("password", Str(), "", "password for fluentd's user_auth"),
+        Option("password", Str(), "", "password for fluentd's user_auth", secret=True),
         Option("keepalive", Bool(), True, "keep connections open between writes"),
         Option("keepalive_timeout", Duration(min=0.001), 60.0, "close a connection idle this long"),
         Option("connect_timeout", Duration(min=0.001), 5.0, "connect (and handshake) timeout"),
@@ -193,6 +193,7 @@ class ForwardSink(Sink):
         except BaseException:
             writer.close()  # a connection with a message half sent or an ack owed is not reused
             raise
+        self.ctx.counters["bytes_out"] += sum(len(data) for _, data in messages)
         if self.conf.keepalive:
             server.idle.append((reader, writer, time.monotonic()))
         else:

@@ -66,8 +66,10 @@ class StdoutSink(Sink):
     async def write(self, batch: Batch) -> None:
         out = sys.stdout.buffer
         try:
-            out.write(self.encoder.encode(batch))
+            data = self.encoder.encode(batch)
+            out.write(data)
             out.flush()
+            self.ctx.counters["bytes_out"] += len(data)
         except BrokenPipeError:
             raise OutputClosed("stdout: the reader closed the pipe") from None
 

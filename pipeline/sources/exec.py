@@ -52,7 +52,8 @@ class ExecSource(PollSource):
                "run by /bin/sh with shell: true)"),
         Option("shell", Bool(), False, "run `command` with /bin/sh -c"),
         Option("timeout", Duration(min=0.001), 30.0, "kill the command's process group after this long"),
-        Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command"),
+        Option("env", MapOf(Str(numbers=True)), {}, "environment variables added for the command",
+               secret=True),
         Option("format", Format(*DECODE_FORMATS), "json",
                "json (one document), json_lines, msgpack, lines, or a parser: a name (nginx) or a "
                "map of its options ({type: regex, pattern: ...}); see docs/parsers.md"),
@@ -122,6 +123,8 @@ class ExecSource(PollSource):
             out = await _read_at_most(proc.stdout, self.conf.max_bytes)  # type: ignore[arg-type]
             if out is None:
                 self._kill_group(proc.pid)
+            else:
+                self.ctx.counters["bytes_in"] += len(out)
             return out
 
         out, err = await asyncio.gather(stdout(), _tail(proc.stderr))

@@ -33,7 +33,7 @@ from ..plugin import Emit, StreamSource
 
 READ_SIZE = 256 * 1024
 
-USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password"),
+USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password", secret=True),
               name="user")
 TLS = Struct(
     Option("cert", Str(), help="server certificate file"),
@@ -65,7 +65,8 @@ class ForwardSource(StreamSource):
         Option("bind", Str(), "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
         Option("port", Int(min=0, max=65535), 24224, "TCP and UDP port"),
         Option("max_message_bytes", Size(), 64 * 1024 * 1024, "largest message (and inflated blob) taken"),
-        Option("shared_key", Str(), None, "require fluentd's HELO/PING/PONG handshake with this key"),
+        Option("shared_key", Str(), None, "require fluentd's HELO/PING/PONG handshake with this key",
+               secret=True),
         Option("self_hostname", Str(), None, "our name in the handshake (default: the host name)"),
         Option("users", ListOf(USER), [], "with shared_key: accepted {username, password}"),
         Option("tls", TLS, None, "TLS settings: {cert, key, ca}"),
@@ -116,6 +117,7 @@ class ForwardSource(StreamSource):
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        self.ctx.gauges["connections"] = len(self.connections)
         try:
             unpack = unpacker(self.conf.max_message_bytes, records=True)
             if self.conf.shared_key is not None:
@@ -123,6 +125,7 @@ class ForwardSource(StreamSource):
                 await self._msgpack(reader, writer, unpack, b"", origin)
                 return
             first = await reader.read(READ_SIZE)
+            self.ctx.counters["bytes_in"] += len(first)
             if first[:1] in (b"{", b"["):
                 await self._json(reader, writer, first, origin)
             elif first:
@@ -138,6 +141,7 @@ class ForwardSource(StreamSource):
             self.ctx.log.debug("connection from %s closed at shutdown", origin)
         finally:
             self.connections.discard(task)
+            self.ctx.gauges["connections"] = len(self.connections)
             writer.close()
 
     async def _msgpack(self, reader, writer, unpack, data: bytes, origin: str) -> None:
@@ -162,6 +166,7 @@ class ForwardSource(StreamSource):
                 await self._accept(self._checked(batch, origin) if batch else batch, packed, acks, writer,
                                    json_replies=False)
             data = await reader.read(READ_SIZE)
+            self.ctx.counters["bytes_in"] += len(data)
             if not data:
                 if incomplete(unpack):
                     raise ProtocolError("connection closed in the middle of a message (not acked)")
@@ -189,6 +194,7 @@ class ForwardSource(StreamSource):
                 await self._accept(self._checked(batch, origin) if batch else batch, [], acks, writer,
                                    json_replies=True)
             data = await reader.read(READ_SIZE)
+            self.ctx.counters["bytes_in"] += len(data)
         if text.strip():
             raise ProtocolError("connection closed in the middle of a JSON message")
 

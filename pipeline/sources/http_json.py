@@ -25,7 +25,7 @@ class HttpJsonSource(PollSource):
     options = (
         Option("url", URL("http", "https"), help="http:// or https:// URL"),
         Option("method", Enum("GET", "POST"), "GET", "request method"),
-        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization"),
+        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization", secret=True),
         Option("body", Str(), None, "request body (POST)"),
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
@@ -48,6 +48,7 @@ class HttpJsonSource(PollSource):
         try:
             response = await self.client.request(self.conf.method, self.target, headers, body)
             data = check(response)
+            self.ctx.counters["bytes_in"] += len(data)
         except (OSError, TimeoutError, HTTPError, http.client.HTTPException, ssl.SSLError) as e:
             self.ctx.health("http", False, f"cannot get {url}: {reason(e)}")
             return []

@@ -33,7 +33,7 @@ class PrometheusSource(PollSource):
         Option("metrics", ListOf(Str()), ["*"], "glob patterns of metric names to keep"),
         Option("exclude", ListOf(Str()), [], "glob patterns of metric names to drop"),
         Option("timeout", Duration(min=0.001), 5.0, "connect and read timeout"),
-        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization"),
+        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. Authorization", secret=True),
         Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
         MAX_BYTES_OPTION,
     )
@@ -60,6 +60,7 @@ class PrometheusSource(PollSource):
         try:
             response = await self.client.request("GET", self.target, headers)
             body = check(response)  # inflated already, if gzip
+            self.ctx.counters["bytes_in"] += len(body)
             openmetrics = "openmetrics" in (response.headers.get("Content-Type") or "")
             samples, _ = parse(body.decode("utf-8", "replace"), openmetrics)
         except ParseError as e:

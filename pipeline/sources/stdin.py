@@ -70,6 +70,7 @@ class StdinSource(StreamSource):
         while True:
             data = await blocks.get()
             ahead.release()
+            self.ctx.counters["bytes_in"] += len(data)
             records, problems = dec.feed(data) if data else dec.finish()
             for message, sample in problems:
                 self.ctx.error(message, origin="stdin", data=sample)

@@ -93,6 +93,7 @@ class UwsgiSource(PollSource):
         where = self.conf.address
         try:
             data = await asyncio.wait_for(self._read(), self.conf.timeout)
+            self.ctx.counters["bytes_in"] += len(data)
         except (OSError, TimeoutError, HTTPError, http.client.HTTPException) as e:
             self.ctx.health("stats", False, f"cannot read uWSGI stats from {where}: {reason(e)}")
             return []
