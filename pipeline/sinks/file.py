@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..event import Batch
+from ..fileio import append_whole
 from ..options import Bool, Duration, Enum, Option, Size, Str
 from ..plugin import Sink
 from .stdout import FORMAT_OPTIONS, make_encoder
@@ -30,7 +31,8 @@ class FileSink(Sink):
     """Append records to files; the path may hold strftime fields and `${tag}`.
 
     Each write is one `write(2)` of whole lines on a file opened for appending, so
-    a restart, or another writer, never splits a line. A file is rotated when it
+    a restart, or another writer, never splits a line; a write a full disk cuts short is
+    cut off the file again and retried whole. A file is rotated when it
     passes `max_size` or is older than `rotate_interval`: it is renamed to
     `PATH.YYYYmmddTHHMMSS.ffffff` and, with `compress: gzip`, gzipped in the background.
     SIGHUP closes the open files: the next write opens each path afresh, so logrotate
@@ -78,7 +80,7 @@ class FileSink(Sink):
         for path, events in self._paths(batch).items():
             data = self.encoder.encode(events)
             f = self._file(path, now, len(data))
-            os.write(f.fd, data)
+            append_whole(f.fd, [data])
             f.size += len(data)
             f.used = now
         for path, f in list(self.files.items()):
