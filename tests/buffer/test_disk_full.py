@@ -7,6 +7,7 @@ space, and every acked record must arrive, with and without SIGKILLs and restart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -54,6 +55,37 @@ def fill(disk: Path, leave: int) -> Path:
             pass
     os.truncate(filler, max(0, filler.stat().st_size - leave))
     return filler
+
+
+def test_a_put_on_a_full_disk_waits_with_the_chunk_whole_and_goes_on_when_there_is_room(disk):
+    from types import SimpleNamespace
+
+    from pipeline.buffer.file import FileBuffer, read_chunk
+    from pipeline.context import Context
+
+    errors: list = []
+    conf = SimpleNamespace(type="file", path=str(disk / "buffer"), max_bytes=10**9, overflow="block")
+    buffer = FileBuffer(Context("b", "sink", on_error=errors.append), conf, chunk_max_events=10**6,
+                        chunk_max_bytes=10**9)
+    filler = fill(disk, leave=100_000)
+
+    async def main():
+        await buffer.open()
+        await buffer.put([("t", 0, {"n": -1})])
+        put = asyncio.ensure_future(buffer.put([("t", 0, {"n": n, "pad": PAD}) for n in range(5000)]))
+        await asyncio.sleep(1)
+        assert not put.done()  # held back, not acked, not failed
+        [path] = (disk / "buffer").glob("*.chunk")
+        items, count, end, skipped = read_chunk(path)
+        assert (count, end, skipped) == (1, path.stat().st_size, 0)  # the failed write was cut off
+        filler.unlink()
+        await asyncio.wait_for(put, 10)
+        buffer.close()
+    asyncio.run(main())
+    [path] = (disk / "buffer").glob("*.chunk")
+    items, count, end, skipped = read_chunk(path)
+    assert [record["n"] for _, _, record in items] == list(range(-1, 5000)) and not skipped
+    assert buffer.ctx.counters["write_failures"] == 1
 
 
 class AckedSender(threading.Thread):
