@@ -123,7 +123,17 @@ class FileSink(Sink):
         if self.conf.compress == "gzip":
             task = asyncio.get_running_loop().create_task(asyncio.to_thread(_gzip, target))
             self._compressing.add(task)
-            task.add_done_callback(self._compressing.discard)
+            task.add_done_callback(self._compressed)
+
+    def _compressed(self, task: asyncio.Task[None]) -> None:
+        self._compressing.discard(task)
+        if task.cancelled():
+            return
+        e = task.exception()  # retrieved here: a failed task left alone logs a traceback
+        if e is not None:
+            self.ctx.health("gzip", False, f"cannot gzip a rotated file, kept as it is: {e}")
+        else:
+            self.ctx.health("gzip", True, "rotated files are gzipped again")
 
     def reopen(self) -> None:
         self._close_all()  # the next write opens each path afresh: logrotate has moved the files away
@@ -140,8 +150,12 @@ class FileSink(Sink):
 
 
 def _gzip(path: str) -> None:
-    with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
+    try:
+        with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+    except OSError:
+        Path(path + ".gz.tmp").unlink(missing_ok=True)  # a full disk: not half a gzip beside the file
+        raise
     os.replace(path + ".gz.tmp", path + ".gz")
     os.remove(path)
 

@@ -21,53 +21,22 @@ from pathlib import Path
 import msgpack
 import pytest
 from forward_peers import Receiver
-from helpers import ROOT, free_port, port_open, wait_for
+from helpers import ROOT, fill, free_port, port_open, wait_for
 
 PAD = "x" * 80
 
 
-@pytest.fixture
-def disk(tmp_path):
-    """A 4 MiB tmpfs of the test's own."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    where = tmp_path / "disk"
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"mount -t tmpfs refused: {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(disk: Path, leave: int) -> Path:
-    """Take all of the disk's space but `leave` bytes, with one file."""
-    filler = disk / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    os.truncate(filler, max(0, filler.stat().st_size - leave))
-    return filler
-
-
-def test_a_put_on_a_full_disk_waits_with_the_chunk_whole_and_goes_on_when_there_is_room(disk):
+def test_a_put_on_a_full_disk_waits_with_the_chunk_whole_and_goes_on_when_there_is_room(small_disk):
     from types import SimpleNamespace
 
     from pipeline.buffer.file import FileBuffer, read_chunk
     from pipeline.context import Context
 
     errors: list = []
-    conf = SimpleNamespace(type="file", path=str(disk / "buffer"), max_bytes=10**9, overflow="block")
+    conf = SimpleNamespace(type="file", path=str(small_disk / "buffer"), max_bytes=10**9, overflow="block")
     buffer = FileBuffer(Context("b", "sink", on_error=errors.append), conf, chunk_max_events=10**6,
                         chunk_max_bytes=10**9)
-    filler = fill(disk, leave=100_000)
+    filler = fill(small_disk, leave=100_000)
 
     async def main():
         await buffer.open()
@@ -75,14 +44,14 @@ def test_a_put_on_a_full_disk_waits_with_the_chunk_whole_and_goes_on_when_there_
         put = asyncio.ensure_future(buffer.put([("t", 0, {"n": n, "pad": PAD}) for n in range(5000)]))
         await asyncio.sleep(1)
         assert not put.done()  # held back, not acked, not failed
-        [path] = (disk / "buffer").glob("*.chunk")
+        [path] = (small_disk / "buffer").glob("*.chunk")
         items, count, end, skipped = read_chunk(path)
         assert (count, end, skipped) == (1, path.stat().st_size, 0)  # the failed write was cut off
         filler.unlink()
         await asyncio.wait_for(put, 10)
         buffer.close()
     asyncio.run(main())
-    [path] = (disk / "buffer").glob("*.chunk")
+    [path] = (small_disk / "buffer").glob("*.chunk")
     items, count, end, skipped = read_chunk(path)
     assert [record["n"] for _, _, record in items] == list(range(-1, 5000)) and not skipped
     assert buffer.ctx.counters["write_failures"] == 1
@@ -180,7 +149,7 @@ def check_log(log: Path, runs: int = 1) -> None:
 
 
 @pytest.mark.parametrize("kill", ["never", "while_full", "after_space_came_back"])
-def test_a_relay_delivers_every_acked_record_after_its_disk_was_full(tmp_path, disk, kill):
+def test_a_relay_delivers_every_acked_record_after_its_disk_was_full(tmp_path, small_disk, kill):
     # sender -> relay (forward source -> forward sink, file buffer on the small disk) -> receiver,
     # down until the end: the relay's buffer fills the disk
     port, final_port = free_port(), free_port()
@@ -196,9 +165,9 @@ sinks:
     servers: [{{host: 127.0.0.1, port: {final_port}}}]
     chunk_max_events: 500
     retry_max_interval: 0.5s
-    buffer: {{type: file, path: {disk}/buffer}}
+    buffer: {{type: file, path: {small_disk}/buffer}}
 """)
-    filler = fill(disk, leave=300_000)
+    filler = fill(small_disk, leave=300_000)
     relay = start(conf, log, port)
     sender = AckedSender(port, messages=400)  # 20,000 records
     sender.start()
@@ -234,7 +203,7 @@ sinks:
     check_log(log, runs=1 if kill == "never" else 2)
 
 
-def test_stdin_goes_on_reading_when_the_space_is_back(tmp_path, disk):
+def test_stdin_goes_on_reading_when_the_space_is_back(tmp_path, small_disk):
     conf = tmp_path / "stdin.yaml"
     conf.write_text(f"""
 sources:
@@ -243,13 +212,13 @@ sinks:
   out:
     type: file
     inputs: [in]
-    path: {disk}/out/out.log
+    path: {small_disk}/out/out.log
     chunk_max_events: 500
     retry_max_interval: 0.2s
-    buffer: {{type: file, path: {disk}/buffer}}
+    buffer: {{type: file, path: {small_disk}/buffer}}
 """)
     log = tmp_path / "stdin.log"
-    filler = fill(disk, leave=300_000)
+    filler = fill(small_disk, leave=300_000)
     proc = run(conf, log, stdin=subprocess.PIPE)
     lines = [json.dumps({"n": n, "pad": PAD}).encode() + b"\n" for n in range(20_000)]
     writer = threading.Thread(target=lambda: (proc.stdin.writelines(lines), proc.stdin.close()), daemon=True)
@@ -265,5 +234,5 @@ sinks:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert delivered(disk / "out" / "out.log") == set(range(20_000)), log.read_text()
+    assert delivered(small_disk / "out" / "out.log") == set(range(20_000)), log.read_text()
     check_log(log)
