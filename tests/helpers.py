@@ -71,6 +71,20 @@ def make_plugin(kind: str, type: str, id: str = "test", state_dir: Path | None =
     return cls(Context(id, kind, state_dir=state_dir, on_error=on_error), conf)
 
 
+def fill(disk: Path, leave: int) -> Path:
+    """Take all of a disk's space but `leave` bytes, with one file (the `small_disk` fixture)."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

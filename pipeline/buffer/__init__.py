@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import cast
@@ -112,7 +113,13 @@ class Buffer:
                 return
         else:
             self.full = False
-        self._append(batch, size, ack)
+        for part, count, nbytes in self._parts(batch, size):
+            while True:
+                try:
+                    self._add(part, count, nbytes, ack)
+                    break
+                except OSError as e:  # only a file buffer writes: it waits for the disk, then again
+                    await self._store_failed(e)
         async with self._changed:
             self._changed.notify_all()
 
@@ -140,21 +147,28 @@ class Buffer:
             await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + held <= self.max_bytes)
         return True
 
-    def _append(self, batch: list[Item], size: int, ack: Ack | None = None) -> None:
+    def _parts(self, batch: list[Item], size: int) -> Iterator[tuple[list[Item], int, int]]:
+        """`batch` in the parts that fill the open chunk, then new ones: (items, events, bytes)."""
         if type(batch[0]) is Packed:
             for p in cast(list[Packed], batch):  # a Packed run is never split: it may go past chunk_max_events
-                self._add([p], p.count, len(p.blob), ack)
+                yield [p], p.count, len(p.blob)
             return
         per_event = size / len(batch)
         start = 0
         while start < len(batch):
-            chunk = self._open()
-            room = self.chunk_max_events - chunk.count
+            chunk = self.open_chunk
+            count, nbytes = (chunk.count, chunk.nbytes) if chunk is not None else (0, 0)
+            room = self.chunk_max_events - count
             if per_event:
-                room = min(room, max(1, int((self.chunk_max_bytes - chunk.nbytes) / per_event)))
+                room = min(room, max(1, int((self.chunk_max_bytes - nbytes) / per_event)))
             part = batch[start:start + room]
-            self._add(part, len(part), int(per_event * len(part)), ack)
+            yield part, len(part), int(per_event * len(part))
             start += len(part)
+
+    async def _store_failed(self, error: OSError) -> None:
+        """A part of a put could not be stored (the file buffer: a full disk); it is tried
+        again when this returns."""
+        raise error
 
     def _open(self) -> Chunk:
         if self.open_chunk is None:

@@ -11,6 +11,12 @@ fsync is a group commit run in threads: a put waits for the first round of fsync
 started after its write, puts that come together share a round, and the event loop
 keeps receiving meanwhile. One fsync per put, in line, cost a forward source most of
 its time.
+
+Each write is one frame, `MAGIC, length, crc32, entries`: a write cut short by a crash
+or a full disk, or a damaged block, is found by its checksum, and reading goes on at the
+next frame that checks out. A write that fails (a full disk) is cut off the file again
+before anything else is appended, and the put waits and retries until there is room: a
+source is held back (and nothing acked) instead of losing what comes after.
 """
 
 from __future__ import annotations
@@ -18,16 +24,26 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import msgpack
 
 from ..ack import Ack
 from ..event import Item, Packed
+from ..fileio import TornWrite, append_whole
 from ..forward_protocol import bin_header
 from . import Buffer, Chunk
 
 SUFFIX = ".chunk"
+#: 0xc1 never starts a msgpack value: a chunk of an earlier version (bare entries) starts
+#: with an array header, so it is still read, the old way
+MAGIC = b"\xc1pb1"
+FRAME = struct.Struct("!4sII")  # magic, length of the entries, their crc32
+#: the longest wait between two tries of a put on a full disk: space that comes back is
+#: used within this
+RETRY_MAX = 1.0
 
 
 class BufferLocked(RuntimeError):
@@ -39,10 +55,48 @@ class FileChunk(Chunk):
     fd: int | None
 
 
-def read_chunk(path: Path) -> tuple[list[Item], int, int]:
-    """The items of a chunk file, their number of events and the length of their whole
-    entries; a torn last entry (a crash mid-write) is left out."""
+def read_chunk(path: Path) -> tuple[list[Item], int, int, int]:
+    """The items of a chunk file, their number of events, where its last whole frame ends
+    (a torn write after it is left out) and how many bytes before that were unreadable
+    and skipped."""
     data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        items, count, end = _decode(data)
+        return items, count, end, 0
+    items, count, end, skipped = [], 0, 0, 0
+    pos = 0
+    while pos < len(data):
+        frame = _frame(data, pos)
+        if frame is not None:
+            got, n, _ = _decode(frame)
+            items += got
+            count += n
+            pos = end = pos + FRAME.size + len(frame)
+            continue
+        found = data.find(MAGIC, pos + 1)
+        while found != -1 and _frame(data, found) is None:
+            found = data.find(MAGIC, found + 1)
+        if found == -1:
+            break  # a torn last write
+        skipped += found - pos
+        pos = found
+    return items, count, end, skipped
+
+
+def _frame(data: bytes, pos: int) -> memoryview | None:
+    """The entries of the frame at `pos`, if it is whole and its checksum holds."""
+    if len(data) - pos < FRAME.size:
+        return None
+    magic, length, crc = FRAME.unpack_from(data, pos)
+    start = pos + FRAME.size
+    payload = memoryview(data)[start:start + length]
+    if magic != MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
+        return None
+    return payload
+
+
+def _decode(data: bytes | memoryview) -> tuple[list[Item], int, int]:
+    """Entries one after the other: the items, their events, and the length of the whole ones."""
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1))
     unpacker.feed(data)
     items: list[Item] = []
@@ -76,14 +130,11 @@ def _entries(items: list[Item]) -> list[bytes]:
     return [packer.bytes()]
 
 
-def _write_all(fd: int, parts: list[bytes]) -> int:
-    """Write every byte of `parts` (a short write is continued, not taken for done)."""
-    total = sum(len(p) for p in parts)
-    written = os.writev(fd, parts)
-    while written < total:  # rare: a signal, or a disk filling up (the next write raises)
-        rest = b"".join(parts)[written:]
-        written += os.write(fd, rest)
-    return total
+def _framed(parts: list[bytes]) -> list[bytes]:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return [FRAME.pack(MAGIC, sum(len(p) for p in parts), crc), *parts]
 
 
 def _fsync_and_close(fds: list[int]) -> None:
@@ -110,6 +161,8 @@ class FileBuffer(Buffer):
         self._written = self._synced = 0
         self._next_round: asyncio.Future[None] | None = None
         self._last_round: asyncio.Future[None] | None = None
+        #: writes that failed in a row (a full disk)
+        self._failures = 0
 
     async def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -120,17 +173,23 @@ class FileBuffer(Buffer):
             holder = os.read(fd, 64).decode(errors="replace").strip()
             os.close(fd)
             raise BufferLocked(f"buffer {self.dir} is in use by another pipeline (pid {holder or '?'})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:  # a full disk: the pid is only there to name the holder
+            pass
         self._lock = fd
         recovered = 0
         for path in sorted(self.dir.glob("*" + SUFFIX)):
             self.seq = max(self.seq, int(path.stem) + 1) if path.stem.isdigit() else self.seq
-            items, count, good = read_chunk(path)
+            items, count, good, skipped = read_chunk(path)
             size = path.stat().st_size
+            if skipped:
+                self.ctx.error(f"chunk {path.name} is damaged: skipped {skipped} unreadable bytes, kept "
+                               f"the {count} events around them", origin=str(path), kind="damaged_chunk")
             if good < size:
                 self.ctx.error(f"chunk {path.name} was cut off by a crash: kept its {count} whole events, "
-                               f"dropped the {size - good} bytes of the torn last one", origin=str(path),
+                               f"dropped the {size - good} bytes of the torn last write", origin=str(path),
                                kind="torn_chunk")
                 os.truncate(path, good)
             if not items:
@@ -159,10 +218,35 @@ class FileBuffer(Buffer):
 
     def _store(self, chunk: Chunk, items: list[Item], nbytes: int) -> int:
         assert isinstance(chunk, FileChunk) and chunk.fd is not None
-        size = _write_all(chunk.fd, _entries(items))
+        try:
+            size = append_whole(chunk.fd, _framed(_entries(items)))
+        except TornWrite:
+            self._seal_torn(chunk)
+            raise
         self._dirty.add(chunk.fd)
         self._written += 1
+        if self._failures:
+            self._failures = 0
+            self.ctx.health("disk", True, f"buffer {self.dir}: writes succeed again")
         return super()._store(chunk, items, size)
+
+    def _seal_torn(self, chunk: FileChunk) -> None:
+        """Nothing more goes after a torn piece: the chunk is sealed as it is (reading it
+        back leaves the piece out)."""
+        if chunk.count:
+            self.seal()
+            return
+        self.open_chunk = None
+        self._release(chunk)
+        chunk.path.unlink(missing_ok=True)
+
+    async def _store_failed(self, error: OSError) -> None:
+        self._failures += 1
+        if self._failures == 1:
+            self.ctx.count("write_failures")
+        self.ctx.health("disk", False, f"buffer {self.dir}: cannot write: {error.strerror or error}; "
+                        "sources wait (nothing more is acked) until it can, retrying")
+        await asyncio.sleep(min(RETRY_MAX, 0.05 * 2 ** min(self._failures, 10)))
 
     def _weight(self, packed: bool) -> int:
         return 1  # max_bytes of a file buffer is disk, and what is on disk is exact
@@ -217,7 +301,7 @@ class FileBuffer(Buffer):
     def _load(self, chunk: Chunk) -> None:
         if chunk.events is None:
             assert isinstance(chunk, FileChunk)
-            chunk.events, _, _ = read_chunk(chunk.path)
+            chunk.events = read_chunk(chunk.path)[0]
 
     def _forget(self, chunk: Chunk) -> None:
         super()._forget(chunk)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..event import Batch
+from ..fileio import append_whole
 from ..options import Bool, Duration, Enum, Option, Size, Str
 from ..plugin import Sink
 from .stdout import FORMAT_OPTIONS, make_encoder
@@ -57,7 +58,8 @@ class FileSink(Sink):
     itself; the path's fields are filled before the tag goes in, so a `%` in a tag is kept.
 
     Each write is one `write(2)` of whole lines on a file opened for appending, so
-    a restart, or another writer, never splits a line. A file is rotated when it
+    a restart, or another writer, never splits a line; a write a full disk cuts short is
+    cut off the file again and retried whole. A file is rotated when it
     passes `max_size` or is older than `rotate_interval`: it is renamed to
     `PATH.YYYYmmddTHHMMSS.ffffff` and, with `compress: gzip`, gzipped in the background.
     SIGHUP closes the open files: the next write opens each path afresh, so logrotate
@@ -108,7 +110,7 @@ class FileSink(Sink):
         encoded = [(path, self.encoder.encode(events)) for path, events in self._paths(batch).items()]
         for path, data in encoded:
             f = self._file(path, now, len(data))
-            os.write(f.fd, data)
+            append_whole(f.fd, [data])
             f.size += len(data)
             self.ctx.counters["bytes_out"] += len(data)
             f.used = now
@@ -152,7 +154,17 @@ class FileSink(Sink):
         if self.conf.compress == "gzip":
             task = asyncio.get_running_loop().create_task(asyncio.to_thread(_gzip, target))
             self._compressing.add(task)
-            task.add_done_callback(self._compressing.discard)
+            task.add_done_callback(self._compressed)
+
+    def _compressed(self, task: asyncio.Task[None]) -> None:
+        self._compressing.discard(task)
+        if task.cancelled():
+            return
+        e = task.exception()  # retrieved here: a failed task left alone logs a traceback
+        if e is not None:
+            self.ctx.health("gzip", False, f"cannot gzip a rotated file, kept as it is: {e}")
+        else:
+            self.ctx.health("gzip", True, "rotated files are gzipped again")
 
     def reopen(self) -> None:
         self._close_all()  # the next write opens each path afresh: logrotate has moved the files away
@@ -169,8 +181,12 @@ class FileSink(Sink):
 
 
 def _gzip(path: str) -> None:
-    with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
+    try:
+        with open(path, "rb") as src, gzip.open(path + ".gz.tmp", "wb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+    except OSError:
+        Path(path + ".gz.tmp").unlink(missing_ok=True)  # a full disk: not half a gzip beside the file
+        raise
     os.replace(path + ".gz.tmp", path + ".gz")
     os.remove(path)
 

@@ -59,15 +59,16 @@ def test_recovery_comes_first_in_order(tmp_path):
     assert got == list(range(25)) + [100, 101, 102] and recovered == 25
 
 
-def test_torn_last_entry_keeps_the_good_prefix(tmp_path):
+def test_torn_last_write_keeps_the_writes_before(tmp_path):
     async def main():
         b = make(tmp_path)
         await b.open()
-        await b.put(batch(5))
+        await b.put(batch(4))
+        await b.put(batch(1, start=4))
         b.close()
     asyncio.run(main())
     [path] = tmp_path.glob("*.chunk")
-    path.write_bytes(path.read_bytes()[:-3])  # a crash in the middle of a write
+    path.write_bytes(path.read_bytes()[:-3])  # a crash in the middle of a write: never acked
     errors: list = []
 
     async def reopen():
@@ -78,6 +79,49 @@ def test_torn_last_entry_keeps_the_good_prefix(tmp_path):
         return [e[2]["i"] for e in chunk.events]
     assert asyncio.run(reopen()) == [0, 1, 2, 3]
     assert errors and "cut off by a crash" in errors[0][2]["error"] and errors[0][2]["kind"] == "torn_chunk"
+
+
+def test_a_damaged_write_in_the_middle_is_skipped_and_the_later_ones_kept(tmp_path):
+    async def main():
+        b = make(tmp_path, events=100)
+        await b.open()
+        for start in (0, 10, 20):
+            await b.put(batch(10, start=start))
+        b.close()
+    asyncio.run(main())
+    [path] = tmp_path.glob("*.chunk")
+    data = bytearray(path.read_bytes())
+    middle = data.index(b"\xc1pb1", 1)
+    data[middle + 40] ^= 0x01  # one flipped bit in the second write's records
+    path.write_bytes(bytes(data))
+    errors: list = []
+
+    async def reopen():
+        b = make(tmp_path, errors, events=100)
+        await b.open()
+        chunk = await b.get()
+        b.close()
+        return [e[2]["i"] for e in chunk.events]
+    assert asyncio.run(reopen()) == list(range(10)) + list(range(20, 30))
+    assert [e[2]["kind"] for e in errors] == ["damaged_chunk"]
+    assert "skipped" in errors[0][2]["error"]
+
+
+def test_a_chunk_of_the_earlier_format_is_still_read(tmp_path):
+    import msgpack
+
+    (tmp_path / "000000000007.chunk").write_bytes(
+        b"".join(msgpack.packb(["t", i, {"i": i}]) for i in range(3)) + msgpack.packb(["t", 3, {"i": 3}])[:-2])
+
+    async def reopen():
+        b = make(tmp_path)
+        await b.open()
+        chunk = await b.get()
+        await b.put(batch(1, start=9))
+        b.close()
+        return [e[2]["i"] for e in chunk.events]
+    assert asyncio.run(reopen()) == [0, 1, 2]
+    assert (tmp_path / "000000000008.chunk").exists()  # numbering goes on after the old chunks
 
 
 def test_second_pipeline_on_the_same_dir_is_refused(tmp_path):

@@ -73,3 +73,34 @@ def test_appends_across_runs(tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 2000 and [json.loads(x)["run"] for x in lines] == [0] * 1000 + [1] * 1000
     assert time.time() - out.stat().st_mtime < 60
+
+
+def test_a_full_disk_keeps_the_rotated_file_and_logs_once(small_disk, caplog):
+    import gc
+    import os
+
+    from helpers import fill
+
+    path = small_disk / "out.jsonl"
+    sink = make_plugin("sink", "file", path=str(path), max_size=200_000, compress="gzip")
+    lines = [("t", 0, {"i": i, "pad": os.urandom(40).hex()}) for i in range(1500)]  # 150 kB, hardly compressible
+
+    async def main():
+        await sink.start()
+        await sink.write(lines)
+        fill(small_disk, leave=0)
+        for _ in range(2):  # rotates (the gzip fails), then the write on the full disk fails
+            try:
+                await sink.write(lines)
+            except OSError:
+                pass
+            while sink._compressing:
+                await asyncio.sleep(0.01)
+        gc.collect()  # a task whose exception nobody took logs it when collected
+        await sink.stop()
+    asyncio.run(main())
+    [rotated] = small_disk.glob("out.jsonl.*")
+    assert [json.loads(x)["i"] for x in rotated.read_text().splitlines()] == list(range(1500))
+    failed = [r for r in caplog.records if "cannot gzip" in r.getMessage()]
+    assert len(failed) == 1 and "No space left" in failed[0].getMessage()
+    assert "never retrieved" not in caplog.text
