@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .api.panels import DASHBOARD_OPTIONS, check_panels
+from .api.panels import DASHBOARD_OPTIONS, check_panels, warn_unknown_fields
 from .fields import Fields, walk
 from .options import (
     Duration,
@@ -318,6 +318,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
     graph.fields = walk(ordered, errors, errors)
     if errors:
         raise ConfigError(errors)
+    warn_unknown_fields(settings, doc, graph.fields, errors)
     graph.warnings = errors.warning_lines()
     return graph
 

@@ -6,6 +6,7 @@ every config, while the rest is imported only by a running api.
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ..options import Duration, Enum, Errors, Int, ListOf, Option, Str, Struct, _did_you_mean, _line
@@ -44,14 +45,33 @@ def guess_unit(field: str) -> str:
     return "none"
 
 
-def check_panels(settings: Any, doc: Any, components: dict[str, Any], broken: set[str], errors: Errors) -> None:
-    """A panel's input must be a source or filter of this config."""
+def _panels(settings: Any, doc: Any) -> list[tuple[Any, Any]]:
+    """(panel, its YAML map) of each panel."""
     dashboard = getattr(settings.api, "dashboard", None) if settings.api is not None else None
     if dashboard is None or not dashboard.panels:
-        return
-    raw = doc["api"]["dashboard"]["panels"]
+        return []
+    return list(zip(dashboard.panels, doc["api"]["dashboard"]["panels"]))
+
+
+def warn_unknown_fields(settings: Any, doc: Any, fields: dict[str, Any], errors: Errors) -> None:
+    """Where the config tells the input's numeric fields (pipeline/fields.py), a panel's
+    field should be one: a typo otherwise shows only as an empty chart."""
+    for i, (panel, raw) in enumerate(_panels(settings, doc)):
+        known = fields.get(panel.input)
+        if known is None or any(fnmatchcase(panel.field, ".".join(p)) for p in known.paths):
+            continue
+        names = sorted({".".join(p) for p in known.paths if "[*]" not in p})
+        errors.warn(_line(raw, "field"), f"api.dashboard.panels[{i}].field",
+                    f"{panel.input!r} gives no numeric field {panel.field!r}{_did_you_mean(panel.field, names)}"
+                    f"; its records have {', '.join(names)}")
+
+
+def check_panels(settings: Any, doc: Any, components: dict[str, Any], broken: set[str], errors: Errors) -> None:
+    """A panel's input must be a source or filter of this config."""
+    panels = _panels(settings, doc)
+    raw = [r for _, r in panels]
     candidates = [c.id for c in components.values() if c.kind != "sink"]
-    for i, panel in enumerate(dashboard.panels):
+    for i, (panel, _) in enumerate(panels):
         name = panel.input
         if name is None or name in broken:
             continue

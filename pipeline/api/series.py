@@ -5,8 +5,8 @@ components emit, synchronously, on the path that already exists for `pipeline ta
 await, nothing reaches into a plugin). Per event it reads two fields and appends two
 doubles to arrays.
 
-Bounds: a series keeps at most one point per `step` (1 s; a later value in the same step
-replaces the earlier), and nothing older than `history`; a panel keeps at most
+Bounds: a series keeps at most one point per `step` (each whole second; a later value in the
+same second replaces the earlier), and nothing older than `history`; a panel keeps at most
 `max_series` series, and the points of more are dropped and counted. A series with no
 point left in `history` is forgotten, which makes room for a new container or worker.
 So 100 series of an hour cost 100 x 3,600 x 16 bytes, plus the arrays' slack.
@@ -42,10 +42,12 @@ class Series:
     def add(self, t: float, v: float, step: float, history: float) -> bool:
         """False for a point older than the last one (not charted)."""
         times = self.times
-        if times and t < times[-1] + step:
+        # steps are whole multiples, as the sources' polls are aligned to the clock: polls a
+        # step apart never share one, however late each one's records come
+        if times and t // step <= times[-1] // step:
             if t < times[-1]:
                 return False
-            self.values[-1] = v  # the step keeps its start time, so a fast source still moves on
+            self.values[-1] = v  # the point keeps its first time, so a fast source still moves on
             return True
         times.append(t)
         self.values.append(v)
