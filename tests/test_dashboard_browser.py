@@ -132,6 +132,14 @@ def _a_new_point_within_3s(page) -> None:
         [...p.series.values()].map(s => s.t.at(-1)))) > {before}""", timeout=3000)
 
 
+def _pick_each_range(page) -> None:
+    for label, seconds in (("1h", 3600), ("15m", 900), ("5m", 300)):
+        page.get_by_role("button", name=label, exact=True).click()
+        spans = page.eval_on_selector_all("section.panel svg", "ss => ss.map(s => s.dataset.t1 - s.dataset.t0)")
+        assert spans == [seconds] * len(spans), (label, spans)
+        assert page.locator("#ranges button.on").inner_text() == label
+
+
 def _hover_and_shoot(page, tmp_path: Path, name: str) -> str:
     box = page.locator("section.panel svg").first.bounding_box()
     page.mouse.move(box["x"] + box["width"] - 14, box["y"] + box["height"] / 2)  # now, at the right
@@ -163,6 +171,7 @@ def test_uwsgi_dashboard_in_a_browser(browser, tmp_path):
             page, problems = _open(browser, port, 4, """() => state.panels.length === 4 &&
                 state.panels.slice(0, 3).every(p => p.series.size === 2) && state.panels[3].series.size === 1""")
             _a_new_point_within_3s(page)
+            _pick_each_range(page)
             tooltip = _hover_and_shoot(page, tmp_path, "dashboard-uwsgi.png")
             model = _check_against_the_log(page, logs, "uwsgi.*.jsonl", lambda: _stop(proc))
     finally:
@@ -199,6 +208,9 @@ def test_docker_dashboard_in_a_browser(browser, podman, tmp_path):
             state.panels.slice(0, 2).every(p => p.series.size === 2)""")
         _a_new_point_within_3s(page)
         _, api = get_json(port, "/api/series")
+        _pick_each_range(page)
+        # a few more seconds, for a screenshot with lines
+        page.wait_for_function("state.panels[0].series.get('peer-busy').t.length >= 6", timeout=30_000)
         tooltip = _hover_and_shoot(page, tmp_path, "dashboard.png")
         model = _check_against_the_log(page, logs, "docker.*.jsonl", lambda: _stop(proc))
     assert [p["title"] for p in model] == ["CPU", "Memory", "Network received", "Network sent",

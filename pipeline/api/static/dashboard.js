@@ -207,6 +207,8 @@ function drawPanel(panel) {
   const {svg, meta} = panel;
   const f = frame(panel);
   svg.setAttribute("viewBox", `0 0 ${f.width} ${HEIGHT}`);
+  svg.dataset.t0 = f.t0;
+  svg.dataset.t1 = f.t1;
   svg.replaceChildren();
   drawAxes(svg, f, meta.unit);
   const names = [...panel.series.keys()].sort();
@@ -224,6 +226,9 @@ function drawPanel(panel) {
     const last = s.v[s.v.length - 1];
     el("path", {class: "line", d: d || "M0 0", stroke: s.colour, "data-series": name, "data-points": drawn,
                 "data-last": last}, svg);
+    if (drawn) {  // the latest point marked: a series of one point is seen too
+      el("circle", {class: "last", r: 2.5, fill: s.colour, cx: f.x(s.t[s.t.length - 1]), cy: f.y(last)}, svg);
+    }
     const item = html("li", "", panel.legend);
     item.dataset.series = name;
     item.dataset.last = last;
