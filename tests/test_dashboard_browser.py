@@ -95,6 +95,10 @@ def _open(browser, port: int, panels: int, ready):
     page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    # no CDN, nothing from elsewhere: every file the page loads is the pipeline's
+    origin = f"http://127.0.0.1:{port}/"
+    page.on("request", lambda r: None if r.url.startswith((origin, "data:")) else problems.append(
+        f"request beyond the pipeline: {r.url}"))
     page.goto(f"http://127.0.0.1:{port}/")
     assert page.locator("section.panel").count() == panels
     assert page.locator("section.panel svg").count() == panels
