@@ -178,6 +178,12 @@ def cmd_top(args: argparse.Namespace) -> int:
     return top(args.api)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot
+
+    return plot(args.file, args.field, args.series, args.out, args.time_field, args.unit, args.title)
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .docs import plugin_help, plugin_list
 
@@ -227,6 +233,21 @@ def parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="a live view of a running pipeline's components; q quits")
     top.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
     top.set_defaults(func=cmd_top)
+    from .api.panels import UNITS
+
+    plot = sub.add_parser("plot", help="chart a field of a JSON lines file (the file sink's) as SVG",
+                          epilog="The dashboard's chart (docs/dashboard.md), for a log written first "
+                          "and looked at later.")
+    plot.add_argument("file", metavar="FILE.jsonl")
+    plot.add_argument("--field", required=True, help="the numeric field charted (a dotted path works)")
+    plot.add_argument("--series", default=None, help="one line per value of this field")
+    plot.add_argument("--out", required=True, metavar="CHART.svg")
+    plot.add_argument("--time-field", default="time",
+                      help="the records' time: epoch seconds or RFC 3339 (the file sink's time_key; "
+                      "default %(default)s)")
+    plot.add_argument("--unit", choices=UNITS, default=None, help="default: guessed from the field's name")
+    plot.add_argument("--title", default=None, help="default: the field")
+    plot.set_defaults(func=cmd_plot)
     plugins = sub.add_parser("plugins", help="list plugins, or show one plugin's options")
     plugins.add_argument("name", nargs="?")
     plugins.set_defaults(func=cmd_plugins)

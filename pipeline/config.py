@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .api.panels import DASHBOARD_OPTIONS, check_panels, warn_unknown_fields
 from .fields import Fields, walk
 from .options import (
     Duration,
@@ -50,6 +51,8 @@ TOP_OPTIONS = (
                "host:port to serve /healthz, /metrics, /api/components and taps on; a bare :port is loopback"),
         Option("unhealthy_after", Duration(min=0), 60.0,
                "a sink retrying this long makes /healthz answer 503"),
+        Option("dashboard", Struct(*DASHBOARD_OPTIONS, name="dashboard"), None,
+               "live charts on the api address (docs/dashboard.md); off unless set"),
         name="api"), None, "the api server (docs/api.md); off unless set"),
 )
 SECTIONS = {"sources": "source", "filters": "filter", "sinks": "sink"}
@@ -306,6 +309,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
             else:
                 broken.add(str(cid))
     _check_edges(components, broken, errors)
+    check_panels(settings, doc, components, broken, errors)
     _warn_unread(components, errors)
     if errors:
         raise ConfigError(errors)
@@ -314,6 +318,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
     graph.fields = walk(ordered, errors, errors)
     if errors:
         raise ConfigError(errors)
+    warn_unknown_fields(settings, doc, graph.fields, errors)
     graph.warnings = errors.warning_lines()
     return graph
 

@@ -94,8 +94,9 @@ class Runtime:
     def __init__(self, graph: Graph, *, once: bool = False):
         self.graph = graph
         self.once = once
-        #: component id -> the taps reading what it emits (pipeline/api/tap.py); empty but
-        #: while a `pipeline tap` runs, so the hot path pays one truth test per batch
+        #: component id -> the taps reading what it emits (pipeline/api/tap.py) and the
+        #: dashboard's store (pipeline/api/series.py); empty but while a `pipeline tap` runs
+        #: or a dashboard charts, so the hot path pays one truth test per batch
         self.taps: dict[str, list[Any]] = {}
         self.api: Any = None
         self.state_dir = graph.state_dir
@@ -362,6 +363,8 @@ class Runtime:
             if gated and not self._gate.is_set():
                 await self._gate.wait()
             node.plugin.ctx.counters["events_out"] += len(batch)
+            if self.taps:  # what a tick or the final flush gives is emitted as much as process()'s
+                self._tap(node.id, batch)
             out: list[tuple[Node, list[Item]]] = []
             self.route(node.id, batch, out)
             await self._put(out)

@@ -99,6 +99,11 @@ class ApiServer:
         self.routes = {path: dict(methods) for path, methods in ROUTES.items()}
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[Any]] = set()
+        self.dashboard: Any = None
+        if getattr(conf, "dashboard", None) is not None:
+            from .dashboard import Dashboard
+
+            self.dashboard = Dashboard(self, conf.dashboard)
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         self.routes.setdefault(path, {})[method] = handler
@@ -112,12 +117,15 @@ class ApiServer:
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD)
         self.port = self.server.sockets[0].getsockname()[1]
-        log.info("serving /healthz, /metrics, /api/components and taps on http://%s:%d",
+        log.info("serving /healthz, /metrics, /api/components, taps%s on http://%s:%d",
+                 " and the dashboard (/)" if self.dashboard is not None else "",
                  f"[{self.host}]" if ":" in self.host else self.host, self.port)
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.dashboard is not None:
+            self.dashboard.watch.cancel()
         for taps in list(self.runtime.taps.values()):
             for tap in taps:
                 tap.close()
