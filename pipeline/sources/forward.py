@@ -34,8 +34,12 @@ from ..options import Bool, Duration, Int, ListOf, Option, Size, Str, Struct
 from ..plugin import Emit, StreamSource
 
 READ_SIZE = 256 * 1024
-#: file descriptors kept for everything but connections (buffers, sinks, the listener)
-FD_RESERVE = 64
+#: connections accepted at once before any is looked at (asyncio's accept loop). Room is
+#: kept for three such bursts (a closed connection's descriptor is freed two turns of the
+#: event loop later, and each turn may accept a burst) and for everything else (buffers,
+#: sinks, the listener): past the limit minus these, accept() would fail with EMFILE for all
+BACKLOG = 100
+FD_RESERVE = 3 * BACKLOG + 64
 
 USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password"),
               name="user")
@@ -120,7 +124,7 @@ class ForwardSource(StreamSource):
         self._emit = emit
         self._fit_fd_limit()
         self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=self._tls(), limit=READ_SIZE)
+                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
@@ -151,6 +155,7 @@ class ForwardSource(StreamSource):
                          f"{oldest.origin}, idle {time.monotonic() - (oldest.waiting_since or 0.0):.0f}s, "
                          f"for a new one from {origin}")
         oldest.close("replaced by a new connection (max_connections)")
+        del self.connections[oldest.task]  # now: the next new one in this burst needs room too
         return True
 
     async def _close_idle(self) -> None:
@@ -170,9 +175,9 @@ class ForwardSource(StreamSource):
         task = asyncio.current_task()
         assert task is not None
         if len(self.connections) >= self.max_connections and not self._make_room(origin):
-            writer.close()
+            writer.transport.abort()
             return
-        conn = self.connections[task] = _Connection(task, reader, origin)
+        conn = self.connections[task] = _Connection(task, reader, writer, origin)
         try:
             unpack = unpacker(self.conf.max_message_bytes)
             if self.conf.shared_key is not None:
@@ -362,10 +367,11 @@ class _Connection:
     """One connection: `waiting_since` is when it began to wait for input (None while its
     input is worked on), what _close_idle and _make_room go by."""
 
-    __slots__ = ("task", "reader", "origin", "waiting_since", "closed")
+    __slots__ = ("task", "reader", "writer", "origin", "waiting_since", "closed")
 
-    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader, origin: str) -> None:
-        self.task, self.reader, self.origin = task, reader, origin
+    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 origin: str) -> None:
+        self.task, self.reader, self.writer, self.origin = task, reader, writer, origin
         self.waiting_since: float | None = None
         self.closed = ""
 
@@ -377,7 +383,9 @@ class _Connection:
             self.waiting_since = None
 
     def close(self, reason: str) -> None:
-        self.closed = reason
+        """Now: its descriptor is free before the next accept()."""
+        self.closed, self.waiting_since = reason, None
+        self.writer.transport.abort()
         self.task.cancel()
 
 
