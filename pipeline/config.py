@@ -114,9 +114,53 @@ def _expand(value: str, i: int, env: dict[str, str], missing: list[str], nested:
     return "".join(out), (-1 if nested else i)
 
 
+#: nodes that aliases may add to a config in all, and how deep it may nest: a config is
+#: far below both, while 617 bytes of nested aliases (a "billion laughs") expand to 10^9
+#: nodes and hold `pipeline check` for minutes, and deep nesting exhausts the stack
+MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 100
+
+
+class _TooLarge(yaml.MarkedYAMLError):
+    """A config past MAX_ALIAS_NODES or MAX_DEPTH, refused before it is built."""
+
+
 class _Loader(yaml.SafeLoader):
     problems: list[tuple[int, str]]
     env: dict[str, str]
+    aliased: int = 0  # nodes added by aliases so far
+    depth: int = 0
+    sizes: dict[int, int]  # of anchored nodes, by id
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            self.aliased += _size(self.anchors[event.anchor], self.sizes)
+            if self.aliased > MAX_ALIAS_NODES:
+                raise _TooLarge(None, None, f"aliases expand to more than {MAX_ALIAS_NODES} values: "
+                                "not a config", event.start_mark)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooLarge(None, None, f"nested more than {MAX_DEPTH} deep", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for, its aliases expanded (each size once: linear)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_size(k, sizes) + _size(v, sizes) for k, v in node.value)
+    else:
+        n = 1
+    sizes[id(node)] = n
+    return n
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> LocDict:
@@ -198,9 +242,13 @@ _Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 def parse_yaml(text: str, errors: Errors, env: dict[str, str] | None = None) -> Any:
     loader = _Loader(text)
     loader.problems = []
+    loader.sizes = {}
     loader.env = dict(os.environ) if env is None else env
     try:
         doc = loader.get_single_data()
+    except _TooLarge as e:
+        errors.add(e.problem_mark.line + 1 if e.problem_mark else 0, "", str(e.problem))
+        return None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         errors.add(mark.line + 1 if mark else 0, "", f"YAML syntax error: {e.problem or e}")
