@@ -121,8 +121,12 @@ MAX_ALIAS_NODES = 10_000
 MAX_DEPTH = 100
 
 
-class _TooLarge(yaml.MarkedYAMLError):
+class _TooLarge(Exception):
     """A config past MAX_ALIAS_NODES or MAX_DEPTH, refused before it is built."""
+
+    def __init__(self, event: yaml.Event, message: str) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1 if event.start_mark else 0
 
 
 class _Loader(yaml.SafeLoader):
@@ -137,12 +141,11 @@ class _Loader(yaml.SafeLoader):
         if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
             self.aliased += _size(self.anchors[event.anchor], self.sizes)
             if self.aliased > MAX_ALIAS_NODES:
-                raise _TooLarge(None, None, f"aliases expand to more than {MAX_ALIAS_NODES} values: "
-                                "not a config", event.start_mark)
+                raise _TooLarge(event, f"aliases expand to more than {MAX_ALIAS_NODES} values: not a config")
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise _TooLarge(None, None, f"nested more than {MAX_DEPTH} deep", event.start_mark)
+                raise _TooLarge(event, f"nested more than {MAX_DEPTH} deep")
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -247,7 +250,7 @@ def parse_yaml(text: str, errors: Errors, env: dict[str, str] | None = None) -> 
     try:
         doc = loader.get_single_data()
     except _TooLarge as e:
-        errors.add(e.problem_mark.line + 1 if e.problem_mark else 0, "", str(e.problem))
+        errors.add(e.line, "", str(e))
         return None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
