@@ -243,7 +243,11 @@ _Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def parse_yaml(text: str, errors: Errors, env: dict[str, str] | None = None) -> Any:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses a control character at once, before any parsing
+    except yaml.reader.ReaderError as e:
+        errors.add(text.count("\n", 0, e.position) + 1, "", f"YAML error: character #x{e.character:04x}: {e.reason}")
+        return None
     loader.problems = []
     loader.sizes = {}
     loader.env = dict(os.environ) if env is None else env

@@ -222,7 +222,7 @@ class ForwardSource(StreamSource):
                     if _gzipped(message):
                         await self._inflate(message)
                     self._message(message, batch, packed, acks, conn.origin)
-            except (ValueError, msgpack.UnpackException) as e:
+            except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map as a map key
                 if isinstance(e, ProtocolError):
                     raise
                 raise ProtocolError(f"malformed msgpack: {e}") from None
