@@ -326,7 +326,8 @@ def to_ns(t: Any, now: int) -> int | None:
 def _hex512(*parts: bytes | str) -> str:
     h = hashlib.sha512()
     for p in parts:
-        h.update(p.encode() if isinstance(p, str) else p)
+        # surrogateescape: a peer's str that is not UTF-8 (see unpacker()) is hashed as sent
+        h.update(p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p)
     return h.hexdigest()
 
 

@@ -194,3 +194,35 @@ def test_json_nested_deeply_closes_only_that_connection(tmp_path, data):
     finally:
         err = r.stop()
     assert "connection closed" in err and "Traceback" not in err
+
+
+def test_a_flood_of_failing_handshakes_is_one_log_line_without_traceback(tmp_path):
+    # a PING whose host name is not UTF-8: its digest raised UnicodeEncodeError out of the
+    # connection handler, a traceback per connection
+    r = Receiver(tmp_path, source="shared_key: k3y")
+    try:
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+                u = fp.unpacker()
+                u.feed(s.recv(1000))
+                [_, hello] = next(u)
+                ping = msgpack.packb(["PING", "HOST", "salt", "0" * 128, "", ""]).replace(b"\xa4HOST", b"\xa4\xff\xfe\xfd\xfc")
+                s.sendall(ping)
+                u.feed(s.recv(1000))
+                assert next(u)[:2] == ["PONG", False]
+        with socket.create_connection(("127.0.0.1", r.port), timeout=10) as s:
+            u = fp.unpacker()
+            u.feed(s.recv(1000))
+            [_, hello] = next(u)
+            s.sendall(fp.ping("client", "salt", fp.as_bytes(hello["nonce"]), "k3y", b"", "", "")
+                      + msgpack.packb(["good", 1, {"n": 0}, {"chunk": "g"}]))
+            replies = []
+            while len(replies) < 2:
+                u.feed(s.recv(1000))
+                replies += list(u)
+            assert replies[1] == {"ack": "g"}
+        assert wait_for(lambda: any(row.get("n") == 0 for row in r.records()))
+    finally:
+        err = r.stop()
+    assert "Traceback" not in err
+    assert err.count("shared_key mismatch") == 1, err
