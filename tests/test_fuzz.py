@@ -188,6 +188,27 @@ def test_inflate(blob, max_bytes):
     assert len(out) <= max_bytes
 
 
+KEYED = make_plugin("source", "forward", port=0, shared_key="k", users=[{"username": "u", "password": "p"}])
+PINGS = [fp.ping("h", "salt", b"n" * 16, "k", b"a" * 16, "u", "p"),
+         msgpack.packb(["PING", "HOST", "salt", "0" * 128, "", ""]).replace(b"\xa4HOST", b"\xa4\xff\xfe\xfd\xfc"),
+         msgpack.packb(["PING", 1, 2, 3, 4, 5]), msgpack.packb(["PING"]), msgpack.packb({"PING": 1})]
+
+
+@FUZZ
+@given(st.builds(_mutated, st.one_of(st.sampled_from(PINGS), st.binary(max_size=100)),
+                 st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3)),
+       st.lists(st.integers(0, 10**6), max_size=4))
+def test_forward_handshake(data, cuts):
+    async def handshake() -> None:
+        await KEYED._handshake(_Conn(_reads(data, cuts)), _Writer(), fp.unpacker())
+
+    try:
+        with no_hang():
+            asyncio.run(handshake())
+    except (fp.ProtocolError, ConnectionError):
+        pass  # a refused handshake closes the connection with a logged reason
+
+
 # ---- stdin and exec: every format, any split
 
 @FUZZ

@@ -329,8 +329,11 @@ class ForwardSource(StreamSource):
             data = await asyncio.wait_for(conn.read(), 30)
             if not data:
                 raise ConnectionError("closed during the handshake")
-            unpack.feed(data)
-            message = next(unpack, None)
+            try:
+                unpack.feed(data)
+                message = next(unpack, None)
+            except (ValueError, TypeError, msgpack.UnpackException) as e:
+                raise ProtocolError(f"handshake: malformed msgpack: {e}") from None
         key = self.conf.shared_key
         if not (isinstance(message, list) and len(message) == 6 and message[0] == "PING"):
             await self._pong(writer, False, "invalid ping message")
