@@ -167,3 +167,16 @@ def test_check_refuses_configs_that_expand_without_bound(tmp_path, text, line, m
     assert result.returncode == 2
     assert f"{conf}:{line}: {message}" in result.stderr.decode()
     assert b"Traceback" not in result.stderr
+
+
+def test_a_url_with_an_unclosed_bracket_is_a_config_error(tmp_path):
+    # found by tests/test_fuzz.py: urlsplit's ValueError came out of `pipeline check` as a traceback
+    from helpers import run_pipeline
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  s: {type: http_json, url: 'http://[127.0.0.1:4000/x'}\n"
+                    "sinks:\n  o: {type: stdout, inputs: [s]}\n")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 2
+    assert f"{conf}:2: sources.s.url: expected a URL" in result.stderr.decode()
+    assert "Invalid IPv6 URL" in result.stderr.decode() and b"Traceback" not in result.stderr

@@ -245,6 +245,7 @@ YAML_BITS = ["sources:", "sinks:", "filters:", "  in:", "  out:", "{type: stdin}
 @example("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(f"{y}: &{y} [{','.join([f'*{x}'] * 9)}]\n"
                                                   for x, y in zip("abcdefgh", "bcdefghi")))
 @example("x: " + "[" * 3000)
+@example("sources:\n  s: {type: http_json, url: 'http://[127.0.0.1:4000/x'}\n")  # found by a long run
 def test_config_loader(text):
     errors = Errors(file="fuzz.yaml")
     try:
