@@ -127,9 +127,56 @@ def _expand(value: str, i: int, env: dict[str, str], missing: list[str], nested:
     return "".join(out), (-1 if nested else i)
 
 
+#: nodes that aliases may add to a config in all, and how deep it may nest: a config is
+#: far below both, while 617 bytes of nested aliases (a "billion laughs") expand to 10^9
+#: nodes and hold `pipeline check` for minutes, and deep nesting exhausts the stack
+MAX_ALIAS_NODES = 10_000
+MAX_DEPTH = 100
+
+
+class _TooLarge(Exception):
+    """A config past MAX_ALIAS_NODES or MAX_DEPTH, refused before it is built."""
+
+    def __init__(self, event: yaml.Event, message: str) -> None:
+        super().__init__(message)
+        self.line = event.start_mark.line + 1 if event.start_mark else 0
+
+
 class _Loader(yaml.SafeLoader):
     problems: list[tuple[int, str]]
     env: dict[str, str]
+    aliased: int = 0  # nodes added by aliases so far
+    depth: int = 0
+    sizes: dict[int, int]  # of anchored nodes, by id
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
+            self.aliased += _size(self.anchors[event.anchor], self.sizes)
+            if self.aliased > MAX_ALIAS_NODES:
+                raise _TooLarge(event, f"aliases expand to more than {MAX_ALIAS_NODES} values: not a config")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooLarge(event, f"nested more than {MAX_DEPTH} deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for, its aliases expanded (each size once: linear)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_size(k, sizes) + _size(v, sizes) for k, v in node.value)
+    else:
+        n = 1
+    sizes[id(node)] = n
+    return n
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> LocDict:
@@ -209,11 +256,19 @@ _Loader.add_constructor("tag:yaml.org,2002:str", _construct_str)
 
 
 def parse_yaml(text: str, errors: Errors, env: dict[str, str] | None = None) -> Any:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # refuses a control character at once, before any parsing
+    except yaml.reader.ReaderError as e:
+        errors.add(text.count("\n", 0, e.position) + 1, "", f"YAML error: character #x{e.character:04x}: {e.reason}")
+        return None
     loader.problems = []
+    loader.sizes = {}
     loader.env = dict(os.environ) if env is None else env
     try:
         doc = loader.get_single_data()
+    except _TooLarge as e:
+        errors.add(e.line, "", str(e))
+        return None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         errors.add(mark.line + 1 if mark else 0, "", f"YAML syntax error: {e.problem or e}")

@@ -63,6 +63,34 @@ def quoted(data: Any, *, end: bool = False) -> str:
     return "..." + text[-SAMPLE_CHARS:] if end else text[:SAMPLE_CHARS] + "..."
 
 
+class RateLimitedLog:
+    """At most one line per kind in LOG_EVERY seconds; the next line of that kind says how
+    many were left out in between. Never a traceback: exc_info goes to a debug line only,
+    so a peer that triggers a bug a thousand times a second costs one line a minute."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def __call__(self, level: int, kind: str, message: str, exc: BaseException | None = None) -> bool:
+        """Log `message` unless `kind` was logged less than LOG_EVERY seconds ago;
+        whether it was logged."""
+        if exc is not None and self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s", message, exc_info=exc)
+        now = time.monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < LOG_EVERY:
+            self._held[kind] += 1
+            return False
+        self._last[kind] = now
+        held = self._held.pop(kind, 0)
+        more = f" ({held} more since the last such line)" if held else \
+            " (further ones this minute are counted, not logged)"
+        self.log.log(level, "%s%s", message, more)
+        return True
+
+
 class Context:
     def __init__(self, id: str, kind: str, *, state_dir: Path | None = None, once: bool = False,
                  on_error: Callable[[Event], None] | None = None):
@@ -82,7 +110,7 @@ class Context:
         self.state_dir = state_dir
         self.once = once
         self._on_error = on_error
-        self._last_logged: dict[str, float] = {}
+        self.limited = RateLimitedLog(self.log)
         self._states: dict[str, bool] = {}
         self.last_failure = ""
 
@@ -107,14 +135,10 @@ class Context:
         self.error_kinds[kind] += n
         shown = sample(data) if data is not None else None
         message = _text(message)
-        now = time.monotonic()
-        last = self._last_logged.get(kind)
-        if log and (last is None or now - last >= LOG_EVERY):
-            self._last_logged[kind] = now
+        if log:
             where = f" from {origin}" if origin else ""
             more = f": {quoted(data)}" if data is not None else ""
-            repeats = " (further ones this minute are counted, not logged)"
-            self.log.warning("%s%s%s%s", message, where, more, repeats)
+            self.limited(logging.WARNING, kind, f"{message}{where}{more}")
         if self._on_error is not None:
             record = {"component": self.id, "error": message, "kind": kind}
             if origin:
@@ -126,6 +150,14 @@ class Context:
             if fields:
                 record.update(fields)
             self._on_error((f"{ERROR_TAG_PREFIX}.{self.id}", now_ns(), record))
+
+    def unexpected(self, what: str, e: BaseException, *, origin: str | None = None) -> None:
+        """An exception nothing expected (a bug, or a resource gone): counted, one line per
+        exception type a minute, its traceback only at log level debug."""
+        self.count("unexpected_errors")
+        where = f" from {origin}" if origin else ""
+        self.limited(logging.ERROR, f"unexpected {what} {type(e).__name__}",
+                     f"{what}{where}: {type(e).__name__}: {quoted(str(e))}", exc=e)
 
     def health(self, key: str, ok: bool, message: str = "", *, every_time: bool = False,
                count: bool = True) -> None:

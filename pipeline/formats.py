@@ -246,7 +246,7 @@ class MsgpackStream(Decoder):
             self.broken = True
             problems.append((f"msgpack value larger than max_bytes ({self.max_bytes} bytes), "
                              "rest of the stream skipped", data))
-        except (msgpack.UnpackException, ValueError) as e:
+        except (msgpack.UnpackException, ValueError, TypeError) as e:  # TypeError: a list as a map key
             # msgpack has no line breaks to resynchronise on: the rest of this stream is lost
             self.broken = True
             problems.append((f"malformed msgpack, rest of the stream skipped: {e}", data))

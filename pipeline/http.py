@@ -65,6 +65,30 @@ class Response:
     body: bytes
 
 
+class _Abort:
+    """Called from the event loop when a request's time is up (or its poll is cancelled):
+    the worker thread reading the answer stops at once. A socket timeout alone did not:
+    it bounds each read, and a server sending a byte every few seconds kept a thread
+    reading for ever, which starved the other threads and kept SIGTERM from ending us."""
+
+    def __init__(self) -> None:
+        self.conn: http.client.HTTPConnection | None = None
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True  # set before looking at the socket; the thread looks after setting it
+        sock = self.conn.sock if self.conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in recv()
+            except OSError:
+                pass
+
+    def check(self) -> None:
+        if self.done:
+            raise TimeoutError("timed out")
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)
@@ -100,16 +124,19 @@ class Client:
         return http.client.HTTPConnection(b.hostname or "", b.port, timeout=self.timeout)
 
     def request_sync(self, method: str, target: str, headers: dict[str, str] | None = None,
-                     body: bytes | None = None) -> Response:
-        conn = self._connection()
+                     body: bytes | None = None, abort: _Abort | None = None) -> Response:
+        abort = abort or _Abort()
+        conn = abort.conn = self._connection()
         try:
+            conn.connect()
+            abort.check()
             conn.request(method, target, body=body, headers=headers or {})
             response = conn.getresponse()
-            return Response(response.status, response.headers, self._body(response))
+            return Response(response.status, response.headers, self._body(response, abort))
         finally:
             conn.close()
 
-    def _body(self, response: http.client.HTTPResponse) -> bytes:
+    def _body(self, response: http.client.HTTPResponse, abort: _Abort) -> bytes:
         limit = self.max_bytes
         too_large = TooLarge(f"answer larger than max_bytes ({limit} bytes), not parsed")
         gzipped = (response.getheader("Content-Encoding") or "").strip().lower() == "gzip"
@@ -118,7 +145,9 @@ class Client:
         inflate = zlib.decompressobj(wbits=31) if gzipped else None
         parts: list[bytes] = []
         size = 0
-        while block := response.read(BLOCK):
+        # read1: one recv() a block, so that an abort is seen between any two
+        while block := response.read1(BLOCK):
+            abort.check()
             if inflate is not None:
                 try:
                     block = inflate.decompress(block, limit + 1 - size)
@@ -136,8 +165,12 @@ class Client:
 
     async def request(self, method: str, target: str, headers: dict[str, str] | None = None,
                       body: bytes | None = None) -> Response:
-        return await asyncio.wait_for(
-            asyncio.to_thread(self.request_sync, method, target, headers, body), self.timeout * 2)
+        abort = _Abort()
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.request_sync, method, target, headers, body, abort), self.timeout * 2)
+        finally:
+            abort()  # done, timed out or cancelled: whatever the thread still reads is not wanted
 
 
 def check(response: Response, what: str = "") -> bytes:

@@ -136,7 +136,10 @@ class URL(Type):
         if "://" not in value:
             hint = next((s for s in self.schemes if s != "unix"), None)
             return f" (did you mean '{hint}://{value}'?)" if hint and value[:1] not in ("", "/") else ""
-        url = urlsplit(value)
+        try:
+            url = urlsplit(value)
+        except ValueError as e:  # "Invalid IPv6 URL": a [ without its ]
+            return f" ({e})"
         if url.scheme not in self.schemes:
             return f" ({url.scheme}:// is not one of {', '.join(s + '://' for s in self.schemes)})"
         if url.scheme == "unix":

@@ -21,13 +21,23 @@ from typing import Any
 from .ack import Ack
 from .buffer import make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
-from .context import Context
+from .context import Context, RateLimitedLog
 from .event import Batch, Event, Item, Packed, count_events
 from .plugin import Filter, PollSource, Sink, Source, StreamSource
 from .sink_runner import SinkRunner
 from .tagmatch import matcher
 
 log = logging.getLogger("pipeline.runtime")
+_limited = RateLimitedLog(log)
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """What asyncio reports itself (accept() failing with EMFILE, which it retries a second
+    later; a callback that raised): one line per kind a minute, not a traceback each time."""
+    message = context.get("message") or "event loop error"
+    e = context.get("exception")
+    text = f"{message}: {type(e).__name__}: {e}" if e is not None else message
+    _limited(logging.ERROR, f"{message} {type(e).__name__}", text, exc=e)
 
 STATE_SAVE_EVERY = 60.0
 #: the exit status when a sink's reader is gone: what a shell shows for a process SIGPIPE ended
@@ -404,6 +414,7 @@ class Runtime:
         gc.set_threshold(100_000, 50, 100)
         _keep_freed_memory()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_loop_exception)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)

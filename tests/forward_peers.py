@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 
@@ -12,7 +13,8 @@ from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 class Receiver:
     """`pipeline run` with a forward source writing every event to a JSON-lines file."""
 
-    def __init__(self, tmp: Path, name: str = "recv", port: int | None = None, source: str = "", sink: str = ""):
+    def __init__(self, tmp: Path, name: str = "recv", port: int | None = None, source: str = "", sink: str = "",
+                 **popen: Any):
         self.dir = tmp / name
         self.dir.mkdir(exist_ok=True)
         self.port = port or free_port()
@@ -23,10 +25,11 @@ class Receiver:
             f"sinks:\n  out: {{type: file, inputs: [in], path: {self.out}, tag_key: tag, time_key: time, "
             f"time_format: float{', ' + sink if sink else ''}}}\n")
         self.proc: subprocess.Popen | None = None
+        self.popen = popen
         self.start()
 
     def start(self) -> None:
-        self.proc = start_pipeline("run", str(self.conf))
+        self.proc = start_pipeline("run", str(self.conf), **self.popen)
         assert wait_for(lambda: port_open(self.port) or self.proc.poll() is not None), "receiver did not start"
         assert self.proc.poll() is None, self.proc.stderr.read().decode()
 
@@ -38,6 +41,11 @@ class Receiver:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(timeout=10)
+
+    def peak_memory(self) -> int:
+        """The receiver's peak resident memory so far, in bytes."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024
 
     def records(self) -> list[dict]:
         if not self.out.exists():

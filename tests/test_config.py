@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pipeline.config import ConfigError, load_config
@@ -142,3 +144,39 @@ sinks:
         "sources.unread: warning: nothing reads this source: no filter or sink lists 'unread' in its inputs",
         "filters.dead_end: warning: nothing reads this filter: no filter or sink lists 'dead_end' in its inputs",
     ]
+
+
+BILLION_LAUGHS = (
+    "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n"
+    + "".join(f"{x}: &{x} [{','.join([f'*{prev}'] * 9)}]\n" for prev, x in zip("abcdefgh", "bcdefghi"))
+    + "sources: {in: {type: stdin, tag: *i}}\nsinks: {out: {type: stdout, inputs: [in]}}\n")
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (BILLION_LAUGHS, 5, "aliases expand to more than 10000 values"),  # 10^9 values: minutes before
+    ("sources:\n  x: " + "[" * 5000 + "]" * 5000 + "\n", 2, "nested more than 100 deep"),  # a RecursionError
+], ids=["billion_laughs", "deep"])
+def test_check_refuses_configs_that_expand_without_bound(tmp_path, text, line, message):
+    from helpers import run_pipeline
+
+    conf = tmp_path / "bomb.yaml"
+    conf.write_text(text)
+    started = time.monotonic()
+    result = run_pipeline("check", str(conf), timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    assert f"{conf}:{line}: {message}" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_a_url_with_an_unclosed_bracket_is_a_config_error(tmp_path):
+    # found by tests/test_fuzz.py: urlsplit's ValueError came out of `pipeline check` as a traceback
+    from helpers import run_pipeline
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  s: {type: http_json, url: 'http://[127.0.0.1:4000/x'}\n"
+                    "sinks:\n  o: {type: stdout, inputs: [s]}\n")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 2
+    assert f"{conf}:2: sources.s.url: expected a URL" in result.stderr.decode()
+    assert "Invalid IPv6 URL" in result.stderr.decode() and b"Traceback" not in result.stderr

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import resource
 import socket
 import ssl
+import time
 from typing import Any
 
 import msgpack
@@ -20,18 +23,25 @@ from ..forward_protocol import (
     as_bytes,
     count_entries,
     decode_entries,
-    gunzip,
     helo,
     incomplete,
+    inflate,
     password_digest,
     shared_key_digest,
     to_ns,
     unpacker,
 )
-from ..options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
+from ..json_stream import JsonStream, JsonStreamError
+from ..options import Bool, Duration, Enum, Int, ListOf, Option, Size, Str, Struct
 from ..plugin import Emit, StreamSource
 
 READ_SIZE = 256 * 1024
+#: connections accepted at once before any is looked at (asyncio's accept loop). Room is
+#: kept for three such bursts (a closed connection's descriptor is freed two turns of the
+#: event loop later, and each turn may accept a burst) and for everything else (buffers,
+#: sinks, the listener): past the limit minus these, accept() would fail with EMFILE for all
+BACKLOG = 100
+FD_RESERVE = 3 * BACKLOG + 64
 
 USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password", secret=True),
               name="user")
@@ -58,6 +68,12 @@ class ForwardSource(StreamSource):
     closes that one connection with a logged reason; the others go on. Stricter than
     fluentd: a PackedForward whose last entry is cut off is refused, not acked, so the
     sender sends it again. UDP heartbeats on the same port are answered as fluentd does.
+
+    Past `max_connections`, a new connection takes the place of the one that has waited
+    longest for input (all it sent was acked, or it is resent), or is closed when every
+    one is busy; a connection that sends nothing for `idle_timeout` is closed. So idle or
+    trickling connections cannot lock good senders out, nor use up file descriptors
+    (the soft RLIMIT_NOFILE is raised to fit max_connections where the hard one allows).
     """
 
     endless = True
@@ -74,6 +90,9 @@ class ForwardSource(StreamSource):
         Option("ack", Enum("buffer", "delivery"), "buffer",
                "when a chunk's ack is sent: once its events are in every sink's buffer, or once "
                "every sink has written them (delivery: a connection waits for that before reading on)"),
+        Option("max_connections", Int(min=1), 1000,
+               "connections open at once; past it the one idle longest is closed for the new one"),
+        Option("idle_timeout", Duration(min=0.01), 300.0, "close a connection that sends nothing this long"),
     )
 
     def __init__(self, ctx, conf):
@@ -82,7 +101,8 @@ class ForwardSource(StreamSource):
         self.server: asyncio.Server | None = None
         self.udp: asyncio.DatagramTransport | None = None
         self.port: int = conf.port
-        self.connections: set[asyncio.Task[None]] = set()
+        self.connections: dict[asyncio.Task[None], _Connection] = {}
+        self.max_connections: int = conf.max_connections
 
     def _tls(self) -> ssl.SSLContext | None:
         tls = self.conf.tls
@@ -94,21 +114,67 @@ class ForwardSource(StreamSource):
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
+    def _fit_fd_limit(self) -> None:
+        want = self.conf.max_connections + FD_RESERVE
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            except (ValueError, OSError):
+                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if soft < want:
+                self.max_connections = max(1, soft - FD_RESERVE)
+                self.ctx.log.warning("max_connections %d lowered to %d: the open file limit is %d",
+                                     self.conf.max_connections, self.max_connections, soft)
+
     async def run(self, emit: Emit) -> None:
         self._emit = emit
+        self._fit_fd_limit()
         self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=self._tls(), limit=READ_SIZE)
+                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
             self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
+        sweeper = asyncio.create_task(self._close_idle())
         try:
             await self.server.serve_forever()
         finally:
+            sweeper.cancel()
             self.server.close()
             if self.udp is not None:
                 self.udp.close()
+
+    def _make_room(self, origin: str) -> bool:
+        """At max_connections: close the connection waiting longest for input, if any."""
+        waiting = [c for c in self.connections.values() if c.waiting_since is not None]
+        if not waiting:
+            self.ctx.count("connections_refused")
+            self.ctx.limited(logging.WARNING, "connections_refused",
+                             f"{self.max_connections} connections (max_connections), all busy: "
+                             f"the new one from {origin} is closed")
+            return False
+        oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
+        self.ctx.count("connections_replaced")
+        self.ctx.limited(logging.WARNING, "connections_replaced",
+                         f"{self.max_connections} connections (max_connections): closed the one from "
+                         f"{oldest.origin}, idle {time.monotonic() - (oldest.waiting_since or 0.0):.0f}s, "
+                         f"for a new one from {origin}")
+        oldest.close("replaced by a new connection (max_connections)")
+        del self.connections[oldest.task]  # now: the next new one in this burst needs room too
+        return True
+
+    async def _close_idle(self) -> None:
+        timeout = self.conf.idle_timeout
+        while True:
+            await asyncio.sleep(min(timeout, 60.0) / 4)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                if conn.waiting_since is not None and now - conn.waiting_since >= timeout:
+                    self.ctx.count("connections_idle_closed")
+                    conn.close(f"idle for {timeout:g}s (idle_timeout)")
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
@@ -116,35 +182,41 @@ class ForwardSource(StreamSource):
         self.ctx.count("connections")
         task = asyncio.current_task()
         assert task is not None
-        self.connections.add(task)
+        if len(self.connections) >= self.max_connections and not self._make_room(origin):
+            writer.transport.abort()
+            return
+        conn = self.connections[task] = _Connection(task, reader, writer, origin)
         self.ctx.gauges["connections"] = len(self.connections)
         try:
             unpack = unpacker(self.conf.max_message_bytes, records=True)
             if self.conf.shared_key is not None:
-                await self._handshake(reader, writer, unpack)
-                await self._msgpack(reader, writer, unpack, b"", origin)
+                await self._handshake(conn, writer, unpack)
+                await self._msgpack(conn, writer, unpack, b"")
                 return
-            first = await reader.read(READ_SIZE)
+            first = await conn.read()
             self.ctx.counters["bytes_in"] += len(first)
             if first[:1] in (b"{", b"["):
-                await self._json(reader, writer, first, origin)
+                await self._json(conn, writer, first)
             elif first:
-                await self._msgpack(reader, writer, unpack, first, origin)
-        except ProtocolError as e:
+                await self._msgpack(conn, writer, unpack, first)
+        except (ProtocolError, JsonStreamError) as e:
             self.ctx.error(f"connection closed: {e}", origin=origin, kind="protocol_error")
         except (ConnectionError, ssl.SSLError, TimeoutError) as e:
             self.ctx.count("connection_errors")
             self.ctx.log.debug("connection from %s: %s", origin, e)
         except asyncio.CancelledError:
-            # stopping: what was not acked will be sent again. Not re-raised: Python 3.11's
-            # stream server logs a cancelled handler as an error with a traceback
-            self.ctx.log.debug("connection from %s closed at shutdown", origin)
+            # stopping, or closed by _close_idle/_make_room: what was not acked will be sent
+            # again. Not re-raised: Python 3.11's stream server logs a cancelled handler as
+            # an error with a traceback
+            self.ctx.log.debug("connection from %s closed: %s", origin, conn.closed or "shutdown")
+        except Exception as e:  # a bug must cost this connection only, and one log line a minute
+            self.ctx.unexpected("connection handler", e, origin=origin)
         finally:
-            self.connections.discard(task)
+            self.connections.pop(task, None)
             self.ctx.gauges["connections"] = len(self.connections)
             writer.close()
 
-    async def _msgpack(self, reader, writer, unpack, data: bytes, origin: str) -> None:
+    async def _msgpack(self, conn: _Connection, writer, unpack, data: bytes) -> None:
         while True:
             try:
                 unpack.feed(data)
@@ -158,44 +230,52 @@ class ForwardSource(StreamSource):
             acks: list[Any] = []
             try:
                 for message in unpack:
-                    self._message(message, batch, packed, acks, origin)
-            except (ValueError, msgpack.UnpackException) as e:
+                    if _gzipped(message):
+                        await self._inflate(message)
+                    self._message(message, batch, packed, acks, conn.origin)
+            except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map as a map key
+                if isinstance(e, ProtocolError):
+                    raise
                 raise ProtocolError(f"malformed msgpack: {e}") from None
             finally:
                 # what came before a bad message is taken and acked, as each was whole
-                await self._accept(self._checked(batch, origin) if batch else batch, packed, acks, writer,
+                await self._accept(self._checked(batch, conn.origin) if batch else batch, packed, acks, writer,
                                    json_replies=False)
-            data = await reader.read(READ_SIZE)
+            data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
             if not data:
                 if incomplete(unpack):
                     raise ProtocolError("connection closed in the middle of a message (not acked)")
                 return
 
-    async def _json(self, reader, writer, data: bytes, origin: str) -> None:
-        decoder = json.JSONDecoder()
-        text = ""
+    async def _inflate(self, message: list) -> None:
+        """A CompressedPackedForward's blob, inflated in steps between which other
+        connections are served."""
+        parts = []
+        for part in inflate(as_bytes(message[1]), self.conf.max_message_bytes):
+            parts.append(part)
+            await asyncio.sleep(0)
+        message[1] = b"".join(parts)
+        message[2] = {**message[2], "compressed": "text"}
+
+    async def _json(self, conn: _Connection, writer, data: bytes) -> None:
+        stream = JsonStream(self.conf.max_message_bytes)
         while data:
-            text += data.decode("utf-8", "replace")
-            if len(text) > self.conf.max_message_bytes:
-                raise ProtocolError("JSON message larger than max_message_bytes")
-            while True:
-                text = text.lstrip()
-                if not text:
-                    break
+            for value in stream.feed(data):
                 try:
-                    message, end = decoder.raw_decode(text)
-                except ValueError:
-                    break  # incomplete: wait for more
-                text = text[end:]
+                    message = json.loads(value.decode("utf-8", "surrogateescape"))
+                except (ValueError, RecursionError) as e:
+                    raise ProtocolError(f"malformed JSON: {e}") from None
                 batch: Batch = []
                 acks: list[Any] = []
-                self._message(message, batch, [], acks, origin)
-                await self._accept(self._checked(batch, origin) if batch else batch, [], acks, writer,
+                if _gzipped(message):
+                    await self._inflate(message)
+                self._message(message, batch, [], acks, conn.origin)
+                await self._accept(self._checked(batch, conn.origin) if batch else batch, [], acks, writer,
                                    json_replies=True)
-            data = await reader.read(READ_SIZE)
+            data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
-        if text.strip():
+        if stream.pending:
             raise ProtocolError("connection closed in the middle of a JSON message")
 
     def _checked(self, batch: Batch, origin: str) -> Batch:
@@ -223,8 +303,14 @@ class ForwardSource(StreamSource):
             delivered.release()
             await delivered.wait()
         if acks:
-            dumps = (lambda a: json.dumps({"ack": a}).encode()) if json_replies else (lambda a: msgpack.packb({"ack": a}))
-            writer.write(b"".join(dumps(a) for a in acks))
+            # the chunk id goes back as it came, even a str that is not UTF-8 (see unpacker()):
+            # one that fails to encode would leave the sender resending what was taken
+            if json_replies:
+                replies = [json.dumps({"ack": a}, ensure_ascii=False).encode("utf-8", "surrogateescape")
+                           for a in acks]
+            else:
+                replies = [msgpack.packb({"ack": a}, unicode_errors="surrogateescape") for a in acks]
+            writer.write(b"".join(replies))
             await writer.drain()
 
     def _message(self, message: Any, batch: Batch, packed: list[Packed], acks: list[Any], origin: str) -> None:
@@ -239,9 +325,7 @@ class ForwardSource(StreamSource):
             entries = second
         elif isinstance(second, (str, bytes)):  # PackedForward, maybe compressed
             option = message[2] if len(message) > 2 else None
-            blob = as_bytes(second)
-            if isinstance(option, dict) and option.get("compressed") == "gzip":
-                blob = gunzip(blob, self.conf.max_message_bytes)
+            blob = as_bytes(second)  # inflated already (_inflate)
             count = count_entries(blob)
             if count is None:  # not starting with [EventTime, map]: decoded here, times made ns
                 entries = decode_entries(blob)
@@ -267,18 +351,21 @@ class ForwardSource(StreamSource):
                     continue
             self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
 
-    async def _handshake(self, reader, writer, unpack) -> None:
+    async def _handshake(self, conn: _Connection, writer, unpack) -> None:
         nonce = os.urandom(16)
         auth = os.urandom(16) if self.conf.users else b""
         writer.write(helo(nonce, auth))
         await writer.drain()
         message = None
         while message is None:
-            data = await asyncio.wait_for(reader.read(READ_SIZE), 30)
+            data = await asyncio.wait_for(conn.read(), 30)
             if not data:
                 raise ConnectionError("closed during the handshake")
-            unpack.feed(data)
-            message = next(unpack, None)
+            try:
+                unpack.feed(data)
+                message = next(unpack, None)
+            except (ValueError, TypeError, msgpack.UnpackException) as e:
+                raise ProtocolError(f"handshake: malformed msgpack: {e}") from None
         key = self.conf.shared_key
         if not (isinstance(message, list) and len(message) == 6 and message[0] == "PING"):
             await self._pong(writer, False, "invalid ping message")
@@ -301,9 +388,40 @@ class ForwardSource(StreamSource):
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-        for task in list(self.connections):
-            task.cancel()
+        for conn in list(self.connections.values()):
+            conn.close("shutdown")
         await asyncio.gather(*self.connections, return_exceptions=True)
+
+
+def _gzipped(message: Any) -> bool:
+    return (type(message) is list and len(message) > 2 and isinstance(message[1], (str, bytes))
+            and isinstance(message[2], dict) and message[2].get("compressed") == "gzip")
+
+
+class _Connection:
+    """One connection: `waiting_since` is when it began to wait for input (None while its
+    input is worked on), what _close_idle and _make_room go by."""
+
+    __slots__ = ("task", "reader", "writer", "origin", "waiting_since", "closed")
+
+    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 origin: str) -> None:
+        self.task, self.reader, self.writer, self.origin = task, reader, writer, origin
+        self.waiting_since: float | None = None
+        self.closed = ""
+
+    async def read(self) -> bytes:
+        self.waiting_since = time.monotonic()
+        try:
+            return await self.reader.read(READ_SIZE)
+        finally:
+            self.waiting_since = None
+
+    def close(self, reason: str) -> None:
+        """Now: its descriptor is free before the next accept()."""
+        self.closed, self.waiting_since = reason, None
+        self.writer.transport.abort()
+        self.task.cancel()
 
 
 class _Heartbeat(asyncio.DatagramProtocol):
