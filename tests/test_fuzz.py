@@ -109,10 +109,10 @@ class _Emit:
     def __init__(self):
         self.events: list = []
 
-    async def __call__(self, batch):
+    async def __call__(self, batch, ack=None):
         self.events += batch
 
-    async def packed(self, items):  # decoded by the sinks, not by the source: not fuzzed here
+    async def packed(self, items, ack=None):  # decoded by the sinks, not by the source: not fuzzed here
         self.events += [e for item in items for e in [item] * item.count]
 
 
