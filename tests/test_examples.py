@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, run_pipeline
 
-from pipeline.config import parse_yaml
 from pipeline.options import Errors
+from pipeline.yaml_loader import parse_yaml
 
 CONFS = sorted((ROOT / "conf").glob("*.yaml"))
 

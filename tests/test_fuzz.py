@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline import forward_protocol as fp
-from pipeline.config import ConfigError, build_graph, parse_yaml
+from pipeline.config import ConfigError, build_graph
 from pipeline.formats import DECODE_FORMATS, decoder
 from pipeline.json_stream import JsonStreamError
 from pipeline.options import Errors
+from pipeline.yaml_loader import parse_yaml
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
