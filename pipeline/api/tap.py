@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 QUEUE_EVENTS = 1000
 #: events serialised in one piece: the event loop is not held longer than that takes
 PIECE_EVENTS = 200
+#: how long a tap with less than a piece waits for more: a few small batches go out in one
+#: write, and the event loop wakes for a tap a few times a second, not once per batch
+LINGER_SECONDS = 0.05
 #: how often a tap with nothing to send looks whether its reader is still there
 IDLE_SECONDS = 1.0
 
@@ -63,7 +66,8 @@ class Tap:
         events = events[:room]
         self.queue.append((producer, events))
         self.queued += len(events)
-        self.wake.set()
+        if self.queued >= PIECE_EVENTS or self.queued == len(events):  # a piece's worth, or the first
+            self.wake.set()
 
     async def lines(self) -> AsyncGenerator[bytes, None]:
         sent = told = 0
@@ -79,6 +83,13 @@ class Tap:
                 except TimeoutError:
                     yield b""
                     continue
+            if self.queued < PIECE_EVENTS and not self.closed:
+                self.wake.clear()
+                try:
+                    async with asyncio.timeout(LINGER_SECONDS):
+                        await self.wake.wait()
+                except TimeoutError:
+                    pass
             out: list[bytes] = []
             piece = 0
             while self.queue and piece < PIECE_EVENTS and (limit is None or sent < limit):
