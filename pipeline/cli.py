@@ -134,6 +134,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
+def _tapped_lines(line: bytes) -> bytes:
+    """The api sends a batch a line, to keep its side cheap; a reader wants an event a line."""
+    import orjson
+
+    from .formats import format_time
+
+    piece = orjson.loads(line)
+    component = piece["component"]
+    return b"".join(orjson.dumps({"component": component, "tag": tag, "time": format_time(t, "iso8601"),
+                                  "record": record}, option=orjson.OPT_APPEND_NEWLINE)
+                    for tag, t, record in piece["events"])
+
+
 def cmd_tap(args: argparse.Namespace) -> int:
     import http.client
     from urllib.parse import urlencode
@@ -153,7 +166,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
         out = sys.stdout.buffer
         while line := response.readline():
             if line.startswith(b'{"component":'):
-                out.write(line)
+                out.write(_tapped_lines(line))
                 out.flush()
             elif line.strip():
                 notice = orjson.loads(line)

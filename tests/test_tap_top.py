@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from api_peers import running
+from api_peers import get, running
 from helpers import ROOT, run_pipeline, start_pipeline, wait_for
 
 CONFIG = """
@@ -56,6 +56,21 @@ def test_a_tap_too_slow_for_the_pipeline_drops_and_says_so_and_the_pipeline_goes
     assert dropped >= 19000, err  # a burst of 20,000 into a queue of 1,000
     assert "dropped: this reader was slower than the pipeline" in err.decode()
     assert status.returncode == 1 and b"'out' is a sink" in status.stderr
+
+
+def test_the_api_sends_a_tap_a_batch_a_line_cut_at_the_limit(tmp_path):
+    # a batch of five per run, into a queue of 1,000 that nobody reads until the limit
+    five = CONFIG.replace('command: ["echo", \'{"a": 1}\']',
+                          "command: \"seq 5 | sed 's/.*/{\\\"i\\\": &}/'\", shell: true, format: json_lines")
+    with running(tmp_path, five) as (_, port):
+        status, body = get(port, "/api/tap?id=gen&limit=7")
+    assert status == 200
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert [line["component"] for line in lines[:2]] == ["gen", "gen"]
+    assert [[tag, record] for tag, _, record in lines[0]["events"]] == [["app.gen", {"i": i}] for i in range(1, 6)]
+    assert [record for _, _, record in lines[1]["events"]] == [{"i": 1}, {"i": 2}]  # cut at the limit
+    assert isinstance(lines[0]["events"][0][1], int)  # time_ns: `pipeline tap` formats it, not the pipeline
+    assert lines[-1] == {"dropped": 0, "end": "limit"}
 
 
 def test_tap_names_an_unknown_component_and_an_api_that_is_not_there(tmp_path):
