@@ -9,35 +9,25 @@ crosses an await, and a batch is accepted once it is in every buffer it goes to.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import math
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from . import process, schedule
 from .ack import Ack
 from .buffer import make_buffer
 from .config import ERRORS_INPUT, Component, Graph, topological
 from .context import Context, RateLimitedLog
 from .event import Batch, Event, Item, Packed, count_events
-from .plugin import Filter, PollSource, Sink, Source, StreamSource
+from .plugin import Filter, Sink, Source
 from .sink_runner import SinkRunner
 from .tagmatch import matcher
 
 log = logging.getLogger("pipeline.runtime")
 _limited = RateLimitedLog(log)
 
-
-def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """What asyncio reports itself (accept() failing with EMFILE, which it retries a second
-    later; a callback that raised): one line per kind a minute, not a traceback each time."""
-    message = context.get("message") or "event loop error"
-    e = context.get("exception")
-    text = f"{message}: {type(e).__name__}: {e}" if e is not None else message
-    _limited(logging.ERROR, f"{message} {type(e).__name__}", text, exc=e)
 
 STATE_SAVE_EVERY = 60.0
 #: the exit status when a sink's reader is gone: what a shell shows for a process SIGPIPE ended
@@ -59,45 +49,6 @@ class Node:
         if accepts is None:
             return batch
         return [e for e in batch if accepts(e[0])]
-
-
-def _keep_freed_memory() -> None:
-    """Have glibc keep freed memory for reuse instead of giving it back at once.
-
-    Blobs, chunks and batches of records are allocated and freed all the time; with
-    glibc's defaults the heap's top was handed back to the kernel and faulted in again
-    for the next batch (18,000 brk calls in one benchmark run): a forward receiver spent
-    1.3 s of 3 in the kernel. Freed memory past 64 MiB is still given back."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_trim_threshold, 64 << 20)
-    mallopt(m_mmap_threshold, 32 << 20)
-
-
-class Emitter:
-    """What a stream source is given: `await emit(batch)` for events, and
-    `await emit.packed(items)` for Packed runs (the forward source); either may carry an
-    `ack` (pipeline/ack.py) that fires once the events are delivered."""
-
-    __slots__ = ("runtime", "producer")
-
-    def __init__(self, runtime: Runtime, producer: str):
-        self.runtime = runtime
-        self.producer = producer
-
-    async def __call__(self, batch: Batch, ack: Ack | None = None) -> None:
-        await self.runtime.emit(self.producer, batch, ack)
-
-    async def packed(self, items: list[Packed], ack: Ack | None = None) -> None:
-        await self.runtime.emit_packed(self.producer, items, ack)
 
 
 class Runtime:
@@ -309,65 +260,6 @@ class Runtime:
                     (f"pipeline.error.undelivered.{tag}", t, {"error": reason, "tag": tag, "record": record}))
             self._flush_errors_soon()
 
-    # ---- sources
-
-    async def _poll(self, source: PollSource) -> Batch:
-        begun = time.perf_counter()
-        try:
-            return await source.poll()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.debug("source %s: poll failed", source.ctx.id, exc_info=True)
-            source.ctx.health("poll", False, f"poll failed: {type(e).__name__}: {e}")
-            return []
-        finally:
-            source.ctx.observe("poll_duration_seconds", time.perf_counter() - begun)
-
-    async def _poll_loop(self, source: PollSource) -> None:
-        interval = source.conf.interval
-        if self.once or not interval:
-            await self.emit(source.ctx.id, await self._poll(source))
-            return
-        while not self._stopping.is_set():
-            now = time.time()
-            tick = (math.floor(now / interval) + 1) * interval
-            try:
-                await asyncio.wait_for(self._stopping.wait(), tick - now)
-                return
-            except TimeoutError:
-                pass
-            await self.emit(source.ctx.id, await self._poll(source))
-            late = time.time() - tick
-            if late >= interval:
-                skipped = math.floor(late / interval)
-                source.ctx.count("skipped_polls", skipped)
-                log.warning("source %s: poll took %.3fs, longer than interval %gs: skipped %d tick(s)",
-                            source.ctx.id, late, interval, skipped)
-
-    async def _stream(self, source: StreamSource) -> None:
-        try:
-            await source.run(Emitter(self, source.ctx.id))
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.debug("source %s failed", source.ctx.id, exc_info=True)
-            source.ctx.health("run", False, f"source failed: {type(e).__name__}: {e}")
-
-    async def _ticks(self, node: Node) -> None:
-        interval = float(node.plugin.tick_interval)  # type: ignore[union-attr, arg-type]
-        while True:
-            await asyncio.sleep(interval)
-            if not self._gate.is_set():  # what tick() takes from the filter must reach the buffers
-                await self._gate.wait()
-            try:
-                due = node.plugin.tick(time.time_ns())  # type: ignore[union-attr]
-            except Exception as e:  # a filter bug must not end its ticks for the rest of the run
-                log.debug("filter %s: tick failed", node.id, exc_info=True)
-                node.plugin.ctx.error(f"tick failed: {e!r}", kind="filter_exception")
-                continue
-            await self._emit_from_filter(node, due)
-
     async def _emit_from_filter(self, node: Node, batch: Batch, *, gated: bool = True) -> None:
         if batch:
             if gated and not self._gate.is_set():
@@ -405,16 +297,8 @@ class Runtime:
         self._stopping.set()
 
     async def run(self) -> int:
-        # Events in flight are many small dicts that live for a while (a chunk holds
-        # thousands): with CPython's default thresholds the collector rescans them
-        # over and over (measured: parsing 30,000 Docker records 3x slower). They
-        # hold no cycles, so collect far less often, and never rescan start-up objects.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
-        _keep_freed_memory()
         loop = asyncio.get_running_loop()
-        loop.set_exception_handler(_loop_exception)
+        process.tune(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
@@ -475,10 +359,10 @@ class Runtime:
 
     def start_ticks(self, node: Node) -> None:
         if node.plugin.tick_interval and not self.once:  # type: ignore[union-attr]
-            self.tick_tasks[node.id] = asyncio.create_task(self._ticks(node), name=f"ticks {node.id}")
+            self.tick_tasks[node.id] = asyncio.create_task(schedule.ticks(self, node), name=f"ticks {node.id}")
 
     def start_source(self, source: Source) -> None:
-        self.source_tasks[source.ctx.id] = asyncio.create_task(self._run_source(source),
+        self.source_tasks[source.ctx.id] = asyncio.create_task(schedule.run_source(self, source),
                                                                name=f"source {source.ctx.id}")
 
     def _on_signal(self, sig: int) -> None:
@@ -514,15 +398,6 @@ class Runtime:
         log.debug("sink %s: %s: stopping, exit status %d", sink, reason, EXIT_OUTPUT_CLOSED)
         self.output_closed = True
         self._stopping.set()
-
-    async def _run_source(self, source: Source) -> None:
-        if isinstance(source, PollSource):
-            await self._poll_loop(source)
-        elif isinstance(source, StreamSource):
-            if self.once and getattr(source, "endless", False):
-                log.info("source %s: a server has no end of input; not started in --once", source.ctx.id)
-                return
-            await self._stream(source)
 
     async def _shutdown(self, sources: list[Source], sinks: list[Node]) -> int:
         deadline = time.monotonic() + self.graph.settings.shutdown_timeout

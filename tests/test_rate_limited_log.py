@@ -8,7 +8,7 @@ import time
 
 from pipeline import context
 from pipeline.context import Context
-from pipeline.runtime import _loop_exception
+from pipeline.process import loop_exception
 
 
 def test_repeats_are_counted_and_said_on_the_next_line(caplog, monkeypatch):
@@ -33,7 +33,7 @@ def test_the_event_loop_reports_a_failing_callback_once(caplog):
         raise OSError(24, "Too many open files")
 
     async def main() -> None:
-        asyncio.get_running_loop().set_exception_handler(_loop_exception)
+        asyncio.get_running_loop().set_exception_handler(loop_exception)
         for _ in range(100):
             asyncio.get_running_loop().call_soon(boom)
         await asyncio.sleep(0.05)
