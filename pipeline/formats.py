@@ -427,24 +427,3 @@ class Encoder:
         if self.fmt == "msgpack":
             return _encode_msgpack(records)
         return _encode_ltsv(records)
-
-
-# ---- one line of text to a record (the tail source's `format`)
-
-LINE_FORMATS = ("lines", "json")
-
-
-def _line_record(text: str) -> Record:
-    return {"message": text}
-
-
-def _json_record(text: str) -> Record:
-    doc = json_loads(text)
-    if type(doc) is not dict:
-        raise DecodeError(f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def line_parser(fmt: str) -> Callable[[str], Record]:
-    """The record of one line (or multiline record) of text; raises DecodeError."""
-    return {"lines": _line_record, "json": _json_record}[fmt]

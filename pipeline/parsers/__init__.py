@@ -23,7 +23,7 @@ from .. import plugin
 from ..context import Context
 from ..event import Batch, Record, now_ns
 from ..formats import LineDecoder
-from ..options import Bool, Enum, Invalid, MapOf, Option, Str, Type, _did_you_mean, _kind, resolve
+from ..options import Bool, Enum, Errors, Invalid, MapOf, Option, Str, Type, _did_you_mean, _kind, resolve
 from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
 
@@ -210,9 +210,12 @@ class Format(Type):
 
 
 def build(conf: Any, ctx: Context) -> Parser:
-    """The parser a `Format` option's value describes, reporting through `ctx`."""
-    cls = load("parser", conf.type)
+    """The parser a `Format` option's value describes, reporting through `ctx`; a bare name is
+    a default (`format: lines` not written), which `check` never saw, with that format's defaults."""
+    cls = load("parser", conf if isinstance(conf, str) else conf.type)
     assert issubclass(cls, Parser)
+    if isinstance(conf, str):
+        conf = resolve(cls.all_options(), {"type": conf}, "", Errors())
     return cls(ctx, conf)
 
 
