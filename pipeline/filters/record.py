@@ -108,16 +108,12 @@ class RecordFilter(Filter):
     def process(self, batch: Batch) -> Batch:
         keep, remove, setters = self.conf.keep, self.conf.remove, self.setters
         tag_values, made = self.tag_values, self._tag_values
-        # a batch holds few tags (mostly one): their values looked up once, not per event
-        values = {tag: tag_values.get(tag) or made(tag) for tag in {e[0] for e in batch}}
-        if not keep and not remove and not setters:
-            return [(tag, t, {**record, **values[tag]}) for tag, t, record in batch]
         out: Batch = []
         for tag, t, record in batch:
             new = {k: record[k] for k in keep if k in record} if keep else record.copy()
             for k in remove:
                 new.pop(k, None)
-            new.update(values[tag])
+            new.update(tag_values.get(tag) or made(tag))
             for k, value_of in setters:
                 new[k] = value_of(tag, record)
             out.append((tag, t, new))
