@@ -33,21 +33,27 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_graph(doc: dict[str, Any], stdin_lines: list[bytes]) -> float:
-    """Run a config (as a dict) with --once semantics, stdin fed from `stdin_lines`;
-    return the wall time of the run."""
+def run_graph(doc: dict[str, Any], stdin_lines: list[bytes] | None = None) -> float:
+    """Run a config (as a dict) with --once semantics, stdin fed from `stdin_lines` (None: the
+    config reads no stdin); return the wall time of the run."""
+    if stdin_lines is None:
+        return _timed_run(doc)
     with tempfile.TemporaryFile() as data:
         data.write(b"\n".join(stdin_lines) + b"\n")
         data.seek(0)
         saved = sys.stdin
         sys.stdin = open(data.fileno(), closefd=False)  # noqa: SIM115 - restored below
         try:
-            graph = build_graph(doc, Errors(file="<bench>"))
-            started = time.perf_counter()
-            status = asyncio.run(Runtime(graph, once=True).run())
-            elapsed = time.perf_counter() - started
+            return _timed_run(doc)
         finally:
             sys.stdin = saved
+
+
+def _timed_run(doc: dict[str, Any]) -> float:
+    graph = build_graph(doc, Errors(file="<bench>"))
+    started = time.perf_counter()
+    status = asyncio.run(Runtime(graph, once=True).run())
+    elapsed = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"pipeline run failed with status {status}")
     return elapsed

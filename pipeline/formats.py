@@ -318,6 +318,32 @@ def _encode_json(records: Iterable[Record]) -> bytes:
     return b"".join(out)
 
 
+def _encode_json_with(batch: Batch, tag_key: str | None, time_key: str | None, time_format: str) -> bytes:
+    """JSON lines with the tag and time added, as _with_tag_time would, without copying each
+    record: its JSON has `,"KEY":VALUE` put before its closing brace. A record that has one
+    of the keys already (it is replaced) or none at all (no comma) takes the copying way."""
+    dumps = orjson.dumps
+    tag_part = b"," + dumps(tag_key) + b":" if tag_key else b""
+    time_part = b"," + dumps(time_key) + b":" if time_key else b""
+    out = []
+    last: tuple[str, int] | None = None
+    tail = b""
+    for event in batch:
+        tag, t, record = event
+        if record and not (tag_key and tag_key in record) and not (time_key and time_key in record):
+            if (tag, t) != last:
+                last = tag, t
+                tail = ((tag_part + dumps(tag) if tag_key else b"")
+                        + (time_part + dumps(format_time(t, time_format)) if time_key else b"") + b"}\n")
+            try:
+                out.append(dumps(record)[:-1] + tail)
+                continue
+            except TypeError:  # what orjson cannot write: all of it the stdlib's way
+                pass
+        out.append(_encode_json(_with_tag_time([event], tag_key, time_key, time_format)))
+    return b"".join(out)
+
+
 def _encode_msgpack(records: Iterable[Record]) -> bytes:
     packer = msgpack.Packer(autoreset=False)
     for r in records:
@@ -421,30 +447,11 @@ class Encoder:
     def encode(self, batch: Batch) -> bytes:
         if self.fmt == "mackerel":
             return encode_mackerel(batch, self.prefix, self.name_by)
-        records = _with_tag_time(batch, self.tag_key, self.time_key, self.time_format)
         if self.fmt == "json":
-            return _encode_json(records)
+            if self.tag_key or self.time_key:
+                return _encode_json_with(batch, self.tag_key, self.time_key, self.time_format)
+            return _encode_json(r for _, _, r in batch)
+        records = _with_tag_time(batch, self.tag_key, self.time_key, self.time_format)
         if self.fmt == "msgpack":
             return _encode_msgpack(records)
         return _encode_ltsv(records)
-
-
-# ---- one line of text to a record (the tail source's `format`)
-
-LINE_FORMATS = ("lines", "json")
-
-
-def _line_record(text: str) -> Record:
-    return {"message": text}
-
-
-def _json_record(text: str) -> Record:
-    doc = json_loads(text)
-    if type(doc) is not dict:
-        raise DecodeError(f"expected a JSON object, got {type(doc).__name__}")
-    return doc
-
-
-def line_parser(fmt: str) -> Callable[[str], Record]:
-    """The record of one line (or multiline record) of text; raises DecodeError."""
-    return {"lines": _line_record, "json": _json_record}[fmt]

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import start_pipeline, wait_for
+from helpers import run_pipeline, start_pipeline, wait_for
 
 # an application's log writer: O_APPEND writes of whole lines, the file reopened by path on
 # SIGHUP (logrotate's postrotate), the number of lines written printed at SIGTERM
@@ -143,3 +143,19 @@ class Tail:
 def pause(low: float = 0.3, high: float = 1.5) -> None:
     """A random moment: where a kill or a rotation falls in the stream is not chosen."""
     time.sleep(random.uniform(low, high))
+
+
+def once(tmp_path: Path, source: str, *, errors: bool = False, extra: str = "",
+         sink: str = "") -> tuple[list[dict], str]:
+    """A `--once` run of a tail source; its records (tag as `tag`, `sink` more options of the
+    file sink) and its stderr."""
+    out = tmp_path / "out.jsonl"
+    out.unlink(missing_ok=True)
+    conf = tmp_path / "once.yaml"
+    errors_sink = f"  errors: {{type: file, inputs: [_errors], path: {tmp_path / 'errors.jsonl'}}}\n" if errors else ""
+    conf.write_text(f"state_dir: {tmp_path / 'state'}\n{extra}sources:\n  t: {{type: tail, {source}}}\n"
+                    f"sinks:\n  out: {{type: file, inputs: [t], path: {out}, tag_key: tag{sink}}}\n{errors_sink}")
+    done = run_pipeline("run", "--once", str(conf), timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = [json.loads(line) for line in out.read_text().split("\n") if line] if out.exists() else []
+    return rows, done.stderr.decode()

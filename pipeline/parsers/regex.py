@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from ..event import Batch, Record, now_ns
+from ..event import Record
 from ..options import Option
 from . import ParseError, Parser, Regex, time_options
+
+#: what `records_of` gives for each line that does not match: one error, the same for all
+_NO_MATCH = ParseError("does not match the pattern")
 
 
 class RegexParser(Parser):
@@ -31,30 +34,9 @@ class RegexParser(Parser):
             raise ParseError("does not match the pattern")
         return m.groupdict()
 
-    def parse_lines(self, lines: list[str], tag: str, origin: str) -> Batch:
-        # Parser.parse_lines with the match inlined: a call less per line is ~5% of a run
-        out: Batch = []
-        now = now_ns()
-        match, finish = self.match, self.finish
-        append = out.append
-        for line in lines:
-            m = match(line)
-            if m is None:
-                if self.reject(line, "does not match the pattern", origin):
-                    append((tag, now, {"message": line, "parse_error": "does not match the pattern"}))
-                continue
-            record = m.groupdict()
-            if finish is None:
-                append((tag, now, record))
-                continue
-            try:
-                t = finish(record)
-            except ParseError as e:
-                if self.reject(line, str(e), origin):
-                    append((tag, now, {"message": line, "parse_error": str(e)}))
-                continue
-            append((tag, now if t is None else t, record))
-        return out
+    def records_of(self, lines: list[str]) -> list[Any]:
+        match, no_match = self.match, _NO_MATCH
+        return [m.groupdict() if (m := match(line)) is not None else no_match for line in lines]
 
 
 PLUGIN = RegexParser

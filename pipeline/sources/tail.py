@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..ack import InOrder
-from ..event import Batch, now_ns
-from ..formats import LINE_FORMATS, MAX_LINE_BYTES, DecodeError, line_parser
-from ..options import Bool, Duration, Enum, Int, Invalid, ListOf, OneOf, Option, Size, Str, Struct
+from ..event import Batch
+from ..formats import MAX_LINE_BYTES
+from ..options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Size, Str, Struct
+from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
 from ..tail import positions
 from ..tail.follower import Follower, Track, undecodable
@@ -93,7 +94,9 @@ class TailSource(StreamSource):
         Option("refresh_interval", Duration(min=0.01), 5.0, "time between looks for new and rotated files"),
         Option("read_from_head", Bool(), False, "at the very first start, read the files already there whole"),
         Option("path_key", Str(), None, "add the file's path to each record under this key"),
-        Option("format", Enum(*LINE_FORMATS), "lines", "lines ({\"message\": line}) or json (an object a line)"),
+        Option("format", Format(), "lines",
+               "a parser: a name (lines, json: an object a line, nginx, syslog...) or a map of its "
+               "options ({type: regex, pattern: ...}); a multiline record is one text; see docs/parsers.md"),
         Option("encoding", Codec(), "utf-8", "of the files; bytes that do not decode become U+FFFD"),
         Option("max_line_bytes", Size(), MAX_LINE_BYTES,
                "a longer line is one error record, skipped to the next newline; default 1MiB"),
@@ -109,7 +112,7 @@ class TailSource(StreamSource):
         self.paths = _globs(conf.path)
         self.rotated = _globs(conf.rotated)
         self.exclude = _globs(conf.exclude)
-        self.parse = line_parser(conf.format)
+        self.parser = build(conf.format, ctx)
         if conf.pos_file:
             self.pos_path: Path | None = Path(conf.pos_file).expanduser()
         else:
@@ -286,17 +289,13 @@ class TailSource(StreamSource):
             ctx.error(message, origin=f"{f.path} offset {offset}", data=sample, kind="line_too_long")
         events: Batch = []
         if texts:
-            parse, path_key, t = self.parse, self.conf.path_key, now_ns()
             tag = self.tag.replace("*", f.name.strip("/").replace("/", ".")) if "*" in self.tag else self.tag
-            for text in texts:
-                try:
-                    record = parse(text)
-                except DecodeError as e:
-                    ctx.error(f"not {self.conf.format}: {e}", origin=f.path, data=text, kind="bad_format")
-                    continue
-                if path_key:
-                    record[path_key] = f.name
-                events.append((tag, t, record))
+            events = self.parser.parse_lines(texts, tag, f.path)
+            path_key = self.conf.path_key
+            if path_key:
+                name = f.name
+                for event in events:
+                    event[2][path_key] = name
         ack = self.acks.ack((f.track, f.safe_offset()))
         await self._emit(events, ack)
         ack.release()

@@ -122,15 +122,28 @@ class Follower:
         if self.partial:
             start -= len(self.partial)
             data = self.partial + data
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        self._records(lines, start, out, problems)
+        cut = data.rfind(b"\n")
+        rest = data[cut + 1:]
+        if cut >= 0:
+            whole = data[:cut]
+            if self.multiline is None and len(whole) <= self.max_line_bytes:
+                # no line of it can be too long, and none needs its offset: the block is
+                # decoded and split at once, without a Python step per line
+                self._block(whole, out)
+            else:
+                self._records(whole.split(b"\n"), start, out, problems)
         if len(rest) > self.max_line_bytes:
             self._too_long(rest, self.offset - len(rest), problems)
             self.skip_start = self.offset - len(rest)
             rest = b""
         self.partial = rest
         return True
+
+    def _block(self, whole: bytes, out: list[str]) -> None:
+        text = whole.decode(self.encoding, "pipeline.tail")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").removesuffix("\r")
+        out.extend(text.split("\n"))
 
     def _too_long(self, line: bytes, offset: int, problems: list[tuple[str, int, bytes]]) -> None:
         problems.append((f"line longer than max_line_bytes ({self.max_line_bytes}): skipped to the next line",

@@ -9,6 +9,8 @@ import pytest
 from helpers import run_pipeline
 from mackerel_rules import parse_meta, uncovered, value_names
 
+from pipeline.formats import Encoder
+
 
 def run(tmp_path, **sink):
     options = ", ".join(f"{k}: {v}" for k, v in sink.items())
@@ -36,6 +38,18 @@ def test_tag_and_time_keys(tmp_path, fmt, check):
     out = run(tmp_path, tag_key="tag", time_key="time", time_format=fmt)
     first = json.loads(out.splitlines()[0])
     assert first["tag"] == "app.x" and check(first["time"])
+
+
+def test_tag_and_time_keys_replace_fields_of_those_names():
+    # the keys are put into each record's JSON text: a field of the same name must be replaced,
+    # not written twice, and an empty record or one orjson refuses must come out whole
+    batch = [("a", 2_000_000_000, {"time": "old", "x": 1}), ("a", 2_000_000_000, {}),
+             ("b", 3_000_000_000, {"tag": "mine"}), ("b", 3_000_000_000, {"n": 2 ** 70})]
+    lines = Encoder("json", tag_key="tag", time_key="time").encode(batch).decode().splitlines()
+    assert [json.loads(x) for x in lines] == [
+        {"time": 2, "x": 1, "tag": "a"}, {"tag": "a", "time": 2}, {"tag": "b", "time": 3},
+        {"n": 2 ** 70, "tag": "b", "time": 3}]
+    assert all(x.count('"time"') == 1 and x.count('"tag"') == 1 for x in lines)
 
 
 def test_msgpack_stream(tmp_path):

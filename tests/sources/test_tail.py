@@ -9,21 +9,7 @@ import subprocess
 import sys
 
 from helpers import FIXTURES, run_measured, run_pipeline, wait_for
-from tail_peers import Tail
-
-
-def once(tmp_path, source: str, *, errors: bool = False, extra: str = "") -> tuple[list[dict], str]:
-    """A `--once` run of a tail source; its records (tag as `tag`) and its stderr."""
-    out = tmp_path / "out.jsonl"
-    out.unlink(missing_ok=True)
-    conf = tmp_path / "once.yaml"
-    errors_sink = f"  errors: {{type: file, inputs: [_errors], path: {tmp_path / 'errors.jsonl'}}}\n" if errors else ""
-    conf.write_text(f"state_dir: {tmp_path / 'state'}\n{extra}sources:\n  t: {{type: tail, {source}}}\n"
-                    f"sinks:\n  out: {{type: file, inputs: [t], path: {out}, tag_key: tag}}\n{errors_sink}")
-    done = run_pipeline("run", "--once", str(conf), timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    rows = [json.loads(line) for line in out.read_text().split("\n") if line] if out.exists() else []
-    return rows, done.stderr.decode()
+from tail_peers import Tail, once
 
 
 def test_once_reads_to_the_end_commits_and_the_next_run_goes_on(tmp_path):
@@ -64,7 +50,7 @@ def test_json_format_and_bad_lines_to_errors(tmp_path):
     rows, _ = once(tmp_path, f"path: {log}, read_from_head: true, format: json", errors=True)
     assert [{k: v for k, v in r.items() if k != "tag"} for r in rows] == [{"a": 1}, {"b": "ü"}]
     errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in errors] == ["bad_format", "bad_format"] and errors[1]["sample"] == "not json"
+    assert [e["kind"] for e in errors] == ["parse_error", "parse_error"] and errors[1]["message"] == "not json"
 
 
 def test_encodings_and_undecodable_bytes(tmp_path):

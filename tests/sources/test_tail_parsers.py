@@ -1,0 +1,66 @@
+"""Source tail through the parsers: a real nginx access log, multiline records through a regex,
+and lines that do not parse (to `_errors`, their position delivered all the same)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from helpers import FIXTURES
+from log_programs import run_nginx
+from tail_peers import once
+
+TIMES = ", time_key: t, time_format: float"
+
+
+def test_a_real_nginx_access_log_gives_records_with_their_event_times(tmp_path):
+    logs = tmp_path / "nginx"
+    logs.mkdir()
+    access, _ = run_nginx(logs)
+    log = logs / "access.log"
+    rows, _ = once(tmp_path, f"path: {log}, read_from_head: true, format: nginx, path_key: file",
+                   errors=True, sink=TIMES)
+    assert not (tmp_path / "errors.jsonl").exists()
+    assert len(rows) == len(access) == 3
+    # nginx's stamp has whole seconds: the event time is that second, not the time of reading
+    assert all(r["t"] == int(r["t"]) and abs(r.pop("t") - time.time()) < 120 for r in rows)
+    assert rows[1] == {"tag": "t", "file": str(log), "remote": "127.0.0.1", "user": "-", "method": "GET",
+                       "path": "/missing?q=%22x%22", "protocol": "HTTP/1.1", "status": 404,
+                       "size": rows[1]["size"], "referer": "http://ref/x?a=\\x22b\\x22",
+                       "agent": "Mozilla/5.0 \\x22quoted\\x22"}
+    assert rows[2]["path"] == "/caf\\xC3\\xA9/\\x22q\\x22" and isinstance(rows[2]["size"], int)
+
+
+def test_multiline_records_are_parsed_as_one_text_by_a_regex(tmp_path):
+    log = tmp_path / "java.log"
+    log.write_bytes((FIXTURES / "multiline" / "java_nested_causes.log").read_bytes())
+    fmt = ("{type: regex, pattern: '(?s)(?P<time>\\S+ \\S+) (?P<level>[A-Z]+) (?P<message>.*)', "
+           "time_key: time, time_format: '%Y-%m-%d %H:%M:%S', timezone: UTC}")
+    rows, _ = once(tmp_path, f"path: {log}, read_from_head: true, multiline: {{start: '^\\d{{4}}-'}}, "
+                             f"format: {fmt}", errors=True, sink=TIMES)
+    assert not (tmp_path / "errors.jsonl").exists()
+    assert [r["level"] for r in rows] == ["INFO", "ERROR", "INFO", "ERROR", "INFO"]
+    failed = rows[1]["message"].split("\n")
+    assert failed[0] == "request failed" and failed[1].startswith("java.lang.RuntimeException")
+    assert sum(line.startswith("Caused by:") for line in failed) == 2
+    assert rows[1]["t"] == 1704110400.0  # 2024-01-01 12:00:00 UTC
+
+
+def test_a_line_that_does_not_parse_goes_to_errors_and_its_position_is_delivered(tmp_path):
+    log = tmp_path / "access.log"
+    good = (FIXTURES / "logs" / "nginx-access.log").read_text().splitlines()
+    log.write_text(f"{good[0]}\nnot an access log line\n{good[1]}\n")
+    source = f"path: {log}, read_from_head: true, format: nginx"
+    rows, _ = once(tmp_path, source, errors=True)
+    assert [r["status"] for r in rows] == [200, 404]
+    errors = [json.loads(line) for line in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["origin"], e["message"]) for e in errors] == [
+        ("parse_error", str(log), "not an access log line")]
+    positions = [json.loads(line) for line in (tmp_path / "state" / "t.positions").read_text().splitlines()]
+    assert [p["offset"] for p in positions] == [log.stat().st_size]
+    with open(log, "a") as f:
+        f.write(good[2] + "\n")
+    rows, _ = once(tmp_path, source, errors=True)
+    # the bad line is not read again: only the line written since
+    assert [r["path"] for r in rows] == ["/caf\\xC3\\xA9/\\x22q\\x22"]
+    assert len((tmp_path / "errors.jsonl").read_text().splitlines()) == 1
