@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 
-from helpers import FIXTURES
+from forward_peers import Receiver
+from helpers import FIXTURES, ROOT, run_pipeline, wait_for
 from log_programs import run_nginx
 from tail_peers import once
 
@@ -64,3 +65,34 @@ def test_a_line_that_does_not_parse_goes_to_errors_and_its_position_is_delivered
     # the bad line is not read again: only the line written since
     assert [r["path"] for r in rows] == ["/caf\\xC3\\xA9/\\x22q\\x22"]
     assert len((tmp_path / "errors.jsonl").read_text().splitlines()) == 1
+
+
+def test_the_nginx_logs_example_ships_parsed_new_lines_to_a_forward_server(tmp_path):
+    """conf/nginx-logs.yaml as cron or in_exec runs it: the first run finds no log yet; then
+    nginx writes its logs, and the next run ships their lines parsed, health checks dropped."""
+    logs = tmp_path / "nginx"
+    logs.mkdir()
+    receiver = Receiver(tmp_path)
+    env = {"NGINX_LOGS": str(logs), "FLUENTD_PORT": str(receiver.port), "PIPELINE_STATE_DIR": str(tmp_path / "state")}
+    conf = str(ROOT / "conf" / "nginx-logs.yaml")
+    try:
+        first = run_pipeline("run", "--once", conf, env=env)
+        assert first.returncode == 0, first.stderr.decode()
+        access, errors = run_nginx(logs)
+        health = access[0].replace(b"GET / ", b"GET /healthz ")
+        assert health != access[0]
+        with open(logs / "access.log", "ab") as f:
+            f.write(health + b"\n")
+        second = run_pipeline("run", "--once", conf, env=env)
+        assert second.returncode == 0, second.stderr.decode()
+        written = (logs / "error.log").read_bytes().count(b"\n")  # nginx adds lines as it stops
+        assert written >= len(errors)
+        assert wait_for(lambda: len(receiver.records()) >= len(access) + written)
+    finally:
+        receiver.stop()
+    rows = receiver.records()
+    shipped = [r for r in rows if r["tag"] == "nginx.access"]
+    assert len(shipped) == len(access)  # the /healthz line was dropped by the grep filter
+    assert not [r for r in shipped if r["path"].startswith("/healthz")]
+    assert all(isinstance(r["status"], int) and r["service"] == "nginx" and r["host"] for r in shipped)
+    assert len([r for r in rows if r["tag"] == "nginx.error" and r["level"]]) == written
