@@ -138,7 +138,7 @@ def _tapped_lines(line: bytes) -> bytes:
     """The api sends a batch a line, to keep its side cheap; a reader wants an event a line."""
     import orjson
 
-    from .formats import format_time
+    from .encode import format_time
 
     piece = orjson.loads(line)
     component = piece["component"]
