@@ -268,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _listen(text: str) -> str:
-    from .options import Invalid, Listen
+    from .addresses import Listen
+    from .options import Invalid
 
     try:
         return Listen().convert(text, "", None, None)  # type: ignore[arg-type]
