@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from api_peers import get_json
 from helpers import ROOT, free_port, port_open, start_pipeline, wait_for
-from podman_peer import PodmanPeer, Unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -191,17 +190,6 @@ def test_uwsgi_dashboard_in_a_browser(browser, tmp_path):
     assert "/s" in dict(model[0]["legend"])["1"]
     assert tooltip.count(":") >= 2 + 2  # the time, and a line per worker
     assert not problems, problems
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory):
-    peer = PodmanPeer(tmp_path_factory.mktemp("podman"))
-    try:
-        peer.start()
-    except Unavailable as e:
-        pytest.skip(f"podman's Docker API cannot run here: {e}")
-    yield peer
-    peer.stop()
 
 
 def test_docker_dashboard_in_a_browser(browser, podman, tmp_path):
