@@ -138,7 +138,7 @@ def _tapped_lines(line: bytes) -> bytes:
     """The api sends a batch a line, to keep its side cheap; a reader wants an event a line."""
     import orjson
 
-    from .formats import format_time
+    from .encode import format_time
 
     piece = orjson.loads(line)
     component = piece["component"]
@@ -268,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _listen(text: str) -> str:
-    from .options import Invalid, Listen
+    from .addresses import Listen
+    from .options import Invalid
 
     try:
         return Listen().convert(text, "", None, None)  # type: ignore[arg-type]

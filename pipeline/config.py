@@ -13,13 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from .addresses import Listen
 from .api.panels import DASHBOARD_OPTIONS, check_panels, warn_unknown_fields
 from .fields import Fields, walk
 from .options import (
     Duration,
     Enum,
     Errors,
-    Listen,
     Option,
     Str,
     Struct,

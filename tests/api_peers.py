@@ -15,25 +15,32 @@ from helpers import free_port, port_open, start_pipeline, wait_for
 
 
 @contextmanager
+def serving(port: int, *args: str, env: dict[str, str] | None = None):
+    """`pipeline ARGS`, once it listens on `port`; yields the process, stopped at the end."""
+    proc = start_pipeline(*args, env=env)
+    try:
+        assert wait_for(lambda: port_open(port) or proc.poll() is not None), "the api did not start"
+        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
 def running(tmp_path: Path, config: str, *args: str):
     """Run `config` (its `api: {address: ...}` filled with a free port, as `{api}`); yields
     (process, port). The process is stopped, and its stderr kept, at the end."""
     port = free_port()
     path = tmp_path / "pipeline.yaml"
     path.write_text(config.replace("{api}", f"127.0.0.1:{port}"))
-    proc = start_pipeline("run", str(path), *args)
-    try:
-        assert wait_for(lambda: port_open(port) or proc.poll() is not None), "the api did not start"
-        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+    with serving(port, "run", str(path), *args) as proc:
         yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

@@ -30,3 +30,17 @@ def small_disk(tmp_path):
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """podman's Docker-compatible API with two running containers (podman_peer), one per module."""
+    from podman_peer import PodmanPeer, Unavailable
+
+    peer = PodmanPeer(tmp_path_factory.mktemp("podman"))
+    try:
+        peer.start()
+    except Unavailable as e:
+        pytest.skip(f"podman's Docker API cannot run here: {e}")
+    yield peer
+    peer.stop()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 
 
@@ -65,3 +67,20 @@ def numbered(n: int, start: int = 0) -> bytes:
 
 def send(conf: Path, data: bytes, timeout: float = 60):
     return run_pipeline("run", "--once", str(conf), input=data, timeout=timeout)
+
+
+def talk(port: int, data: bytes, replies: int = 1, timeout: float = 10, half_close: bool = False) -> list:
+    """Send raw bytes to a forward source; its replies (acks), until `replies` or it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        if half_close:  # the sender stops mid-message and says so
+            s.shutdown(socket.SHUT_WR)
+        u = msgpack.Unpacker(raw=False)
+        got: list = []
+        while len(got) < replies:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            u.feed(chunk)
+            got += list(u)
+        return got

@@ -5,7 +5,6 @@ sender can put on the wire, msgpack-python's packer would refuse to build."""
 from __future__ import annotations
 
 import json
-import socket
 import struct
 from pathlib import Path
 
@@ -29,20 +28,6 @@ def good_blob(n: int, start: int = 0) -> bytes:
 def packed_message(tag: str | bytes, blob: bytes, count: int, chunk: str) -> bytes:
     head = msgpack.packb(tag) if isinstance(tag, str) else b"\xda" + struct.pack(">H", len(tag)) + tag
     return b"\x93" + head + fp.bin_header(len(blob)) + blob + msgpack.packb({"size": count, "chunk": chunk})
-
-
-def send(port: int, data: bytes, acks: int, timeout: float = 10) -> list:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        u = msgpack.Unpacker(raw=False)
-        got: list = []
-        while len(got) < acks:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            u.feed(chunk)
-            got += list(u)
-        return got
 
 
 class Relay:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from api_peers import get_json
-from helpers import ROOT, free_port, port_open, start_pipeline, wait_for
-from podman_peer import PodmanPeer, Unavailable
+from api_peers import get_json, serving
+from helpers import ROOT, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -48,21 +47,10 @@ def dashboard(tmp_path: Path, example: str, env: dict[str, str]):
     yields (port, log directory, process); stopped at the end if still running."""
     port = free_port()
     logs = tmp_path / "log"
-    proc = start_pipeline("run", str(ROOT / "conf" / example), env={
-        "PIPELINE_API": f"127.0.0.1:{port}", "OUT_DIR": str(logs), "PIPELINE_STATE_DIR": str(tmp_path / "state"),
-        **env})
-    try:
-        assert wait_for(lambda: port_open(port) or proc.poll() is not None), "the api did not start"
-        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+    with serving(port, "run", str(ROOT / "conf" / example), env={
+            "PIPELINE_API": f"127.0.0.1:{port}", "OUT_DIR": str(logs),
+            "PIPELINE_STATE_DIR": str(tmp_path / "state"), **env}) as proc:
         yield port, logs, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -191,17 +179,6 @@ def test_uwsgi_dashboard_in_a_browser(browser, tmp_path):
     assert "/s" in dict(model[0]["legend"])["1"]
     assert tooltip.count(":") >= 2 + 2  # the time, and a line per worker
     assert not problems, problems
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory):
-    peer = PodmanPeer(tmp_path_factory.mktemp("podman"))
-    try:
-        peer.start()
-    except Unavailable as e:
-        pytest.skip(f"podman's Docker API cannot run here: {e}")
-    yield peer
-    peer.stop()
 
 
 def test_docker_dashboard_in_a_browser(browser, podman, tmp_path):

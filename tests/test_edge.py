@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import msgpack
+from forward_peers import talk
 from helpers import run_pipeline, wait_for
-from poison_peer import T0, Relay, send
+from poison_peer import T0, Relay
 
 from pipeline import edge
 
@@ -80,7 +81,7 @@ def test_forward_message_records_are_made_writable_before_the_ack(tmp_path):
         deep = msgpack.packb(["app", T0, {"a": [[[[1]]]]}, {"chunk": "d"}]).replace(b"\x91\x91\x91\x91\x01",
                                                                                     b"\x91" * 300 + b"\x01")
         good = b"".join(msgpack.packb(["app", T0, {"n": i}, {"chunk": f"g{i}"}]) for i in range(100))
-        acks = send(relay.port, bad_utf8 + map_key + deep + good, acks=103)
+        acks = talk(relay.port, bad_utf8 + map_key + deep + good, replies=103)
         assert len(acks) == 103
         assert wait_for(lambda: relay.good_numbers() == list(range(100)))
     finally:

@@ -37,16 +37,21 @@ class Trickler:
         self.sock.close()
 
 
-def test_a_trickled_answer_is_given_up_when_the_poll_times_out_and_sigterm_ends_the_run(tmp_path):
-    server = Trickler()
+def _scraping(tmp_path, server: Trickler, interval: str):
+    """`pipeline run` scraping `server` every `interval`, each scrape given up after 500ms."""
     conf = tmp_path / "c.yaml"
     conf.write_text(f"""
 sources:
-  scrape: {{type: prometheus, url: "http://127.0.0.1:{server.port}/metrics", interval: 1s, timeout: 500ms}}
+  scrape: {{type: prometheus, url: "http://127.0.0.1:{server.port}/metrics", interval: {interval}, timeout: 500ms}}
 sinks:
   out: {{type: file, inputs: [scrape], path: {tmp_path / "out.jsonl"}}}
 """)
-    proc = start_pipeline("run", str(conf))
+    return start_pipeline("run", str(conf))
+
+
+def test_a_trickled_answer_is_given_up_when_the_poll_times_out_and_sigterm_ends_the_run(tmp_path):
+    server = Trickler()
+    proc = _scraping(tmp_path, server, "1s")
     try:
         assert wait_for(lambda: len(server.opened) >= 2, timeout=20)
         # each scrape's thread let go within 2 x timeout of its start (it read for ever)
@@ -67,14 +72,7 @@ sinks:
 
 def test_threads_stop_so_a_long_run_does_not_pile_them_up(tmp_path):
     server = Trickler()
-    conf = tmp_path / "c.yaml"
-    conf.write_text(f"""
-sources:
-  scrape: {{type: prometheus, url: "http://127.0.0.1:{server.port}/metrics", interval: 300ms, timeout: 500ms}}
-sinks:
-  out: {{type: file, inputs: [scrape], path: {tmp_path / "out.jsonl"}}}
-""")
-    proc = start_pipeline("run", str(conf))
+    proc = _scraping(tmp_path, server, "300ms")
     try:
         assert wait_for(lambda: len(server.opened) >= 10, timeout=30)
         alive = len(server.opened) - len(server.closed)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline.options import URL, Duration, Errors, Int, Invalid, ListOf, Size, Str, with_text
+from pipeline.addresses import URL
+from pipeline.options import Duration, Errors, Int, Invalid, ListOf, Size, Str, with_text
 
 
 @pytest.mark.parametrize("text, seconds", [

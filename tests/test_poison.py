@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from forward_peers import talk
 from helpers import wait_for
-from poison_peer import T0, Relay, entry, good_blob, packed_message, send
+from poison_peer import T0, Relay, entry, good_blob, packed_message
 
 #: a forward relay with a file buffer: python, msgpack, the buffers (measured about 60 MiB)
 PEAK_RSS = 150 * 1024 * 1024
@@ -31,8 +32,8 @@ def test_a_poison_entry_beside_good_ones_does_not_stop_the_sink(tmp_path, name):
         # the poison between 99 good entries of one PackedForward, then 100 more in another
         data, written = POISON[name]
         blob = good_blob(50) + entry(data) + good_blob(49, start=50)
-        acks = send(relay.port, packed_message("app", blob, 100, "bad") +
-                    packed_message("app", good_blob(100, start=1000), 100, "good"), acks=2)
+        acks = talk(relay.port, packed_message("app", blob, 100, "bad") +
+                    packed_message("app", good_blob(100, start=1000), 100, "good"), replies=2)
         assert acks == [{"ack": "bad"}, {"ack": "good"}]
         want = list(range(99)) + list(range(1000, 1100))
         assert wait_for(lambda: relay.good_numbers() == want), relay.good_numbers()[-5:]
@@ -56,8 +57,8 @@ def test_integer_time_past_2106_is_refused_not_retried(tmp_path):
     relay = Relay(tmp_path)
     try:
         blob = good_blob(10) + b"\x92" + msgpack.packb(2 ** 40) + msgpack.packb({"late": 1}) + good_blob(89, 10)
-        assert send(relay.port, packed_message("app", blob, 100, "bad"), acks=1) == [{"ack": "bad"}]
-        assert send(relay.port, packed_message("app", good_blob(100, 1000), 100, "good"), acks=1)
+        assert talk(relay.port, packed_message("app", blob, 100, "bad"), replies=1) == [{"ack": "bad"}]
+        assert talk(relay.port, packed_message("app", good_blob(100, 1000), 100, "good"), replies=1)
         assert wait_for(lambda: len(relay.good_numbers()) == 199)
     finally:
         err = relay.stop()
@@ -71,14 +72,14 @@ def test_a_poisoned_chunk_in_the_file_buffer_does_not_wedge_the_sink_after_a_res
     relay = Relay(tmp_path, path=str(blocker / "out.jsonl"))
     try:
         blob = good_blob(50) + entry(POISON["map_key"][0]) + entry(DEEP) + good_blob(48, start=50)
-        assert send(relay.port, packed_message("app", blob, 100, "bad"), acks=1) == [{"ack": "bad"}]
+        assert talk(relay.port, packed_message("app", blob, 100, "bad"), replies=1) == [{"ack": "bad"}]
     finally:
         relay.stop()  # the chunk stays in the file buffer: written nowhere yet
     blocker.unlink()
     relay.out = blocker / "out.jsonl"
     relay.start()
     try:
-        assert send(relay.port, packed_message("app", good_blob(100, 1000), 100, "good"), acks=1)
+        assert talk(relay.port, packed_message("app", good_blob(100, 1000), 100, "good"), replies=1)
         want = list(range(98)) + list(range(1000, 1100))
         assert wait_for(lambda: relay.good_numbers() == want), relay.good_numbers()[-5:]
     finally:
@@ -98,8 +99,8 @@ def test_tags_in_a_path_stay_inside_its_directory(tmp_path):
     relay.out = logs / "good.log"
     try:
         frames = b"".join(msgpack.packb([tag, T0, {"bad": i}, {"chunk": f"c{i}"}]) for i, tag in enumerate(BAD_TAGS))
-        assert len(send(relay.port, frames, acks=len(BAD_TAGS))) == len(BAD_TAGS)
-        assert send(relay.port, packed_message("good", good_blob(100), 100, "good"), acks=1)
+        assert len(talk(relay.port, frames, replies=len(BAD_TAGS))) == len(BAD_TAGS)
+        assert talk(relay.port, packed_message("good", good_blob(100), 100, "good"), replies=1)
         assert wait_for(lambda: relay.good_numbers() == list(range(100)))
     finally:
         err = relay.stop()

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..options import parse_listen
+from ..addresses import parse_listen
 
 DEFAULT_ADDRESS = "127.0.0.1:24220"
 

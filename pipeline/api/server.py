@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from ..options import parse_listen
+from ..addresses import parse_listen
 from .figures import Figures, exposition
 from .status import components, health
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from ..encode import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_graphs
 from ..event import Batch
 from ..fields import merge
-from ..formats import ENCODE_FORMATS, TIME_FORMATS, Encoder, json_dumps, mackerel_graphs
+from ..formats import json_dumps
 from ..options import Enum, ListOf, Option, Str
 from ..plugin import OutputClosed, Sink
 

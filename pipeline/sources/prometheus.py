@@ -7,9 +7,10 @@ import ssl
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from ..addresses import URL
 from ..event import Batch, Record, now_ns
 from ..http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
-from ..options import URL, Duration, Enum, ListOf, MapOf, Option, Str
+from ..options import Duration, Enum, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 from ..prometheus_text import ParseError, Sample, parse
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_pipeline
 from mackerel_rules import parse_meta, uncovered, value_names
 
-from pipeline.formats import Encoder
+from pipeline.encode import Encoder
 
 
 def run(tmp_path, **sink):

@@ -9,23 +9,11 @@ import logging
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
-from podman_peer import PodmanPeer, Unavailable
 
 
 @pytest.fixture(scope="module")
-def peer(tmp_path_factory):
-    peer = PodmanPeer(tmp_path_factory.mktemp("podman"))
-    try:
-        peer.start()
-    except Unavailable as e:
-        pytest.skip(f"podman's Docker API cannot run here: {e}")
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture(scope="module")
-def docker_api(peer):
-    return f"unix://{peer.socket}"
+def docker_api(podman):
+    return f"unix://{podman.socket}"
 
 
 def poll(source):
@@ -42,8 +30,8 @@ def test_lists_negotiates_and_fetches_every_container(docker_api):
     assert source.one_shot  # API 1.41: one-shot stats
 
 
-def test_a_bare_socket_path_is_the_unix_endpoint(peer):
-    source = make_plugin("source", "docker", endpoint=str(peer.socket), containers=["peer-idle"])
+def test_a_bare_socket_path_is_the_unix_endpoint(podman):
+    source = make_plugin("source", "docker", endpoint=str(podman.socket), containers=["peer-idle"])
     assert [r["container_name"] for r in poll(source)] == ["peer-idle"]
 
 
@@ -68,15 +56,15 @@ def test_filters_by_name_glob_and_label(docker_api):
     assert [r["container_name"] for r in poll(by_glob)] == ["peer-busy"]
 
 
-def test_removed_mid_poll_and_restart(docker_api, peer, tmp_path):
-    podman = peer.podman
-    assert podman("run", "-d", "--name", "peer-temp", "--network", "none", "localhost/pipeline-busybox",
-                  "sleep", "300").returncode == 0
+def test_removed_mid_poll_and_restart(docker_api, podman, tmp_path):
+    cli = podman.podman
+    assert cli("run", "-d", "--name", "peer-temp", "--network", "none", "localhost/pipeline-busybox",
+               "sleep", "300").returncode == 0
     try:
         source = make_plugin("source", "docker", endpoint=docker_api, containers=["peer-*"])
         prefix = asyncio.run(source._negotiate())
         listed = json.loads(source.client.request_sync("GET", f"{prefix}/containers/json").body)
-        assert podman("rm", "-f", "peer-temp").returncode == 0  # gone between the list and its stats
+        assert cli("rm", "-f", "peer-temp").returncode == 0  # gone between the list and its stats
         async def stats_of_all():
             return await asyncio.gather(*(source._stats(prefix, c) for c in listed))
 
@@ -85,13 +73,13 @@ def test_removed_mid_poll_and_restart(docker_api, peer, tmp_path):
         assert "peer-temp" not in names and {"peer-busy", "peer-idle"} <= names
         assert not source.ctx.failing
     finally:
-        podman("rm", "-f", "peer-temp")
+        cli("rm", "-f", "peer-temp")
     # a restart: same id, counters start again; docker_metrics gives no negative numbers
     conf = ROOT / "conf" / "docker-stats.yaml"
     env = {"DOCKER_ENDPOINT": docker_api, "PIPELINE_STATE_DIR": str(tmp_path / "state"),
            "OUT_DIR": str(tmp_path)}
     assert run_pipeline("run", "--once", str(conf), env=env).returncode == 0
-    assert podman("restart", "peer-idle").returncode == 0
+    assert cli("restart", "peer-idle").returncode == 0
     result = run_pipeline("run", "--once", str(conf), env=env)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]

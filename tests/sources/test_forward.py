@@ -9,7 +9,7 @@ import time
 
 import msgpack
 import pytest
-from forward_peers import Receiver
+from forward_peers import Receiver, talk
 from helpers import event_time, wait_for
 
 from pipeline import forward_protocol as fp
@@ -44,22 +44,6 @@ def test_fluent_logger_async_sender_with_integer_times(receiver):
     s.close()
     assert wait_for(lambda: len(receiver.records()) == 20)
     assert [r["time"] for r in receiver.records()] == [1700000000.0 + i for i in range(20)]
-
-
-def talk(port: int, data: bytes, replies: int = 1, timeout: float = 5, half_close: bool = False) -> list:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        if half_close:  # the sender stops mid-message and says so
-            s.shutdown(socket.SHUT_WR)
-        u = msgpack.Unpacker(raw=False)
-        got: list = []
-        while len(got) < replies:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            u.feed(chunk)
-            got += list(u)
-        return got
 
 
 def test_all_modes_acked(receiver):
