@@ -199,6 +199,26 @@ class Size(Type):
         return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
+class Regex(Type):
+    """A Python regular expression, compiled at `check`: a bad one is a config error."""
+
+    name = "regex"
+
+    def __init__(self, named: bool = False):
+        self.named = named
+
+    def convert(self, value, path, errors, node):
+        if not isinstance(value, str):
+            raise Invalid(f"expected a regular expression, got {_kind(value)}")
+        try:
+            compiled = re.compile(value)
+        except re.error as e:
+            raise Invalid(f"not a valid regular expression: {e}") from None
+        if self.named and not compiled.groupindex:
+            raise Invalid("the pattern has no named group (?P<name>...): it would give empty records")
+        return compiled
+
+
 class Enum(Type):
     def __init__(self, *choices: str):
         self.choices = choices

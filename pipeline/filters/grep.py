@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..event import Batch
-from ..options import ListOf, Option, Struct
-from ..parsers import Regex
+from ..options import ListOf, Option, Regex, Struct
 from ..plugin import Filter
 from ._paths import KeyPath, getter
 

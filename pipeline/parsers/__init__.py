@@ -15,7 +15,6 @@ and counted (`parse_errors`) in every case.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -23,33 +22,25 @@ from .. import plugin
 from ..context import Context
 from ..event import Batch, Event, Record, now_ns
 from ..formats import LineDecoder
-from ..options import Bool, Enum, Errors, Invalid, MapOf, Option, Str, Type, _did_you_mean, _kind, resolve
+from ..options import (
+    Bool,
+    Enum,
+    Errors,
+    Invalid,
+    MapOf,
+    Option,
+    Str,
+    Type,
+    _did_you_mean,
+    _kind,
+    resolve,
+)
 from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
 
 
 class ParseError(ValueError):
     """Why one line or value does not parse (the reason in the error record)."""
-
-
-class Regex(Type):
-    """A Python regular expression, compiled at `check`: a bad one is a config error."""
-
-    name = "regex"
-
-    def __init__(self, named: bool = False):
-        self.named = named
-
-    def convert(self, value, path, errors, node):
-        if not isinstance(value, str):
-            raise Invalid(f"expected a regular expression, got {_kind(value)}")
-        try:
-            compiled = re.compile(value)
-        except re.error as e:
-            raise Invalid(f"not a valid regular expression: {e}") from None
-        if self.named and not compiled.groupindex:
-            raise Invalid("the pattern has no named group (?P<name>...): it would give empty records")
-        return compiled
 
 
 def _number(conv: Callable[[str], Any], what: str) -> Callable[[Any], Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..event import Record
-from ..options import Option
-from . import ParseError, Parser, Regex, time_options
+from ..options import Option, Regex
+from . import ParseError, Parser, time_options
 
 #: what `records_of` gives for each line that does not match: one error, the same for all
 _NO_MATCH = ParseError("does not match the pattern")

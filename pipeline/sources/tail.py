@@ -6,7 +6,6 @@ import asyncio
 import codecs
 import glob
 import os
-import re
 import stat
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import NamedTuple
 from ..ack import InOrder
 from ..event import Batch
 from ..formats import MAX_LINE_BYTES
-from ..options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Size, Str, Struct
+from ..options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Regex, Size, Str, Struct
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
 from ..tail import positions
@@ -29,17 +28,6 @@ POLL_INTERVAL = 0.2
 BLOCKS_PER_TURN = 16
 #: seconds between writes of the positions file while acks move it
 SAVE_INTERVAL = 1.0
-
-
-class Regex(Str):
-    name = "regular expression"
-
-    def convert(self, value, path, errors, node):
-        text = super().convert(value, path, errors, node)
-        try:
-            return re.compile(text)
-        except re.error as e:
-            raise Invalid(f"not a regular expression: {e}") from None
 
 
 class Codec(Str):

@@ -72,7 +72,7 @@ def test_unknown_encoding_and_bad_regex_are_config_errors(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 2
     assert f"{conf}:2: sources.t.encoding: unknown encoding 'klingon'" in err
-    assert f"{conf}:2: sources.t.multiline.start: not a regular expression" in err
+    assert f"{conf}:2: sources.t.multiline.start: not a valid regular expression" in err
 
 
 def test_long_lines_binary_and_nul_bytes_are_survived(tmp_path):
