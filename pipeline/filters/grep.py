@@ -37,7 +37,10 @@ class _Key:
     equal keys of a dict but not the same text."""
 
     def __init__(self, key: str, wanted: list, unwanted: list):
-        self.key, self.get = key, getter(key)
+        self.get = getter(key)
+        # a top-level field (`level` or `$.level`) is read inline, not through its getter
+        name = key[2:] if key.startswith("$.") else key
+        self.field = None if "." in name else name
         self.wanted, self.unwanted = [p.search for p in wanted], [p.search for p in unwanted]
         # a missing key (or null) matches no rule: it stays unless a regexp rule needs it
         self.memo: dict | None = _Memo(self.decide, {(type(None), None): not wanted})
@@ -48,13 +51,13 @@ class _Key:
                 and not any(search(text) is not None for search in self.unwanted))
 
     def keeps(self, batch: Batch) -> Batch:
-        key, memo = self.key, self.memo
+        field, memo = self.field, self.memo
         if memo is None or len(memo) > MEMO_SIZE:
             self.memo = None
             return self.matched(batch)
         try:
-            if "." not in key:  # read inline, not through its getter: no call per event
-                return [e for e in batch if memo[v if type(v := e[2].get(key)) is str else (type(v), v)]]
+            if field is not None:
+                return [e for e in batch if memo[v if type(v := e[2].get(field)) is str else (type(v), v)]]
             get = self.get
             return [e for e in batch if memo[v if type(v := get(e[2])) is str else (type(v), v)]]
         except TypeError:  # an unhashable value (a list, a map): this batch without the memo
@@ -62,10 +65,10 @@ class _Key:
 
     def matched(self, batch: Batch) -> Batch:
         """Without the memo: rule by rule, a comprehension each, the regex's the only call."""
-        key, get = self.key, self.get
+        field, get = self.field, self.get
         for search, wanted in [(s, True) for s in self.wanted] + [(s, False) for s in self.unwanted]:
-            if "." not in key:
-                batch = [e for e in batch if ((v := e[2].get(key)) is not None and search(
+            if field is not None:
+                batch = [e for e in batch if ((v := e[2].get(field)) is not None and search(
                     v if type(v) is str else _text(v)) is not None) is wanted]
             else:
                 batch = [e for e in batch if ((v := get(e[2])) is not None and search(
