@@ -45,6 +45,20 @@ def reads_record(value: Any) -> bool:
     return isinstance(value, str) and "${record." in value
 
 
+def _reads(value: Any) -> str | None:
+    """What a set value depends on: "record", "tag", or nothing (None: a constant)."""
+    if reads_record(value):
+        return "record"
+    return "tag" if isinstance(value, str) and "${tag" in value else None
+
+
+def _field_of(value: str) -> str | None:
+    """The top-level field a value is a copy of (`${record.status}` alone), else None."""
+    m = _PLACEHOLDER.fullmatch(value)
+    field = m and _RECORD.fullmatch(m.group(1))
+    return field.group(1) if field and "." not in field.group(1) else None
+
+
 def compile_value(value: Any, hostname: str = "") -> Callable[[str, dict], Any]:
     """A set value as a function of the event: a constant, one placeholder (its value keeps its
     type: `${record.status}` stays a number), or text with placeholders (missing ones empty)."""
@@ -93,30 +107,47 @@ class RecordFilter(Filter):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         hostname = socket.gethostname()
-        values = conf.set.items()
-        self.setters = [(k, compile_value(v, hostname)) for k, v in values if reads_record(v)]
-        self.by_tag = [(k, compile_value(v, hostname)) for k, v in values if not reads_record(v)]
-        # the values that only a tag decides, made once per tag: a dict update per event
+        values = {k: compile_value(v, hostname) for k, v in conf.set.items()}
+        reads = {k: _reads(v) for k, v in conf.set.items()}
+        # per event only what the record decides: a top-level field copied as it is (read
+        # inline), or any other value (its function); the rest is one dict merged per event
+        fields = {k: _field_of(conf.set[k]) for k in values if reads[k] == "record"}
+        self.copies = [(k, field) for k, field in fields.items() if field is not None]
+        self.computed = [(k, values[k]) for k, field in fields.items() if field is None]
+        self.by_tag = [(k, f) for k, f in values.items() if reads[k] == "tag"]
+        self.constants = {k: f("", {}) for k, f in values.items() if reads[k] is None}
+        # what `remove` takes that `set` does not put back: removed after the merge
+        self.removed = [k for k in conf.remove if k not in conf.set]
+        self.keep = conf.keep
+        # the constants and the values that only a tag decides, merged once per tag
         self.tag_values: dict[str, dict] = {}
 
     def _tag_values(self, tag: str) -> dict:
         if len(self.tag_values) > 10000:  # tags from `*` paths can be many: bounded
             self.tag_values.clear()
-        values = self.tag_values[tag] = {k: value_of(tag, {}) for k, value_of in self.by_tag}
+        values = self.tag_values[tag] = self.constants | {k: value_of(tag, {}) for k, value_of in self.by_tag}
         return values
 
     def process(self, batch: Batch) -> Batch:
-        keep, remove, setters = self.conf.keep, self.conf.remove, self.setters
-        tag_values, made = self.tag_values, self._tag_values
+        tag_values, made, keep = self.tag_values, self._tag_values, self.keep
+        removed, copies, computed = self.removed, self.copies, self.computed
+        # `r | values` copies the record whole (a block copy) and merges the rest in C
+        if not (keep or removed or copies or computed):
+            return [(tag, t, r | (v if (v := tag_values.get(tag)) is not None else made(tag)))
+                    for tag, t, r in batch]
         out: Batch = []
+        append = out.append
         for tag, t, record in batch:
-            new = {k: record[k] for k in keep if k in record} if keep else record.copy()
-            for k in remove:
+            if (values := tag_values.get(tag)) is None:
+                values = made(tag)
+            new = {k: record[k] for k in keep if k in record} | values if keep else record | values
+            for k in removed:
                 new.pop(k, None)
-            new.update(tag_values.get(tag) or made(tag))
-            for k, value_of in setters:
+            for k, field in copies:
+                new[k] = record.get(field)
+            for k, value_of in computed:
                 new[k] = value_of(tag, record)
-            out.append((tag, t, new))
+            append((tag, t, new))
         return out
 
 

@@ -95,3 +95,51 @@ def test_check_refuses_bad_rules_and_placeholders(tmp_path):
                      "c.yaml:5: filters.r.set.b: unknown placeholder ${record.}",
                      "c.yaml:6: filters.p.format.pattern: not a valid regular expression"):
         assert expected in err, err
+
+
+class Counted:
+    """A field value that counts how often its text is taken: the work of deciding on it."""
+
+    def __init__(self):
+        self.texts = 0
+
+    def __str__(self):
+        self.texts += 1
+        return "warn"
+
+
+def test_grep_decides_each_distinct_value_once_and_by_its_text():
+    value = Counted()
+    f = grep(regexp=[{"key": "level", "pattern": "^w"}, {"key": "level", "pattern": "n$"}],
+             exclude=[{"key": "level", "pattern": "x"}])
+    batch = [("t", 0, {"level": value})] * 1000
+    assert len(f.process(batch)) == 1000 and len(f.process(batch)) == 1000
+    assert value.texts == 1  # the three rules on `level`, once for the value, not per event
+    # 1, 1.0 and True are one key of a dict, three texts here; a list is matched as its text
+    one = grep(regexp=[{"key": "n", "pattern": "^1$"}])
+    values = [1, 1.0, True, "1", None, [1], "true"]
+    assert [r["n"] for r in records(one.process([("t", 0, {"n": v}) for v in values]))] == [1, "1"]
+    assert [r["n"] for r in records(grep(regexp=[{"key": "n", "pattern": "^(1.0|true|\\[1\\])$"}]).process(
+        [("t", 0, {"n": v}) for v in values]))] == [1.0, True, [1], "true"]
+
+
+def test_grep_many_distinct_values_still_decided_right(monkeypatch):
+    from pipeline.filters import grep as module
+    monkeypatch.setattr(module, "MEMO_SIZE", 10)
+    f = grep(regexp=[{"key": "id", "pattern": "7"}], exclude=[{"key": "id", "pattern": "^1"}])
+    batch = [("t", 0, {"id": i}) for i in range(200)]
+    expected = [i for i in range(200) if "7" in str(i) and not str(i).startswith("1")]
+    for _ in range(3):  # the memo outgrows its size, then the rules are matched directly
+        assert [r["id"] for r in records(f.process(batch))] == expected
+    assert f.keys[0].memo is None
+
+
+def test_record_remove_keep_and_set_together():
+    f = make_plugin("filter", "record", set={"a": "${record.b}", "b": "new", "t": "${tag}"}, remove=["a", "b", "c"])
+    assert f.process([("x.y", 0, {"a": 1, "b": 2, "c": 3, "d": 4})])[0][2] == {"a": 2, "b": "new", "t": "x.y", "d": 4}
+    kept = make_plugin("filter", "record", keep=["a", "z"], set={"t": "${tag_parts[0]}", "n": 5})
+    assert [r for _, _, r in kept.process([("x.y", 0, {"a": 1, "b": 2}), ("q", 0, {"b": 2})])] == [
+        {"a": 1, "t": "x", "n": 5}, {"t": "q", "n": 5}]
+    nothing = make_plugin("filter", "record", remove=["b"])
+    original = {"a": 1, "b": 2}
+    assert nothing.process([("t", 0, original)])[0][2] == {"a": 1} and original == {"a": 1, "b": 2}
