@@ -156,7 +156,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
     from .api.client import ApiUnreachable, Client
 
     query = [("id", i) for i in args.ids] + [(k, v) for k, v in (("match", args.match),
-                                                                   ("limit", args.limit)) if v is not None]
+                                                                   ("limit", args.limit),
+                                                                   ("rate", args.rate)) if v is not None]
     dropped, end = 0, None
     try:
         response = Client(args.api).open("/api/tap?" + urlencode(query))
@@ -181,7 +182,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
     if end == "stopped":
         print("tap: the pipeline stopped", file=sys.stderr)
     if dropped:
-        print(f"tap: {dropped} events dropped: this reader was slower than the pipeline", file=sys.stderr)
+        print(f"tap: {dropped} events dropped: past --rate a second, or this reader was slower than the "
+              "pipeline", file=sys.stderr)
     return 0
 
 
@@ -236,12 +238,14 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     api = dict(type=_listen, metavar="ADDRESS", help="the pipeline's api (default %(default)s)")
     tap = sub.add_parser("tap", help="print the events that come out of components, as JSON lines",
-                         epilog="A tap never slows the pipeline: events this reader is too slow for "
-                         "are dropped, and the count said at the end.")
+                         epilog="A tap never slows the pipeline: events past --rate, or that this reader is too "
+                         "slow for, are dropped, and the count said at the end.")
     tap.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
     tap.add_argument("ids", nargs="+", metavar="ID", help="source or filter ids")
     tap.add_argument("--match", metavar="PATTERN", help="only events whose tag matches (fluentd patterns)")
     tap.add_argument("--limit", metavar="N", type=int, help="stop after N events")
+    tap.add_argument("--rate", metavar="N", type=int,
+                     help="take at most N events a second (default 1000, as Vector's tap samples); 0: every event")
     tap.set_defaults(func=cmd_tap)
     top = sub.add_parser("top", help="a live view of a running pipeline's components; q quits")
     top.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]

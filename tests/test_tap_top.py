@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 from api_peers import get, running
@@ -54,8 +56,27 @@ def test_a_tap_too_slow_for_the_pipeline_drops_and_says_so_and_the_pipeline_goes
     assert len(out.splitlines()) == 1500
     dropped = int(err.decode().split("tap: ")[1].split()[0])
     assert dropped >= 19000, err  # a burst of 20,000 into a queue of 1,000
-    assert "dropped: this reader was slower than the pipeline" in err.decode()
+    assert "dropped: past --rate a second, or this reader was slower than the pipeline" in err.decode()
     assert status.returncode == 1 and b"'out' is a sink" in status.stderr
+
+
+def test_a_tap_takes_at_most_its_rate_a_second_and_rate_0_has_no_cap(tmp_path):
+    # 5,000 events a poll, 5 polls a second: far more than the taps' rate of 100 a second
+    burst = CONFIG.replace('command: ["echo", \'{"a": 1}\']',
+                           "command: \"yes '{\\\"a\\\": 1}' | head -n 5000\", shell: true, format: json_lines")
+    with running(tmp_path, burst) as (_, port):
+        began = time.monotonic()
+        sampled = _tap(port, "gen", "--rate", "100")
+        uncapped = _tap(port, "gen", "--rate", "0", "--limit", "3000")
+        u_out, _ = uncapped.communicate(timeout=60)
+        time.sleep(2)
+        sampled.send_signal(signal.SIGINT)
+        s_out, s_err = sampled.communicate(timeout=30)
+        elapsed = time.monotonic() - began
+    assert len(u_out.splitlines()) == 3000
+    shown = len(s_out.splitlines())
+    assert 100 <= shown <= 100 * (elapsed + 1), (shown, elapsed)  # one window's worth more at most
+    assert "events dropped: past --rate" in s_err.decode()
 
 
 def test_the_api_sends_a_tap_a_batch_a_line_cut_at_the_limit(tmp_path):

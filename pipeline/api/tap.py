@@ -1,7 +1,10 @@
 """Taps: the events components emit, copied to a `pipeline tap` while it reads.
 
 The runtime hands each tapped batch to offer(), which only appends it to a bounded queue:
-what does not fit is dropped and counted, so a slow reader never slows the pipeline.
+what does not fit is dropped and counted, so a slow reader never slows the pipeline. A tap
+also takes at most `rate` events a second (default 1000; 0: all), as Vector's tap samples:
+copying every event of a busy pipeline to a reader costs the pipeline about what one more
+JSON sink would, which no look inside should.
 Everything here is per batch, not per event: the queue holds batches, and the stream sends
 each as one JSON line `{"component": ID, "events": [[tag, time_ns, record], ...]}` made by
 one orjson call, so the pipeline's cost is a C loop; `pipeline tap`, in its own process,
@@ -12,6 +15,7 @@ line follows, so the reader can say at the end how much it missed.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 
 #: events a tap holds for its reader; past that, new ones are dropped
 QUEUE_EVENTS = 1000
+#: events a tap takes a second unless it asks for another rate
+RATE = 1000
 #: events serialised in one piece: the event loop is not held longer than that takes
 PIECE_EVENTS = 200
 #: how long a tap with less than a piece waits for more: a few small batches go out in one
@@ -38,10 +44,14 @@ IDLE_SECONDS = 1.0
 
 
 class Tap:
-    def __init__(self, match: str | None, limit: int | None, size: int = QUEUE_EVENTS):
+    def __init__(self, match: str | None, limit: int | None, rate: int = RATE, size: int = QUEUE_EVENTS):
         self.accepts = matcher(match)
         self.limit = limit
+        self.rate = rate
         self.size = size
+        #: the end of this second's window, and what it still takes
+        self.window_end = 0.0
+        self.window_left = rate
         self.queue: deque[tuple[str, Batch]] = deque()
         #: events in the queue
         self.queued = 0
@@ -58,6 +68,11 @@ class Tap:
         accepts = self.accepts
         events = batch if accepts is None else [e for e in batch if accepts(e[0])]
         room = self.size - self.queued
+        if self.rate:
+            now = time.monotonic()
+            if now >= self.window_end:
+                self.window_end, self.window_left = now + 1.0, self.rate
+            room = min(room, self.window_left)
         if len(events) > room:
             self.dropped += len(events) - max(room, 0)
         if not events or room <= 0:
@@ -66,6 +81,7 @@ class Tap:
         events = events[:room]
         self.queue.append((producer, events))
         self.queued += len(events)
+        self.window_left -= len(events)
         if self.queued >= PIECE_EVENTS or self.queued == len(events):  # a piece's worth, or the first
             self.wake.set()
 
@@ -108,7 +124,7 @@ class Tap:
         yield orjson.dumps({"dropped": self.dropped, "end": end}, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _problem(runtime: Runtime, ids: list[str], limit: str | None) -> tuple[int, str] | None:
+def _problem(runtime: Runtime, ids: list[str], limit: str | None, rate: str | None) -> tuple[int, str] | None:
     comps = runtime.graph.components
     tappable = [c.id for c in comps.values() if c.kind != "sink"]
     if not ids:
@@ -121,16 +137,19 @@ def _problem(runtime: Runtime, ids: list[str], limit: str | None) -> tuple[int, 
             return 400, f"{cid!r} is a sink: it emits nothing; tap its inputs ({', '.join(comp.inputs)})"
     if limit is not None and not (limit.isdigit() and int(limit) > 0):
         return 400, f"limit must be a positive number, got {limit!r}"
+    if rate is not None and not rate.isdigit():
+        return 400, f"rate must be a number of events a second (0: all), got {rate!r}"
     return None
 
 
 def tap_response(runtime: Runtime, req: Request) -> Response:
     ids = req.query.get("id", [])
     limit = req.arg("limit")
-    problem = _problem(runtime, ids, limit)
+    rate = req.arg("rate")
+    problem = _problem(runtime, ids, limit, rate)
     if problem is not None:
         return json_response({"error": problem[1]}, problem[0])
-    tap = Tap(req.arg("match"), int(limit) if limit else None)
+    tap = Tap(req.arg("match"), int(limit) if limit else None, RATE if rate is None else int(rate))
 
     async def stream() -> AsyncGenerator[bytes, None]:
         for cid in ids:
