@@ -210,3 +210,37 @@ def test_log_format_json_gives_one_object_a_line(tmp_path):
         assert bad and bad[0]["kind"] == "source" and bad[0]["level"] == "warning", lines
         assert "not json" in bad[0]["message"] and bad[0]["time"].endswith("Z")
         time.strptime(bad[0]["time"][:19], "%Y-%m-%dT%H:%M:%S")
+
+
+def _tail_gauges(port: int) -> dict[str, float]:
+    _, body = get(port, "/metrics")
+    return {line.split("{")[0]: float(line.split()[-1]) for line in body.decode().splitlines()
+            if line.startswith(("pipeline_tail_files{", "pipeline_tail_behind_bytes{"))}
+
+
+def test_metrics_show_the_files_a_tail_follows_and_the_bytes_behind_their_ends(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    line = "x" * 99 + "\n"
+    for name in ("a.log", "b.log"):
+        (logs / name).write_text(line * 2000)
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file: the sink cannot make a directory under it")
+    config = f"""
+api: {{address: "{{api}}"}}
+state_dir: {tmp_path / "state"}
+sources:
+  t: {{type: tail, path: "{logs}/*.log", read_from_head: true}}
+sinks:
+  stuck: {{type: file, inputs: [t], path: "{blocker}/out.jsonl", buffer: {{max_bytes: 64KiB}}}}
+"""
+    with running(tmp_path, config) as (_, port):
+        # the sink cannot write, its buffer fills, the tail stops reading: most bytes stay behind
+        assert wait_for(lambda: _tail_gauges(port).get("pipeline_tail_files", 0) >= 1)
+        time.sleep(1.5)
+        gauges = _tail_gauges(port)
+        assert 1 <= gauges["pipeline_tail_files"] <= 2, gauges
+        assert 20_000 < gauges["pipeline_tail_behind_bytes"] <= 2 * 2000 * 100, gauges
+        _, body = get(port, "/metrics")
+        checked = promtool("check", "metrics", input=body)
+        assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr

@@ -40,7 +40,11 @@ COUNTERS = (
      ("forward",)),
 )
 #: gauge a component sets -> (family, help)
-GAUGES = {"connections": ("pipeline_forward_open_connections", "connections open now")}
+GAUGES = {
+    "connections": ("pipeline_forward_open_connections", "connections open now"),
+    "files": ("pipeline_tail_files", "files a tail source follows now"),
+    "bytes_behind": ("pipeline_tail_behind_bytes", "bytes between what a tail source has read and the end of its files"),
+}
 #: timing the runtime observes -> (family, help, kinds)
 TIMINGS = (
     ("write_duration_seconds", "pipeline_sink_write_duration_seconds",

@@ -23,6 +23,8 @@ from ..tail.multiline import Multiline
 from ..tail.positions import Fingerprint, digest
 
 #: seconds between looks at files that were at their end (new lines show up this late)
+#: how often the files and bytes behind shown by the api are counted again
+GAUGE_INTERVAL = 1.0
 POLL_INTERVAL = 0.2
 #: blocks read from one file before the next file has its turn
 BLOCKS_PER_TURN = 16
@@ -328,6 +330,13 @@ class TailSource(StreamSource):
         self._first_start = saved is None
         self._scan(saved, initial=True)
         self._save()  # from here on, a restart is no longer the first start
+        gauges = asyncio.create_task(self._gauge_loop())
+        try:
+            await self._follow_all()
+        finally:
+            gauges.cancel()
+
+    async def _follow_all(self) -> None:
         refresh, rotate_wait = self.conf.refresh_interval, self.conf.rotate_wait
         next_scan = time.monotonic() + refresh
         while True:
@@ -356,6 +365,26 @@ class TailSource(StreamSource):
                 next_scan = now + refresh
             if not progressed:
                 await asyncio.sleep(POLL_INTERVAL)
+
+    async def _gauge_loop(self) -> None:
+        """What the api shows of the files, counted apart from the reading, which a full buffer
+        holds: how many are followed, and how far behind their ends the reading is."""
+        while True:
+            self._gauges()
+            await asyncio.sleep(GAUGE_INTERVAL)
+
+    def _gauges(self) -> None:
+        behind = files = 0
+        for f in self.followers:
+            if f.fd is None:
+                continue
+            files += 1
+            try:
+                behind += max(0, os.fstat(f.fd).st_size - f.offset)
+            except OSError:
+                pass
+        self.ctx.gauges["files"] = files
+        self.ctx.gauges["bytes_behind"] = behind
 
     async def stop(self) -> None:
         self.final = True
