@@ -4,8 +4,10 @@ bare loop doing the same work in the same process (the same compiled regex and t
 same time cache, orjson.dumps, write); then what the `grep` and `record` filters cost per event.
 
     python bench/bench_parsers.py [--lines N] [--rounds R] [--filters-only]
+    FLUENT_BIT=/path/to/fluent-bit python bench/bench_parsers.py
 
-The filters are measured first (see filter_costs).
+The filters are measured first (see filter_costs). With FLUENT_BIT set, Fluent Bit's own
+`tail -> parser nginx -> file` runs on the same file too (see fluent_bit).
 
 Targets: >= 100,000 lines/s and >= 0.8 of the bare loop; grep and record <= 1 us per event.
 The input is never held in memory (by either side): the peak RSS is the pipeline's own.
@@ -20,6 +22,7 @@ import random
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,6 +79,68 @@ def bare_loop(log: str, out_path: str) -> float:
             record["time"] = parse_time(record.pop("time"))
             out.write(dumps(record, option=nl))
     return time.perf_counter() - started
+
+
+# Fluent Bit's stock nginx parser (conf/parsers.conf), plus the two integer types the pipeline's
+# nginx format gives status and size, so that both sides do the same work; its file output's
+# plain format writes the record without the parsed time (the pipeline's file sink writes it)
+FLUENT_BIT_PARSERS = r"""[PARSER]
+    Name        nginx
+    Format      regex
+    Regex       ^(?<remote>[^ ]*) (?<host>[^ ]*) (?<user>[^ ]*) \[(?<time>[^\]]*)\] "(?<method>\S+)(?: +(?<path>[^\"]*?)(?: +\S*)?)?" (?<code>[^ ]*) (?<size>[^ ]*)(?: "(?<referer>[^\"]*)" "(?<agent>[^\"]*)")
+    Time_Key    time
+    Time_Format %d/%b/%Y:%H:%M:%S %z
+    Types       code:integer size:integer
+"""
+
+
+def fluent_bit(binary: str, log: str, tmp: str, n: int) -> tuple[float, float, float]:
+    """Fluent Bit's `tail (read_from_head) -> parser nginx -> file` on the same file: the wall
+    time from its start until its output holds n records, the CPU seconds it used by then (all
+    its threads) and its peak RSS (VmHWM) in MiB.
+    Its tail's exit_on_eof would time its shutdown (a grace period) as well, so the output is
+    watched instead and Fluent Bit stopped after; a short flush interval keeps its default 1 s
+    batching out of the figure."""
+    out = os.path.join(tmp, "fluent-bit.out")
+    conf = os.path.join(tmp, "fluent-bit.conf")
+    with open(os.path.join(tmp, "parsers.conf"), "w") as f:
+        f.write(FLUENT_BIT_PARSERS)
+    with open(conf, "w") as f:
+        f.write(f"[SERVICE]\n    Flush 0.05\n    Log_Level error\n    Parsers_File {tmp}/parsers.conf\n"
+                f"[INPUT]\n    Name tail\n    Path {log}\n    Read_From_Head On\n    Parser nginx\n"
+                f"[OUTPUT]\n    Name file\n    Match *\n    Path {tmp}\n    File fluent-bit.out\n    Format plain\n")
+    if os.path.exists(out):
+        os.remove(out)
+    started = time.perf_counter()
+    with open(os.path.join(tmp, "fluent-bit.log"), "wb") as log_file:  # its "caught signal" notice
+        proc = subprocess.Popen([binary, "-q", "-c", conf], stdout=subprocess.DEVNULL, stderr=log_file)
+    seen, output = 0, None
+    try:
+        while seen < n:
+            if proc.poll() is not None:
+                with open(os.path.join(tmp, "fluent-bit.log"), errors="replace") as f:
+                    raise SystemExit(f"fluent-bit exited with status {proc.returncode} after {seen} of {n}"
+                                     f" records:\n{f.read()[-2000:]}")
+            if time.perf_counter() - started > 600:
+                raise SystemExit(f"fluent-bit wrote {seen} of {n} records in 600 s")
+            time.sleep(0.01)
+            if output is None and os.path.exists(out):
+                output = open(out, "rb")  # noqa: SIM115 - closed below
+            if output is not None:  # only the bytes since the last look: cheap to poll
+                seen += output.read().count(b"\n")
+        elapsed = time.perf_counter() - started
+        with open(f"/proc/{proc.pid}/stat") as stat:  # utime and stime, after the ")" of comm
+            cpu_s = sum(map(int, stat.read().rsplit(")", 1)[1].split()[11:13])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{proc.pid}/status") as status:
+            hwm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if output is not None:
+            output.close()
+    if seen != n:
+        raise SystemExit(f"fluent-bit wrote {seen} records of {n}")
+    return elapsed, cpu_s, hwm_kib / 1024
 
 
 def per_event_us(process: Callable[[list], list], batch: list, rounds: int, repeat: int = 20) -> float:
@@ -136,6 +201,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="measure each side this many times, keep the best")
     ap.add_argument("--filters-only", action="store_true", help="measure only grep and record")
     args = ap.parse_args()
+    fb_binary = os.environ.get("FLUENT_BIT")
     filter_costs(max(args.rounds, 5))
     if args.filters_only:
         return
@@ -155,7 +221,14 @@ def main() -> None:
                     os.remove(old)
             return run_graph(doc)
 
-        pipeline_s, bare_s = best_of(args.rounds, pipeline, lambda: bare_loop(log, os.path.join(tmp, "bare")))
+        runs = [pipeline, lambda: bare_loop(log, os.path.join(tmp, "bare"))]
+        fb_runs: list[tuple[float, float, float]] = []
+        if fb_binary:
+            def fb() -> float:
+                fb_runs.append(fluent_bit(fb_binary, log, tmp, args.lines))
+                return fb_runs[-1][0]
+            runs.append(fb)
+        pipeline_s, bare_s = best_of(args.rounds, *runs)[:2]
         with open(out, "rb") as f:
             written = sum(1 for _ in f)
     assert written == args.lines, f"the pipeline wrote {written} records of {args.lines}"
@@ -165,6 +238,14 @@ def main() -> None:
     print(f"  bare loop  {b:>12,.0f} lines/s  ({bare_s:.3f} s)")
     print(f"  ratio      {p / b:.0%} of the bare loop")
     print(f"  peak RSS   {peak_rss_mib():.0f} MiB (whole bench process; {before:.0f} MiB before the runs)")
+    if fb_binary:
+        version = subprocess.run([fb_binary, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        fb_best = min(fb_runs)
+        f = args.lines / fb_best[0]
+        print(f"  fluent-bit {f:>12,.0f} lines/s  ({fb_best[0]:.3f} s, {fb_best[1]:.2f} s CPU; {version},"
+              " start to last record out)")
+        print(f"  fluent-bit peak RSS {max(r[2] for r in fb_runs):.0f} MiB (VmHWM); the pipeline is"
+              f" {p / f:.0%} of its rate")
 
 
 if __name__ == "__main__":
