@@ -61,6 +61,8 @@ class URL(Type):
 
 
 LOOPBACK = "127.0.0.1"
+#: where the api listens unless told otherwise (fluentd's monitor_agent port)
+API_ADDRESS = "127.0.0.1:24220"
 
 
 def parse_listen(value: str | int) -> tuple[str, int]:

@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import __version__
+from .addresses import API_ADDRESS
 
 EXIT_CONFIG = 2
 
@@ -240,7 +241,7 @@ def parser() -> argparse.ArgumentParser:
     tap = sub.add_parser("tap", help="print the events that come out of components, as JSON lines",
                          epilog="A tap never slows the pipeline: events past --rate, or that this reader is too "
                          "slow for, are dropped, and the count said at the end.")
-    tap.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
+    tap.add_argument("--api", default=API_ADDRESS, **api)  # type: ignore[arg-type]
     tap.add_argument("ids", nargs="+", metavar="ID", help="source or filter ids")
     tap.add_argument("--match", metavar="PATTERN", help="only events whose tag matches (fluentd patterns)")
     tap.add_argument("--limit", metavar="N", type=int, help="stop after N events")
@@ -248,7 +249,7 @@ def parser() -> argparse.ArgumentParser:
                      help="take at most N events a second (default 1000, as Vector's tap samples); 0: every event")
     tap.set_defaults(func=cmd_tap)
     top = sub.add_parser("top", help="a live view of a running pipeline's components; q quits")
-    top.add_argument("--api", default="127.0.0.1:24220", **api)  # type: ignore[arg-type]
+    top.add_argument("--api", default=API_ADDRESS, **api)  # type: ignore[arg-type]
     top.set_defaults(func=cmd_top)
     from .api.panels import UNITS
 

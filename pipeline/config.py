@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from .addresses import Listen
+from .addresses import API_ADDRESS, Listen
 from .api.panels import DASHBOARD_OPTIONS, check_panels, warn_unknown_fields
 from .fields import Fields, walk
 from .options import (
@@ -44,7 +44,7 @@ TOP_OPTIONS = (
     Option("log_level", Enum("debug", "info", "warning", "error"), "info", "log level (logs go to stderr)"),
     Option("log_format", Enum("text", "json"), "text", "the pipeline's own log lines: text, or one JSON object a line"),
     Option("api", Struct(
-        Option("address", Listen(), "127.0.0.1:24220",
+        Option("address", Listen(), API_ADDRESS,
                "host:port to serve /healthz, /metrics, /api/components and taps on; a bare :port is loopback"),
         Option("unhealthy_after", Duration(min=0), 60.0,
                "a sink retrying this long makes /healthz answer 503"),

@@ -69,10 +69,6 @@ def pairs(items: list[tuple[Any, Any]]) -> dict[str, Any]:
     return d
 
 
-def time_ok(time_ns: int) -> bool:
-    return 0 <= time_ns < TIME_LIMIT_NS
-
-
 def clean(value: Any, depth: int = 1) -> Any:
     """`value` made to the rule, its maps and lists rebuilt (only where writable() failed);
     Refused if it cannot be."""

@@ -340,11 +340,6 @@ def inflate(blob: bytes, max_bytes: int) -> Iterator[bytes]:
     yield b"".join(parts)
 
 
-def gunzip(blob: bytes, max_bytes: int) -> bytes:
-    """inflate() at once."""
-    return b"".join(inflate(blob, max_bytes))
-
-
 def to_ns(t: Any, now: int) -> int | None:
     """An entry's time in ns: EventTime as it is, integer or float seconds scaled; 0 or nil
     mean "now" (as in fluentd); anything else is not a time, nor is one outside what an

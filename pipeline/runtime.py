@@ -40,7 +40,6 @@ class Node:
     def __init__(self, comp: Component, plugin: Filter | Sink):
         self.id = comp.id
         self.plugin = plugin
-        self.is_filter = isinstance(plugin, Filter)
         self.accepts: Callable[[str], bool] | None = matcher(getattr(comp.conf, "match", None))
         self.runner: SinkRunner | None = None
 

@@ -140,3 +140,10 @@ def promtool(*args: str, input: bytes | None = None) -> subprocess.CompletedProc
     if exe is None:
         pytest.skip("promtool is not installed (apt-get install prometheus)")
     return subprocess.run([exe, *args], input=input, capture_output=True, timeout=30)
+
+
+def gunzip(blob: bytes, max_bytes: int) -> bytes:
+    """A compressed forward blob inflated at once (the source inflates it in steps)."""
+    from pipeline.forward_protocol import inflate
+
+    return b"".join(inflate(blob, max_bytes))

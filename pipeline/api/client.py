@@ -9,8 +9,6 @@ import orjson
 
 from ..addresses import parse_listen
 
-DEFAULT_ADDRESS = "127.0.0.1:24220"
-
 
 class ApiUnreachable(Exception):
     pass
