@@ -20,7 +20,7 @@ from .ack import Ack
 from .buffer import Buffer, Chunk
 from .context import quoted
 from .event import Batch, Item, Packed, count_events
-from .plugin import DataError, OutputClosed, Sink
+from .plugin import DataError, OutputClosed, RetryLater, Sink
 
 log = logging.getLogger("pipeline.runtime")  # part of the runtime, in its log lines too
 
@@ -177,7 +177,8 @@ class SinkRunner:
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
                     return f"{reason}; gave up after {timeout:g}s"
-                await asyncio.sleep(self._backoff(attempt))
+                wait = e.after if isinstance(e, RetryLater) and e.after is not None else self._backoff(attempt)
+                await asyncio.sleep(min(wait, self.conf.retry_max_interval))
                 continue
             self.ctx.observe("write_duration_seconds", time.perf_counter() - begun)
             self.failed_reason = None

@@ -9,7 +9,7 @@ from ..event import Batch, get_path
 from ..fields import fields_of
 from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..plugin import Filter
-from ..rates import RateTracker, parse_rfc3339_ns
+from ..rates import RateTracker, time_ns
 
 #: records after which a configured field never seen is reported (once)
 UNSEEN_AFTER = 100
@@ -100,12 +100,7 @@ class RateFilter(Filter):
         field = self.conf.time_field
         if field is None:
             return event_time
-        value = get_path(record, field)
-        if isinstance(value, str):
-            return parse_rfc3339_ns(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return int(value * 1e9)
-        return None
+        return time_ns(get_path(record, field))
 
     def _seen(self, keys: list[str]) -> None:
         unseen = self._unseen

@@ -1,0 +1,135 @@
+"""Real remote-write receivers started on 127.0.0.1 for the prometheus_remote_write tests:
+Prometheus (Debian's 2.42, `--web.enable-remote-write-receiver`) and VictoriaMetrics
+(Debian's `victoria-metrics`), each with a storage directory of its own; and the read back
+through their query APIs as (labels, ms, value) samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import free_port, port_open, wait_for
+
+Sample = tuple[tuple[tuple[str, str], ...], int, float]
+
+
+def _exe(name: str, package: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed: .ci/run installs .ci/apt-packages")
+        pytest.skip(f"{name} is not installed (apt-get install {package})")
+    return exe
+
+
+def _get(url: str, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None) -> bytes:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=30, context=context) as answer:
+        return answer.read()
+
+
+class Receiver:
+    """One server process; `write_url` is what the sink posts to."""
+
+    name = ""
+    write_path = ""
+
+    def __init__(self, tmp: Path, port: int | None = None):
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        #: what the test's own queries need (VictoriaMetrics' -tls and -httpAuth)
+        self.headers: dict[str, str] = {}
+        self.context: ssl.SSLContext | None = None
+        self.write_url = self.base + self.write_path
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        log = open(self.tmp / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.tmp)
+        if not wait_for(lambda: port_open(self.port) and self.ready(), timeout=60):
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start: {(self.tmp / f'{self.name}.log').read_text()[-2000:]}")
+
+    def ready(self) -> bool:
+        return True
+
+    def get(self, path: str) -> bytes:
+        return _get(self.base + path, self.headers, self.context)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def samples(self, match: str) -> list[Sample]:
+        """Every stored sample of the series matching `match` (a series selector)."""
+        raise NotImplementedError
+
+
+def _key(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(metric.items()))
+
+
+class Prometheus(Receiver):
+    name = "prometheus"
+    write_path = "/api/v1/write"
+
+    def command(self) -> list[str]:
+        (self.tmp / "prometheus.yml").write_text("global: {evaluation_interval: 1m}\n")
+        return [_exe("prometheus", "prometheus"), f"--config.file={self.tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-remote-write-receiver"]
+
+    def ready(self) -> bool:
+        return self.get("/-/ready").startswith(b"Prometheus Server is Ready")
+
+    def samples(self, match: str) -> list[Sample]:
+        # a range selector in an instant query answers the raw samples, times in seconds
+        # with ms digits and values as Go's shortest exact text
+        query = urllib.parse.urlencode({"query": f"{match}[1y]", "time": f"{time.time() + 3600:.3f}"})
+        doc = json.loads(self.get(f"/api/v1/query?{query}"))
+        return sorted((_key(r["metric"]), round(float(t) * 1000), float(v))
+                      for r in doc["data"]["result"] for t, v in r["values"])
+
+
+class VictoriaMetrics(Receiver):
+    name = "victoria-metrics"
+    write_path = "/api/v1/write"
+
+    def __init__(self, tmp: Path, *args: str, port: int | None = None):
+        super().__init__(tmp, port)
+        self.args = args
+
+    def command(self) -> list[str]:
+        # -retentionPeriod: recorded samples keep their time, however old the recording
+        return [_exe("victoria-metrics", "victoria-metrics"), f"-storageDataPath={self.tmp / 'vm-data'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=100y", *self.args]
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/health").strip() == b"OK"
+        except urllib.error.URLError:
+            return False
+
+    def samples(self, match: str) -> list[Sample]:
+        self.get("/internal/force_flush")  # what came in the last second is searchable too
+        query = urllib.parse.urlencode({"match[]": match, "start": "0", "end": f"{time.time() + 86400:.0f}"})
+        out = []
+        for line in self.get(f"/api/v1/export?{query}").splitlines():
+            doc = json.loads(line)
+            key = _key(doc["metric"])
+            out += [(key, t, float(v)) for t, v in zip(doc["timestamps"], doc["values"])]
+        return sorted(out)
