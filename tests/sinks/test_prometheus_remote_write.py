@@ -8,10 +8,11 @@ import json
 import math
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from helpers import start_pipeline, wait_for
+from helpers import run_pipeline, start_pipeline, wait_for
 from remote_write_peers import Prometheus, Sample, VictoriaMetrics
 from uwsgi_peer import Uwsgi
 
@@ -106,3 +107,59 @@ sinks:
     assert prometheus.samples('{job="uwsgi"}') == want
     assert wait_for(lambda: same_as_victoria_keeps(victoria.samples('{job="uwsgi"}'), want), timeout=20), (
         victoria.samples('{job="uwsgi"}')[:5], want[:5])
+
+
+def test_docker_cpu_percent_reads_back_equal_what_the_file_sink_wrote(prometheus, victoria, podman, tmp_path):
+    out = tmp_path / "docker.jsonl"
+    series = {"prefix": "container_", "labels": ["container_name"], "fields": ["cpu_percent", "memory_usage"],
+              "static_labels": {"job": "docker"}}
+    config = tmp_path / "docker.yaml"
+    config.write_text(f"""
+sources:
+  docker: {{type: docker, endpoint: "unix://{podman.socket}", interval: 0.5s}}
+filters:
+  stats: {{type: docker_metrics, inputs: [docker]}}
+sinks:
+  file: {{type: file, inputs: [stats], path: "{out}", time_key: _time, time_format: iso8601}}
+""" + remote_write("prom", prometheus.write_url, "stats", **series)
+                      + remote_write("vm", victoria.write_url, "stats", **series))
+    proc = start_pipeline("run", str(config))
+    try:
+        # peer-busy spins: its CPU% is far from 0, and podman gives one sample a poll
+        assert wait_for(lambda: sum('"cpu_percent"' in line for line in out.read_text().splitlines()) >= 6,
+                        timeout=60)
+    finally:
+        status, err = stop(proc)
+    assert status == 0, err
+
+    want = written(out, "container_", ["container_name"], lambda r: [f for f in series["fields"] if f in r], "docker")
+    assert {dict(k)["container_name"] for k, _, _ in want} >= {"peer-busy", "peer-idle"}
+    assert max(v for k, _, v in want if dict(k) == {"__name__": "container_cpu_percent", "job": "docker",
+                                                    "container_name": "peer-busy"}) > 10
+    assert prometheus.samples('{job="docker"}') == want
+    assert wait_for(lambda: same_as_victoria_keeps(victoria.samples('{job="docker"}'), want), timeout=20)
+
+
+def test_samples_a_server_refuses_go_to_errors_with_its_answer_and_the_rest_is_written(prometheus, tmp_path):
+    """Prometheus refuses a sample older than its head takes (out of bounds) with 400 and keeps
+    nothing of that request: the batch is split until that record is found."""
+    now = time.time()
+    errors = tmp_path / "errors.jsonl"
+    config = tmp_path / "refused.yaml"
+    config.write_text("sources:\n  in: {type: stdin}\nsinks:\n"
+                      + remote_write("prom", prometheus.write_url, "in", fields=["v"], labels=["n"],
+                                     time_field="t", static_labels={"job": "refused"})
+                      + f"  errors: {{type: file, inputs: [_errors], path: '{errors}'}}\n")
+    lines = [{"n": 1, "t": now - 2, "v": 1.5}, {"n": 2, "t": now - 1, "v": 2.5},
+             {"n": 3, "t": now - 3 * 3600, "v": 3.5}, {"n": 4, "t": now, "v": 4.5}]
+    first = run_pipeline("run", "--once", str(config), input=json.dumps(lines[0]).encode() + b"\n")
+    assert first.returncode == 0, first.stderr.decode()
+    result = run_pipeline("run", "--once", str(config),
+                          input=b"".join(json.dumps(line).encode() + b"\n" for line in lines[1:]))
+    assert result.returncode == 0, result.stderr.decode()
+
+    [error] = [json.loads(line) for line in errors.read_text().splitlines()]
+    assert error["sample"].startswith("{'n': 3, ") and error["component"] == "prom" and error["kind"] == "poison_record"
+    assert f"{prometheus.write_url} answered HTTP 400: 'out of bounds" in error["error"], error
+    assert [(dict(k)["n"], ms, v) for k, ms, v in prometheus.samples('{job="refused"}')] == [
+        (str(line["n"]), int(line["t"] * 1000), line["v"]) for line in lines if line["n"] != 3]
