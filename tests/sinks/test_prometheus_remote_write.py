@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import math
 import signal
+import subprocess
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import run_pipeline, start_pipeline, wait_for
-from remote_write_peers import Prometheus, Sample, VictoriaMetrics
+from helpers import free_port, run_pipeline, start_pipeline, wait_for
+from remote_write_peers import Gateway, Prometheus, Sample, VictoriaMetrics
 from uwsgi_peer import Uwsgi
 
 from pipeline.rates import parse_rfc3339_ns
@@ -163,3 +165,82 @@ def test_samples_a_server_refuses_go_to_errors_with_its_answer_and_the_rest_is_w
     assert f"{prometheus.write_url} answered HTTP 400: 'out of bounds" in error["error"], error
     assert [(dict(k)["n"], ms, v) for k, ms, v in prometheus.samples('{job="refused"}')] == [
         (str(line["n"]), int(line["t"] * 1000), line["v"]) for line in lines if line["n"] != 3]
+
+
+def numbered(first: int, last: int) -> bytes:
+    return b"".join(b'{"seq": %d, "v": %d.25}\n' % (i, i) for i in range(first, last))
+
+
+def retries(api: int) -> float:
+    page = urllib.request.urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("pipeline_sink_retries_total{") and 'component_id="rw"' in line)
+
+
+def start_numbered(tmp_path: Path, url: str, api: int, job: str, **options):
+    """stdin (the test's numbered lines) -> file and remote write, as one run of the pipeline."""
+    config = tmp_path / "numbered.yaml"
+    config.write_text(f"shutdown_timeout: 60s\nsources:\n  in: {{type: stdin}}\nsinks:\n"
+                      f"  file: {{type: file, inputs: [in], path: '{tmp_path / 'sent.jsonl'}', time_key: _time,"
+                      " time_format: iso8601}\n"
+                      + remote_write("rw", url, "in", fields=["v"], labels=["seq"],
+                                     static_labels={"job": job}, **options))
+    return start_pipeline("run", "--api", f"127.0.0.1:{api}", str(config),
+                          stdin=subprocess.PIPE)
+
+
+def sent(proc, lines: bytes) -> None:
+    proc.stdin.write(lines)
+    proc.stdin.flush()
+
+
+def test_a_server_down_or_restarting_is_retried_and_nothing_is_lost(tmp_path):
+    server = VictoriaMetrics(tmp_path, port=free_port())  # not started: the pipeline finds it down
+    api = free_port()
+    proc = start_numbered(tmp_path, server.write_url, api, "numbered")
+    out = tmp_path / "sent.jsonl"
+    try:
+        sent(proc, numbered(0, 50))
+        assert wait_for(lambda: out.read_text().count("\n") == 50 and retries(api) >= 2, timeout=30)
+        server.start()
+        sent(proc, numbered(50, 100))
+        assert wait_for(lambda: len(server.samples('{job="numbered"}')) == 100, timeout=60)
+        server.stop()
+        before = retries(api)
+        sent(proc, numbered(100, 150))
+        assert wait_for(lambda: retries(api) >= before + 2, timeout=30)
+        server.start()
+        proc.stdin.close()
+        assert proc.wait(90) == 0, proc.stderr.read().decode()
+        want = written(out, "", ["seq"], lambda r: ["v"], "numbered")
+        assert len(want) == 150
+        assert wait_for(lambda: server.samples('{job="numbered"}') == want, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+
+
+def test_retry_after_sets_the_wait_and_nothing_is_lost(victoria, tmp_path):
+    gateway = Gateway(tmp_path, victoria.base)
+    gateway.maintenance.touch()
+    api = free_port()
+    proc = start_numbered(tmp_path, gateway.write_url, api, "maintenance")
+    try:
+        sent(proc, numbered(0, 20))
+        assert wait_for(lambda: len(gateway.answers()) >= 3, timeout=30)
+        refused = [t for t, status in gateway.answers() if status == 503]
+        # the backoff alone would have tried again within 0.25-0.5 s, then 0.5-1 s
+        assert all(b - a >= Gateway.RETRY_AFTER - 0.05 for a, b in zip(refused, refused[1:])), refused
+        gateway.maintenance.unlink()
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        err = proc.stderr.read().decode()
+        assert "answered HTTP 503: 'down for maintenance'" in err, err
+        want = written(tmp_path / "sent.jsonl", "", ["seq"], lambda r: ["v"], "maintenance")
+        assert len(want) == 20
+        assert wait_for(lambda: victoria.samples('{job="maintenance"}') == want, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        gateway.stop()
