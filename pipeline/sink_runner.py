@@ -161,9 +161,10 @@ class SinkRunner:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
             except (asyncio.CancelledError, OutputClosed):
                 raise
-            except DATA_FAILURES as e:
-                return await self._isolate(batch, e, started)
             except Exception as e:  # a destination failure, or a bug: retried, never fatal
+                # ssl's certificate failure is a ValueError too: the destination's all the same
+                if isinstance(e, DATA_FAILURES) and not isinstance(e, DESTINATION_FAILURES):
+                    return await self._isolate(batch, e, started)
                 attempt += 1
                 self.ctx.count("retries")
                 if self.failing_since is None:

@@ -110,9 +110,12 @@ class VictoriaMetrics(Receiver):
     name = "victoria-metrics"
     write_path = "/api/v1/write"
 
-    def __init__(self, tmp: Path, *args: str, port: int | None = None):
+    def __init__(self, tmp: Path, *args: str, port: int | None = None, tls: bool = False):
         super().__init__(tmp, port)
         self.args = args
+        if tls:  # with -tls, its own queries too
+            self.base = self.base.replace("http:", "https:", 1)
+            self.write_url = self.base + self.write_path
 
     def command(self) -> list[str]:
         # -retentionPeriod: recorded samples keep their time, however old the recording
@@ -134,6 +137,31 @@ class VictoriaMetrics(Receiver):
             key = _key(doc["metric"])
             out += [(key, t, float(v)) for t, v in zip(doc["timestamps"], doc["values"])]
         return sorted(out)
+
+
+class VMAuth(Receiver):
+    """vmauth in front of a receiver, taking only requests with `Authorization: Bearer TOKEN`."""
+
+    name = "vmauth"
+    write_path = "/api/v1/write"
+
+    def __init__(self, tmp: Path, upstream: str, token: str):
+        super().__init__(tmp)
+        (tmp / "auth.yml").write_text(f'users:\n  - bearer_token: "{token}"\n    url_prefix: "{upstream}"\n')
+
+    def command(self) -> list[str]:
+        return [_exe("vmauth", "victoria-metrics"), f"-auth.config={self.tmp / 'auth.yml'}",
+                f"-httpListenAddr=127.0.0.1:{self.port}"]
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    made = subprocess.run([_exe("openssl", "openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                           "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                           "-keyout", str(key), "-out", str(cert)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    return cert, key
 
 
 class Gateway:

@@ -4,9 +4,11 @@ the file sink wrote in the same run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, run_pipeline, start_pipeline, wait_for
-from remote_write_peers import Gateway, Prometheus, Sample, VictoriaMetrics
+from remote_write_peers import Gateway, Prometheus, Sample, VictoriaMetrics, VMAuth, self_signed
 from uwsgi_peer import Uwsgi
 
 from pipeline.rates import parse_rfc3339_ns
@@ -244,3 +246,62 @@ def test_retry_after_sets_the_wait_and_nothing_is_lost(victoria, tmp_path):
         if proc.poll() is None:
             proc.kill()
         gateway.stop()
+
+
+def run_numbered(tmp_path: Path, url: str, job: str, lines: bytes, **options) -> subprocess.CompletedProcess:
+    """stdin -> remote write once, `_errors` into a file; the run gives up after 3 s."""
+    config = tmp_path / f"{job}.yaml"
+    config.write_text(f"shutdown_timeout: 3s\nsources:\n  in: {{type: stdin}}\nsinks:\n"
+                      f"  errors: {{type: file, inputs: [_errors], path: '{tmp_path / 'errors.jsonl'}'}}\n"
+                      + remote_write("rw", url, "in", fields=["v"], labels=["seq"], static_labels={"job": job},
+                                     **options))
+    return run_pipeline("run", "--once", str(config), input=lines)
+
+
+def read_back(server, job: str) -> list[tuple[str, float]]:
+    return [(dict(k)["seq"], v) for k, _, v in server.samples(f'{{job="{job}"}}')]
+
+
+def test_https_with_basic_auth_and_a_wrong_password_is_retried_not_refused(tmp_path):
+    cert, key = self_signed(tmp_path)
+    server = VictoriaMetrics(tmp_path, "-tls", f"-tlsCertFile={cert}", f"-tlsKeyFile={key}",
+                             "-httpAuth.username=pipeline", "-httpAuth.password=s3cret", tls=True)
+    server.headers = {"Authorization": "Basic " + base64.b64encode(b"pipeline:s3cret").decode()}
+    server.context = ssl.create_default_context(cafile=str(cert))
+    server.start()
+    try:
+        tls = {"ca": str(cert)}
+        done = run_numbered(tmp_path, server.write_url, "tls", numbered(0, 3), tls=tls,
+                            username="pipeline", password="s3cret")
+        assert done.returncode == 0, done.stderr.decode()
+        assert wait_for(lambda: read_back(server, "tls") == [("0", 0.25), ("1", 1.25), ("2", 2.25)])
+
+        # 401 is the config's fault, not the data's: kept and retried until the run gives up
+        wrong = run_numbered(tmp_path, server.write_url, "tls-wrong", numbered(0, 3), tls=tls,
+                             username="pipeline", password="wrong")
+        assert wrong.returncode == 1 and b"answered HTTP 401" in wrong.stderr, wrong.stderr.decode()
+        assert not (tmp_path / "errors.jsonl").exists() or not (tmp_path / "errors.jsonl").read_text()
+        # and a server whose certificate is not trusted is never sent a byte
+        untrusted = run_numbered(tmp_path, server.write_url, "tls-untrusted", numbered(0, 1),
+                                 username="pipeline", password="s3cret")
+        assert untrusted.returncode == 1 and b"CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert read_back(server, "tls-wrong") == read_back(server, "tls-untrusted") == []
+    finally:
+        server.stop()
+
+
+def test_a_bearer_token_and_headers_reach_vmauth(victoria, tmp_path):
+    proxy = VMAuth(tmp_path, victoria.base, "the-token")
+    proxy.start()
+    try:
+        bearer = run_numbered(tmp_path, proxy.write_url, "bearer", numbered(0, 2), bearer_token="the-token")
+        assert bearer.returncode == 0, bearer.stderr.decode()
+        header = run_numbered(tmp_path, proxy.write_url, "header", numbered(5, 6),
+                              headers={"Authorization": "Bearer the-token"})
+        assert header.returncode == 0, header.stderr.decode()
+        assert wait_for(lambda: read_back(victoria, "bearer") == [("0", 0.25), ("1", 1.25)]
+                        and read_back(victoria, "header") == [("5", 5.25)])
+        refused = run_numbered(tmp_path, proxy.write_url, "no-token", numbered(0, 1))
+        assert refused.returncode == 1 and b"answered HTTP 401" in refused.stderr, refused.stderr.decode()
+    finally:
+        proxy.stop()
