@@ -1,0 +1,135 @@
+"""The remote-write WriteRequest the sink sends, decoded by protoc (Debian's protobuf-compiler)
+with Prometheus 2.42's own schema (fixtures/prometheus/prompb); the servers that read it are in
+tests/sinks/test_prometheus_remote_write.py."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import FIXTURES, make_plugin
+
+GOGO = Path("/usr/share/gocode/src/github.com/gogo/protobuf")
+
+
+def decoded(request: bytes) -> str:
+    protoc = shutil.which("protoc")
+    if protoc is None or not (GOGO / "gogoproto" / "gogo.proto").exists():
+        pytest.skip("protoc or gogo.proto is not installed (apt-get install protobuf-compiler "
+                    "golang-github-gogo-protobuf-dev)")
+    done = subprocess.run([protoc, "-I", str(FIXTURES / "prometheus" / "prompb"), "-I", str(GOGO), "-I", "/usr/include",
+                           "--decode=prometheus.WriteRequest", "remote.proto"], input=request, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
+def sink(**options):
+    return make_plugin("sink", "prometheus_remote_write", id="rw", inputs=["workers"],
+                       url="http://127.0.0.1:9090/api/v1/write", **options)
+
+
+def test_series_samples_in_time_order_and_type_and_help_metadata():
+    rw = sink(labels=["worker-id", "job"], counters=["requests"], static_labels={"job": "app", "zone": "b"})
+    request = rw.encode([("t", 1_700_000_001_999_999_999, {"worker-id": 1, "requests": 7, "name": "w"}),
+                         ("t", 1_700_000_000_123_456_789, {"worker-id": 1, "requests": 5, "job": "mine"}),
+                         ("t", 1_700_000_000_123_456_789, {"worker-id": 1, "requests": 5, "rt": -1.5e-300})])
+    text = decoded(request)
+    assert text.split("metadata {")[0] == """\
+timeseries {
+  labels {
+    name: "__name__"
+    value: "requests_total"
+  }
+  labels {
+    name: "job"
+    value: "app"
+  }
+  labels {
+    name: "worker_id"
+    value: "1"
+  }
+  labels {
+    name: "zone"
+    value: "b"
+  }
+  samples {
+    value: 5
+    timestamp: 1700000000123
+  }
+  samples {
+    value: 7
+    timestamp: 1700000001999
+  }
+}
+timeseries {
+  labels {
+    name: "__name__"
+    value: "requests_total"
+  }
+  labels {
+    name: "job"
+    value: "mine"
+  }
+  labels {
+    name: "worker_id"
+    value: "1"
+  }
+  labels {
+    name: "zone"
+    value: "b"
+  }
+  samples {
+    value: 5
+    timestamp: 1700000000123
+  }
+}
+timeseries {
+  labels {
+    name: "__name__"
+    value: "rt"
+  }
+  labels {
+    name: "job"
+    value: "app"
+  }
+  labels {
+    name: "worker_id"
+    value: "1"
+  }
+  labels {
+    name: "zone"
+    value: "b"
+  }
+  samples {
+    value: -1.5e-300
+    timestamp: 1700000000123
+  }
+}
+"""
+    metadata = sorted("metadata {" + m for m in text.split("metadata {")[1:])
+    assert metadata == ["""\
+metadata {
+  type: COUNTER
+  metric_family_name: "requests_total"
+  help: "field requests of the events from workers (sink rw)"
+}
+""", """\
+metadata {
+  type: GAUGE
+  metric_family_name: "rt"
+  help: "field rt of the events from workers (sink rw)"
+}
+"""]
+
+
+def test_metadata_off_and_a_time_field_of_the_record():
+    rw = sink(metadata=False, time_field="at")
+    text = decoded(rw.encode([("t", 1_700_000_000_000_000_000, {"v": 1, "at": "2026-01-01T00:00:00.5Z"}),
+                              ("t", 1_700_000_000_000_000_000, {"v": 2, "at": 1767225601.25})]))
+    assert "metadata" not in text
+    assert [line.strip() for line in text.splitlines() if "timestamp" in line] == [
+        "timestamp: 1767225600500", "timestamp: 1767225601250", "timestamp: 1767225601250"]
+    # `at` is a number too, so it is a series of its own
+    assert text.count('value: "at"') == 1
