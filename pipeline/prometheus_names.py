@@ -36,10 +36,6 @@ def label_name(field: str) -> str:
     return "_" + name if name[:1].isdigit() or not name else name
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 class SeriesNames:
     """The metric of each field (`prefix` + the field, characters outside [a-zA-Z0-9_:] as `_`;
     a counter's name ends in `_total`, added when the field lacks it, as Prometheus names
@@ -80,10 +76,12 @@ class SeriesNames:
 
     def values(self, record: dict) -> list[tuple[str, int | float]]:
         """(metric, value) of each exported numeric field of the record."""
+        known = self._names
         out = []
         for field, value in record.items():
-            if is_number(value):
-                name = self.metric(field)
+            kind = type(value)  # most values are exactly one of these: no isinstance for them
+            if kind is float or kind is int or (kind is not bool and isinstance(value, (int, float))):
+                name = known[field] if field in known else self.metric(field)
                 if name is not None:
                     out.append((name, value))
         return out

@@ -11,7 +11,7 @@ platform; python-snappy itself now wraps it).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from operator import itemgetter
 
 #: MetricMetadata.MetricType
 METRIC_TYPES = {"counter": 1, "gauge": 2}
@@ -44,12 +44,20 @@ def labels(items: Labels) -> bytes:
                     for name, value in sorted(items))
 
 
-def timeseries(encoded_labels: bytes, samples: Iterable[tuple[int, float]]) -> bytes:
+def timestamp(ms: int) -> bytes:
+    """Sample.timestamp (field 2, int64 ms), made once per record: its samples share it."""
+    return b"\x10" + varint(ms)
+
+
+def timeseries(encoded_labels: bytes, samples: list[tuple[int, bytes, float]]) -> bytes:
     """WriteRequest.timeseries (field 1): the labels, then each Sample {double value = 1,
-    int64 timestamp = 2 (ms)} as TimeSeries.samples (field 2), oldest first."""
+    int64 timestamp = 2} as TimeSeries.samples (field 2), oldest first; `samples` holds
+    (ms, timestamp(ms), value) and is sorted in place."""
+    samples.sort(key=itemgetter(0))
+    double = _double
     parts = [encoded_labels]
-    for ms, value in sorted(samples, key=lambda s: s[0]):
-        body = b"\x09" + _double(value) + b"\x10" + varint(ms)
+    for _, stamp, value in samples:
+        body = b"\x09" + double(value) + stamp
         parts.append(b"\x12" + bytes((len(body),)) + body)  # at most 20 bytes: one length byte
     return _field(0x0A, b"".join(parts))
 

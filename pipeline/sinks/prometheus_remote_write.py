@@ -76,14 +76,15 @@ class PrometheusRemoteWriteSink(Sink):
     def encode(self, batch: Batch) -> bytes:
         """The WriteRequest of a batch, uncompressed; b"" when no record holds a value."""
         names, field = self.names, self.conf.time_field
-        series: dict[tuple[str, rw.Labels], list[tuple[int, float]]] = {}
+        series: dict[tuple[str, rw.Labels], list[tuple[int, bytes, float]]] = {}
         for _, t, record in batch:
             if field is not None:
                 t = time_ns(record.get(field)) or t
             ms = t // 1_000_000
+            stamp = rw.timestamp(ms)
             key = names.labels(record)
             for name, value in names.values(record):
-                series.setdefault((name, key), []).append((ms, value))
+                series.setdefault((name, key), []).append((ms, stamp, value))
         if len(self._labels) > MAX_CACHED_SERIES:
             self._labels.clear()
         parts = []
