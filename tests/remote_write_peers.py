@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, port_open, wait_for
-from log_programs import need
+from log_programs import start_nginx
 
 Sample = tuple[tuple[tuple[str, str], ...], int, float]
 
@@ -177,19 +177,12 @@ class Gateway:
         self.write_url = f"http://127.0.0.1:{self.port}/api/v1/write"
         self.maintenance = tmp / "maintenance"
         self.access = tmp / "access.log"
-        temp = "".join(f"  {k}_temp_path {tmp}/tmp;\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        (tmp / "nginx.conf").write_text(
-            f"daemon off;\nmaster_process off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\n"
-            + ("user root;\n" if os.geteuid() == 0 else "")
-            + "events { worker_connections 64; }\n"
-            f"http {{\n  log_format timed '$msec $status';\n  access_log {self.access} timed;\n{temp}"
-            f"  server {{\n    listen 127.0.0.1:{self.port};\n    location /api/v1/write {{\n"
-            f"      if (-f {self.maintenance}) {{\n"
-            f"        add_header Retry-After {self.RETRY_AFTER} always;\n"
-            f"        return 503 'down for maintenance';\n      }}\n"
-            f"      proxy_pass {upstream};\n    }}\n  }}\n}}\n")
-        self.proc = subprocess.Popen([need("nginx"), "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = start_nginx(tmp, f"  log_format timed '$msec $status';\n  access_log {self.access} timed;\n"
+                                     f"  server {{\n    listen 127.0.0.1:{self.port};\n"
+                                     f"    location /api/v1/write {{\n      if (-f {self.maintenance}) {{\n"
+                                     f"        add_header Retry-After {self.RETRY_AFTER} always;\n"
+                                     f"        return 503 'down for maintenance';\n      }}\n"
+                                     f"      proxy_pass {upstream};\n    }}\n  }}\n")
         if not wait_for(lambda: port_open(self.port)):
             self.stop()
             raise RuntimeError("nginx did not start")

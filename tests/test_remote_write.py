@@ -25,6 +25,13 @@ def decoded(request: bytes) -> str:
     return done.stdout.decode()
 
 
+def series(name: str, labels: list[tuple[str, str]], samples: list[tuple[str, int]]) -> str:
+    """A TimeSeries as protoc prints it."""
+    text = "".join(f'  labels {{\n    name: "{k}"\n    value: "{v}"\n  }}\n' for k, v in [("__name__", name), *labels])
+    text += "".join(f"  samples {{\n    value: {v}\n    timestamp: {ms}\n  }}\n" for v, ms in samples)
+    return "timeseries {\n" + text + "}\n"
+
+
 def sink(**options):
     return make_plugin("sink", "prometheus_remote_write", id="rw", inputs=["workers"],
                        url="http://127.0.0.1:9090/api/v1/write", **options)
@@ -36,78 +43,11 @@ def test_series_samples_in_time_order_and_type_and_help_metadata():
                          ("t", 1_700_000_000_123_456_789, {"worker-id": 1, "requests": 5, "job": "mine"}),
                          ("t", 1_700_000_000_123_456_789, {"worker-id": 1, "requests": 5, "rt": -1.5e-300})])
     text = decoded(request)
-    assert text.split("metadata {")[0] == """\
-timeseries {
-  labels {
-    name: "__name__"
-    value: "requests_total"
-  }
-  labels {
-    name: "job"
-    value: "app"
-  }
-  labels {
-    name: "worker_id"
-    value: "1"
-  }
-  labels {
-    name: "zone"
-    value: "b"
-  }
-  samples {
-    value: 5
-    timestamp: 1700000000123
-  }
-  samples {
-    value: 7
-    timestamp: 1700000001999
-  }
-}
-timeseries {
-  labels {
-    name: "__name__"
-    value: "requests_total"
-  }
-  labels {
-    name: "job"
-    value: "mine"
-  }
-  labels {
-    name: "worker_id"
-    value: "1"
-  }
-  labels {
-    name: "zone"
-    value: "b"
-  }
-  samples {
-    value: 5
-    timestamp: 1700000000123
-  }
-}
-timeseries {
-  labels {
-    name: "__name__"
-    value: "rt"
-  }
-  labels {
-    name: "job"
-    value: "app"
-  }
-  labels {
-    name: "worker_id"
-    value: "1"
-  }
-  labels {
-    name: "zone"
-    value: "b"
-  }
-  samples {
-    value: -1.5e-300
-    timestamp: 1700000000123
-  }
-}
-"""
+    labels = [("job", "app"), ("worker_id", "1"), ("zone", "b")]
+    assert text.split("metadata {")[0] == (
+        series("requests_total", labels, [("5", 1700000000123), ("7", 1700000001999)])
+        + series("requests_total", [("job", "mine"), *labels[1:]], [("5", 1700000000123)])
+        + series("rt", labels, [("-1.5e-300", 1700000000123)]))
     metadata = sorted("metadata {" + m for m in text.split("metadata {")[1:])
     assert metadata == ["""\
 metadata {

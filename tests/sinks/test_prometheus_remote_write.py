@@ -23,20 +23,20 @@ from uwsgi_peer import Uwsgi
 from pipeline.rates import parse_rfc3339_ns
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    server = Prometheus(tmp_path_factory.mktemp("prometheus"))
+def serving(server):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    yield from serving(Prometheus(tmp_path_factory.mktemp("prometheus")))
 
 
 @pytest.fixture(scope="module")
 def victoria(tmp_path_factory):
-    server = VictoriaMetrics(tmp_path_factory.mktemp("victoria"))
-    server.start()
-    yield server
-    server.stop()
+    yield from serving(VictoriaMetrics(tmp_path_factory.mktemp("victoria")))
 
 
 def remote_write(sink_id: str, url: str, inputs: str, **options) -> str:
