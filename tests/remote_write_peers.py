@@ -166,12 +166,10 @@ def self_signed(tmp: Path) -> tuple[Path, Path]:
 
 class Gateway:
     """nginx in front of a receiver, as a maintenance window looks to its clients: while
-    `maintenance` exists, every write is answered 503 with `Retry-After: 2`; each answer's
+    `maintenance` exists, every write is answered 503 with `Retry-After`; each answer's
     time and status go to `access.log`."""
 
-    RETRY_AFTER = 2
-
-    def __init__(self, tmp: Path, upstream: str):
+    def __init__(self, tmp: Path, upstream: str, retry_after: int = 2):
         self.tmp = tmp
         self.port = free_port()
         self.write_url = f"http://127.0.0.1:{self.port}/api/v1/write"
@@ -180,7 +178,7 @@ class Gateway:
         self.proc = start_nginx(tmp, f"  log_format timed '$msec $status';\n  access_log {self.access} timed;\n"
                                      f"  server {{\n    listen 127.0.0.1:{self.port};\n"
                                      f"    location /api/v1/write {{\n      if (-f {self.maintenance}) {{\n"
-                                     f"        add_header Retry-After {self.RETRY_AFTER} always;\n"
+                                     f"        add_header Retry-After {retry_after} always;\n"
                                      f"        return 503 'down for maintenance';\n      }}\n"
                                      f"      proxy_pass {upstream};\n    }}\n  }}\n")
         if not wait_for(lambda: port_open(self.port)):
