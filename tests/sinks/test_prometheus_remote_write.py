@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import free_port, run_pipeline, start_pipeline, wait_for
+from helpers import ROOT, free_port, run_pipeline, start_pipeline, wait_for
 from remote_write_peers import Gateway, Prometheus, Sample, VictoriaMetrics, VMAuth, self_signed
 from uwsgi_peer import Uwsgi
 
@@ -339,3 +339,26 @@ def test_a_bearer_token_and_headers_reach_vmauth(victoria, tmp_path):
         assert refused.returncode == 1 and b"answered HTTP 401" in refused.stderr, refused.stderr.decode()
     finally:
         proxy.stop()
+
+
+def test_the_example_pushes_container_and_worker_series(prometheus, podman, tmp_path):
+    server = Uwsgi(tmp_path, str(tmp_path / "stats.sock"))
+    env = {"DOCKER_ENDPOINT": f"unix://{podman.socket}", "UWSGI_STATS": f"unix://{tmp_path / 'stats.sock'}",
+           "REMOTE_WRITE_URL": prometheus.write_url, "INTERVAL": "1s", "INSTANCE": "example",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = start_pipeline("run", str(ROOT / "conf" / "remote-write.yaml"), env=env)
+    try:
+        def pushed() -> bool:
+            server.load(3)  # requests between polls: the rates have something to count
+            names = {dict(k)["__name__"] for k, _, _ in prometheus.samples('{instance="example"}')}
+            return {"container_cpu_percent", "uwsgi_worker_requests_rate", "uwsgi_worker_requests_total"} <= names
+
+        assert wait_for(pushed, timeout=60)
+    finally:
+        status, err = stop(proc)
+        server.stop()
+    assert status == 0, err
+    busy = prometheus.samples('container_cpu_percent{container_name="peer-busy",job="docker"}')
+    assert busy and all(v > 0 for _, _, v in busy)
+    workers = {dict(k)["id"] for k, _, _ in prometheus.samples('uwsgi_worker_requests_total{job="uwsgi"}')}
+    assert workers == {"1", "2"}
