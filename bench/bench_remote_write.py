@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import orjson  # noqa: E402
 
 from bench.common import FIXTURES, best_of, replay_lines, report, run_graph  # noqa: E402
-from pipeline import remote_write as rw  # noqa: E402
+from pipeline.codecs import remote_write as rw  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 from tests.remote_write_peers import VictoriaMetrics  # noqa: E402
 

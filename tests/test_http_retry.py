@@ -8,7 +8,7 @@ import http.client
 import io
 import time
 
-from pipeline.http import retry_after, retryable
+from pipeline.codecs.http import retry_after, retryable
 
 
 def headers(lines: str) -> http.client.HTTPMessage:

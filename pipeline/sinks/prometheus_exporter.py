@@ -7,10 +7,10 @@ import math
 import time
 from typing import Any
 
+from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames
+from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
-from ..options import Duration, Int, Option, Str
 from ..plugin import Sink
-from ..prometheus_names import SERIES_OPTIONS, SeriesNames
 
 
 def _help_text(text: str) -> str:

@@ -8,15 +8,15 @@ import http.client
 from urllib.parse import urlsplit
 
 from .. import __version__
-from .. import remote_write as rw
-from ..addresses import URL
-from ..context import quoted
+from ..codecs import remote_write as rw
+from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
+from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, label_name
+from ..codecs.quote import quoted
+from ..config.addresses import URL
+from ..config.options import Bool, Duration, MapOf, Option, Str
 from ..event import Batch
-from ..http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
-from ..options import Bool, Duration, MapOf, Option, Str
+from ..metrics.rates import time_ns
 from ..plugin import DataError, RetryLater, Sink
-from ..prometheus_names import SERIES_OPTIONS, SeriesNames, label_name
-from ..rates import time_ns
 
 #: what a receiver's answer is read to, for the log and `_errors`
 MAX_ANSWER = 64 * 1024

@@ -20,7 +20,7 @@ from helpers import ROOT, free_port, run_pipeline, start_pipeline, wait_for
 from remote_write_peers import Gateway, Prometheus, Sample, VictoriaMetrics, VMAuth, self_signed
 from uwsgi_peer import Uwsgi
 
-from pipeline.rates import parse_rfc3339_ns
+from pipeline.metrics.rates import parse_rfc3339_ns
 
 
 def serving(server):
