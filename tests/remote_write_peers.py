@@ -87,12 +87,14 @@ def _key(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
 class Prometheus(Receiver):
     name = "prometheus"
     write_path = "/api/v1/write"
+    #: --web.enable-remote-write-receiver: without it, writes are answered 404
+    receiver = True
 
     def command(self) -> list[str]:
         (self.tmp / "prometheus.yml").write_text("global: {evaluation_interval: 1m}\n")
         return [_exe("prometheus", "prometheus"), f"--config.file={self.tmp / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-remote-write-receiver"]
+                *(["--web.enable-remote-write-receiver"] if self.receiver else [])]
 
     def ready(self) -> bool:
         return self.get("/-/ready").startswith(b"Prometheus Server is Ready")

@@ -257,6 +257,28 @@ def test_a_server_down_or_restarting_is_retried_and_nothing_is_lost(tmp_path):
         server.stop()
 
 
+def test_a_prometheus_without_its_receiver_is_retried_until_it_has_one(tmp_path):
+    server = Prometheus(tmp_path)
+    server.receiver = False  # answers 404: the server's config to fix, not the data
+    server.start()
+    api = free_port()
+    proc = start_numbered(tmp_path, server.write_url, api, "enabled-later")
+    try:
+        sent(proc, numbered(0, 10))
+        assert wait_for(lambda: retries(api) >= 2, timeout=30)
+        server.stop()
+        server.receiver = True
+        server.start()
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        assert "answered HTTP 404: 'remote write receiver needs to be enabled" in proc.stderr.read().decode()
+        assert read_back(server, "enabled-later") == sorted((str(i), i + 0.25) for i in range(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+
+
 def test_retry_after_sets_the_wait_and_nothing_is_lost(victoria, tmp_path):
     gateway = Gateway(tmp_path, victoria.base)
     gateway.maintenance.touch()
