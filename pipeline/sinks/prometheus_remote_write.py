@@ -45,7 +45,8 @@ class PrometheusRemoteWriteSink(Sink):
         *SERIES_OPTIONS,
         Option("static_labels", MapOf(Str(numbers=True)), {}, "labels added to every series, e.g. {job: app}"),
         Option("time_field", Str(), None,
-               "take the sample time from this field (RFC 3339 or epoch seconds) instead of the event time"),
+               "take the sample time from this field (RFC 3339 or epoch seconds) instead of the event "
+               "time, where a record has it"),
         Option("metadata", Bool(), True, "send each metric's type (counter or gauge) and help"),
         Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. X-Scope-OrgID", secret=True),
         Option("bearer_token", Str(), None, "sent as `Authorization: Bearer TOKEN`", secret=True),
@@ -61,7 +62,7 @@ class PrometheusRemoteWriteSink(Sink):
         self.client = Client(f"{url.scheme}://{url.netloc}", conf.timeout, conf.tls, MAX_ANSWER)
         self.target = url.path + (f"?{url.query}" if url.query else "") or "/"
         self.names = SeriesNames(conf, ctx.id, conf.inputs)
-        self.static = tuple((label_name(k), v) for k, v in conf.static_labels.items() if v != "")
+        self.static = {label_name(k): v for k, v in conf.static_labels.items() if v != ""}
         self.headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
                         "X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": f"pipeline/{__version__}"}
         if conf.bearer_token is not None:
@@ -92,7 +93,7 @@ class PrometheusRemoteWriteSink(Sink):
             encoded = self._labels.get(name_key)
             if encoded is None:
                 name, key = name_key
-                merged = {**dict(self.static), **dict(key), "__name__": name}  # the record's label wins
+                merged = {**self.static, **dict(key), "__name__": name}  # the record's label wins
                 encoded = self._labels[name_key] = rw.labels(tuple(merged.items()))
             parts.append(rw.timeseries(encoded, samples))
         if parts and self.conf.metadata:
