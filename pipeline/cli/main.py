@@ -195,6 +195,10 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("pipeline top: needs a terminal (it draws a live view); for a pipe or a script, "
+              f"read http://{args.api}/api/components or use `pipeline tap`", file=sys.stderr)
+        return EXIT_CONFIG
     from .top import main as top
 
     return top(args.api)
