@@ -256,11 +256,20 @@ class Enum(Type):
 
 
 class ListOf(Type):
-    def __init__(self, item: Type):
+    """A list; with `one`, a single item is taken as a list of it (`inputs: app`, as
+    `match:` and `path:` take one pattern or several)."""
+
+    def __init__(self, item: Type, one: bool = False):
         self.item = item
-        self.name = f"list of {item.name}"
+        self.one = one
+        self.name = f"list of {item.name}" + (" (or one)" if one else "")
 
     def convert(self, value, path, errors, node):
+        if self.one and not isinstance(value, list):
+            try:
+                return [_convert(self.item, value, path, errors, node)]
+            except Invalid as e:
+                raise Invalid(f"expected a list, or one {self.item.name}: {e}") from None
         if not isinstance(value, list):
             raise Invalid(f"expected a list, got {_kind(value)}")
         out = []
