@@ -58,8 +58,8 @@ class Receiver:
         raise NotImplementedError
 
     def start(self) -> None:
-        log = open(self.tmp / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.tmp)
+        with open(self.tmp / f"{self.name}.log", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, cwd=self.tmp)
         if not wait_for(lambda: port_open(self.port) and self.ready(), timeout=60):
             self.stop()
             raise RuntimeError(f"{self.name} did not start: {(self.tmp / f'{self.name}.log').read_text()[-2000:]}")
