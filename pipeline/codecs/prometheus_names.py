@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ..config.fields import Check, Fields
 from ..config.options import ListOf, Option, Str
 
 SERIES_OPTIONS = (
@@ -25,6 +26,15 @@ _BAD_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 def metric_name(prefix: str, field: str) -> str:
     name = _BAD_NAME.sub("_", prefix + field)
     return "_" + name if name[:1].isdigit() else name
+
+
+def check_labels(conf: Any, upstream: Fields | None, check: Check) -> None:
+    """`check`'s warning where records of one run carry the same fields (one per worker) and no
+    label tells them apart: they would be one series, of which the exporter shows the last and a
+    receiver takes one sample a time, refusing the others."""
+    if upstream is not None and upstream.many and not conf.labels:
+        check.warn("labels", "several records a run carry the same fields, so they would be the same "
+                   "series: set labels to the field that tells them apart (e.g. [id])")
 
 
 def label_name(field: str) -> str:

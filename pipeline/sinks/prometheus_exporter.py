@@ -7,7 +7,7 @@ import math
 import time
 from typing import Any
 
-from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames
+from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, check_labels
 from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
 from ..plugin import Sink
@@ -56,6 +56,11 @@ class PrometheusExporterSink(Sink):
         self.names = SeriesNames(conf, ctx.id, conf.inputs)
         self.server: asyncio.Server | None = None
         self.port: int = conf.port
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        check_labels(conf, upstream, check)
+        return None
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.conf.bind, self.conf.port)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from .. import __version__
 from ..codecs import remote_write as rw
 from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
-from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, label_name
+from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, check_labels, label_name
 from ..codecs.quote import quoted
 from ..config.addresses import URL
 from ..config.options import Bool, Duration, MapOf, Option, Str
@@ -73,6 +73,11 @@ class PrometheusRemoteWriteSink(Sink):
         self.headers.update(conf.headers)
         #: (metric, record labels) -> its encoded TimeSeries.labels
         self._labels: dict[tuple[str, rw.Labels], bytes] = {}
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        check_labels(conf, upstream, check)
+        return None
 
     def encode(self, batch: Batch) -> bytes:
         """The WriteRequest of a batch, uncompressed; b"" when no record holds a value."""

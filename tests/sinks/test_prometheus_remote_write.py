@@ -384,3 +384,16 @@ def test_the_example_pushes_container_and_worker_series(prometheus, podman, tmp_
     assert busy and all(v > 0 for _, _, v in busy)
     workers = {dict(k)["id"] for k, _, _ in prometheus.samples('uwsgi_worker_requests_total{job="uwsgi"}')}
     assert workers == {"1", "2"}
+
+
+def test_check_warns_when_per_worker_rows_would_be_one_series(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  uwsgi: {type: uwsgi, address: 'unix:///nowhere'}\n"
+                    "filters:\n  workers: {type: explode, inputs: [uwsgi], field: workers}\nsinks:\n"
+                    + remote_write("rw", "http://127.0.0.1:9090/api/v1/write", "workers")
+                    + "  exporter: {type: prometheus_exporter, inputs: [workers]}\n"
+                    + remote_write("labelled", "http://127.0.0.1:9090/api/v1/write", "workers", labels=["id"]))
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 0
+    assert [line.split(": warning: ")[0] for line in result.stderr.decode().splitlines()] == [
+        f"{conf}:6: sinks.rw.labels", f"{conf}:7: sinks.exporter.labels"]
