@@ -29,49 +29,20 @@ from ..options import (
     Invalid,
     MapOf,
     Option,
+    Regex,
     Str,
     Type,
     _did_you_mean,
     _kind,
+    _line,
     resolve,
 )
 from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
+from ._values import CONVERTERS, FieldType, ParseError, converter, null_test
 
+__all__ = ["CONVERTERS", "Format", "ParseError", "Parser", "build", "time_options"]
 
-class ParseError(ValueError):
-    """Why one line or value does not parse (the reason in the error record)."""
-
-
-def _number(conv: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if type(value) is not str:
-            return value
-        if value == "-" or not value:  # nginx and Apache write `-` for "no value"
-            return None
-        try:
-            return conv(value)
-        except ValueError:
-            raise ParseError(f"{value!r} is not {what}") from None
-    return convert
-
-
-def _bool(value: Any) -> Any:
-    if type(value) is not str:
-        return value
-    low = value.lower()
-    if low in ("true", "yes", "on", "1"):
-        return True
-    if low in ("false", "no", "off", "0"):
-        return False
-    if low in ("", "-"):
-        return None
-    raise ParseError(f"{value!r} is not a boolean")
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "int": _number(int, "an integer"), "float": _number(float, "a number"), "bool": _bool, "string": str,
-}
 
 ON_ERROR = Option("on_error", Enum("error", "keep", "drop"), "error",
                   "a line that does not parse: error (to _errors with the line), keep (emitted as "
@@ -89,8 +60,11 @@ def time_options(time_key: str | None = None, time_format: str | None = None,
         Option("timezone", TimeZone(), "local",
                "zone of times written without an offset: local (the machine's), UTC, +09:00 or a name"),
         Option("keep_time_key", Bool(), False, "keep the time field in the record"),
-        Option("types", MapOf(Enum(*CONVERTERS)), dict(types or {}),
-               "field -> int, float, bool or string; `-` or empty is null for numbers"),
+        Option("types", MapOf(FieldType()), dict(types or {}),
+               "field -> int, float, bool, string, array[:DELIMITER] (default `,`) or time[:FORMAT] "
+               "(RFC 3339 UTC text); `-` or empty is null for numbers"),
+        Option("null_value_pattern", Regex(), None, "a text value this regex matches whole is null"),
+        Option("null_empty_string", Bool(), False, "an empty text value is null"),
     )
 
 
@@ -106,7 +80,8 @@ class Parser(Plugin):
         #: typed fields: int ones apart, converted inline by int() (the most common, nginx's
         #: status and size), the others through their converter
         self.ints = tuple(k for k, v in types.items() if v == "int")
-        self.typed = tuple((k, CONVERTERS[v]) for k, v in types.items() if v != "int")
+        self.typed = tuple((k, converter(v, conf.timezone)) for k, v in types.items() if v != "int")
+        self.nulls = null_test(getattr(conf, "null_value_pattern", None), getattr(conf, "null_empty_string", False))
         self.time_key: str = getattr(conf, "time_key", None) or ""
         self.parse_time = parser_of(conf.time_format, conf.timezone) if self.time_key else None
         self.keep_time = getattr(conf, "keep_time_key", False)
@@ -134,7 +109,7 @@ class Parser(Plugin):
         out: list[Any] = []  # events, but for parse()'s, whose `now` is None
         append = out.append
         ints, typed, time_key, keep = self.ints, self.typed, self.time_key, self.keep_time
-        parse_time = self.parse_time
+        parse_time, nulls = self.parse_time, self.nulls
         last: Any = None
         last_t = now
         for line, record in zip(lines, records):
@@ -144,6 +119,10 @@ class Parser(Plugin):
                     append(event)
                 continue
             t = now
+            if nulls is not None:
+                for key, value in record.items():
+                    if type(value) is str and nulls(value):
+                        record[key] = None
             try:
                 for key in ints:
                     value = record.get(key)
@@ -243,7 +222,12 @@ class Format(Type):
             known = sorted(set(self.streams) | set(names("parser")))
             raise Invalid(f"unknown format {name!r}{_did_you_mean(name, known)}; formats: "
                           + ", ".join(known)) from None
-        return resolve(cls.all_options(), raw, path, errors)
+        conf = resolve(cls.all_options(), raw, path, errors)
+        if "time_format" in raw and not getattr(conf, "time_key", None):
+            errors.warn(_line(raw, "time_format"), f"{path}.time_format",
+                        "time_format without time_key: no field is read as the event time (set "
+                        "time_key: the field that holds it)")
+        return conf
 
 
 def build(conf: Any, ctx: Context) -> Parser:
