@@ -119,11 +119,20 @@ class Parser(Plugin):
                     append(event)
                 continue
             t = now
-            if nulls is not None:
-                for key, value in record.items():
-                    if type(value) is str and nulls(value):
-                        record[key] = None
             try:
+                # the time first, from the text as written, as fluentd does: a typed time field
+                # (`types: {time: time}` with keep_time_key) is read before it is converted
+                if time_key:
+                    stamp = record.get(time_key) if keep else record.pop(time_key, None)
+                    if stamp is not None:  # else no time in this line: the time it was read
+                        if stamp != last:
+                            last_t = _timed(time_key, parse_time, stamp)
+                            last = stamp
+                        t = last_t
+                if nulls is not None:
+                    for key, value in record.items():
+                        if type(value) is str and nulls(value):
+                            record[key] = None
                 for key in ints:
                     value = record.get(key)
                     if type(value) is str:
@@ -135,13 +144,6 @@ class Parser(Plugin):
                     value = record.get(key)
                     if value is not None:
                         record[key] = _typed(key, conv, value)
-                if time_key:
-                    stamp = record.get(time_key) if keep else record.pop(time_key, None)
-                    if stamp is not None:  # else no time in this line: the time it was read
-                        if stamp != last:
-                            last_t = _timed(time_key, parse_time, stamp)
-                            last = stamp
-                        t = last_t
             except ParseError as e:
                 event = fail(line, str(e))
                 if event is not None:

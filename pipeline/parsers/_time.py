@@ -137,6 +137,10 @@ def _iso(text: str, tz: tzinfo | None) -> int:
     return ns + int(m.group(1)[6:9].ljust(3, "0")) if m else ns
 
 
+def _start(m: re.Match[str]) -> int:
+    return m.start()
+
+
 def _strptime(fmt: str, tz: tzinfo | None, clock: Callable[[], float]) -> Callable[[Any], int]:
     """A strptime format read as fluentd reads it: fractions of any length kept to the ns
     (Python's %f takes 6 digits at most), a fraction after `.` or `,` that may be left out (Go
@@ -152,10 +156,8 @@ def _strptime(fmt: str, tz: tzinfo | None, clock: Callable[[], float]) -> Callab
     def parse(v: Any) -> int:
         text = str(v)
         extra = 0
-        m = None
-        if has_fraction:
-            for m in _LONG_DIGITS.finditer(text):  # the last: `20260101 1200.123456789`
-                pass
+        # the last long run of digits: `20260101 1200.123456789`
+        m = max(_LONG_DIGITS.finditer(text), key=_start, default=None) if has_fraction else None
         if m is not None:
             digits = m.group()
             text = text[:m.start()] + digits[:6] + text[m.end():]
