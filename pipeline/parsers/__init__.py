@@ -61,7 +61,7 @@ def time_options(time_key: str | None = None, time_format: str | None = None,
                "zone of times written without an offset: local (the machine's), UTC, +09:00 or a name"),
         Option("keep_time_key", Bool(), False, "keep the time field in the record"),
         Option("types", MapOf(FieldType()), dict(types or {}),
-               "field -> int, float, bool, string, array[:DELIMITER] (default `,`) or time[:FORMAT] "
+               "field -> int, float, bool, string, hex, array[:DELIMITER] (default `,`) or time[:FORMAT] "
                "(RFC 3339 UTC text); `-` or empty is null for numbers"),
         Option("null_value_pattern", Regex(), None, "a text value this regex matches whole is null"),
         Option("null_empty_string", Bool(), False, "an empty text value is null"),

@@ -82,6 +82,7 @@ def _time_spec(spec: str, tz_name: str) -> tuple[str | None, str]:
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "int": _number(int, "an integer"), "float": _number(float, "a number"), "bool": _bool, "string": str,
+    "hex": _number(lambda v: int(v, 16), "a hexadecimal integer"),  # Fluent Bit's
 }
 KINDS = (*CONVERTERS, "array", "time")
 
@@ -97,10 +98,10 @@ def converter(spec: str, tz_name: str) -> Callable[[Any], Any]:
 
 
 class FieldType(Type):
-    """A `types:` value: int (or fluentd's integer), float, bool, string, array[:DELIMITER]
+    """A `types:` value: int (or fluentd's integer), float, bool, string, hex, array[:DELIMITER]
     (default `,`), time[:ZONE][:FORMAT] (default iso8601)."""
 
-    name = "int|float|bool|string|array[:DELIMITER]|time[:FORMAT]"
+    name = "int|float|bool|string|hex|array[:DELIMITER]|time[:FORMAT]"
 
     def convert(self, value, path, errors, node):
         if not isinstance(value, str):
@@ -110,7 +111,7 @@ class FieldType(Type):
             kind = "int"
         if kind not in KINDS:
             raise Invalid(f"unknown type {kind!r}{_did_you_mean(kind, KINDS)}; types: "
-                          "int, float, bool, string, array[:DELIMITER], time[:FORMAT]")
+                          "int, float, bool, string, hex, array[:DELIMITER], time[:FORMAT]")
         if sep and kind in CONVERTERS:
             raise Invalid(f"{kind} takes no `:` option")
         if kind == "time" and arg:

@@ -20,13 +20,14 @@ RFC3164 = re.compile(
     r'(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) '
     rf'(?:(?!{_TAG})(?P<host>\S+) )?'
     r'(?:(?P<ident>[^\s\[:]+)(?:\[(?P<pid>[^\]\s]*)\](?::\s?|\s|$)|:\s?))?(?P<message>.*)', re.DOTALL)
-_SD = r'(?:\[[^\s\]]+(?:\s+[^\s=\]]+="(?:[^"\\]|\\.)*")*\])'
+# a space after `=` (`eventSource= "App"`) is not RFC 5424's, but senders write it: read
+_SD = r'(?:\[[^\s\]]+(?:\s+[^\s=\]]+= ?"(?:[^"\\]|\\.)*")*\])'
 # `<PRI>VERSION ` may be left out (fluentd reads such lines with message_format: rfc5424)
 RFC5424 = re.compile(
     r'(?:<(?P<pri>\d{1,3})>\d{1,2} )?(?P<time>\S+) (?P<host>\S+) (?P<ident>\S+) (?P<pid>\S+) (?P<msgid>\S+) '
     rf'(?P<sd>-|{_SD}+)(?: (?P<message>.*))?\Z', re.DOTALL)
-_SD_ELEMENT = re.compile(r'\[([^\s\]]+)((?:\s+[^\s=\]]+="(?:[^"\\]|\\.)*")*)\]')
-_SD_PARAM = re.compile(r'([^\s=\]]+)="((?:[^"\\]|\\.)*)"')
+_SD_ELEMENT = re.compile(r'\[([^\s\]]+)((?:\s+[^\s=\]]+= ?"(?:[^"\\]|\\.)*")*)\]')
+_SD_PARAM = re.compile(r'([^\s=\]]+)= ?"((?:[^"\\]|\\.)*)"')
 _SD_ESCAPE = re.compile(r'\\(["\\\]])')
 
 
