@@ -78,8 +78,9 @@ class TimeFormat(Type):
 
 #: fluentd's (Ruby's) fractions of a second: read as any number of digits, kept to the ns
 _FRACTION = re.compile(r"%(?:[369]?N|L)")
-#: Ruby's shorthands Python's strptime lacks
-_SHORTHANDS = {"%F": "%Y-%m-%d", "%T": "%H:%M:%S", "%D": "%m/%d/%y", "%R": "%H:%M"}
+#: Ruby's and chrono's (Vector's) shorthands Python's strptime lacks; %d reads a space-padded day
+_SHORTHANDS = {"%F": "%Y-%m-%d", "%T": "%H:%M:%S", "%D": "%m/%d/%y", "%R": "%H:%M", "%v": "%e-%b-%Y",
+               "%e": "%d", "%:z": "%z"}
 _YEAR = re.compile(r"%[YyGc]")
 _OPTIONAL_FRACTION = re.compile(r"[.,]%f")
 _LONG_DIGITS = re.compile(r"\d{7,}")

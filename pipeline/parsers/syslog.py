@@ -9,15 +9,15 @@ from ..options import Enum, Option
 from . import ParseError, Parser, time_options
 
 # `<PRI>` is on the wire and in files written with a template that keeps it (rsyslog's
-# RSYSLOG_TraditionalFileFormat has none); the stamp is RFC 3164's `Oct  9 13:55:36` (rsyslog
-# can add a fraction) or the RFC 3339 one of rsyslog's default RSYSLOG_FileFormat. A program
+# RSYSLOG_TraditionalFileFormat has none); the stamp is RFC 3164's `Oct  9 13:55:36` (some
+# senders write `Oct 9`, rsyslog can add a fraction) or the RFC 3339 one of rsyslog's default RSYSLOG_FileFormat. A program
 # writing to /dev/log sends no hostname (`<133>Jun 13 16:33:35 haproxy[73411]: ...`): a tag
 # (`ident[pid]`, `ident:`) right after the stamp is no host, as no hostname holds `[` or ends
 # in `:`. No tag (a bare message) leaves ident and pid null. A message may hold line breaks.
 _TAG = r'[^\s\[:]+(?:\[[^\]\s]*\]:?|:)(?:\s|$)'
 RFC3164 = re.compile(
     r'(?:<(?P<pri>\d{1,3})>)?'
-    r'(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) '
+    r'(?P<time>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) '
     rf'(?:(?!{_TAG})(?P<host>\S+) )?'
     r'(?:(?P<ident>[^\s\[:]+)(?:\[(?P<pid>[^\]\s]*)\](?::\s?|\s|$)|:\s?))?(?P<message>.*)', re.DOTALL)
 # a space after `=` (`eventSource= "App"`) is not RFC 5424's, but senders write it: read
