@@ -192,3 +192,87 @@ def test_stdin_and_exec_read_with_a_parser(tmp_path):
     records = [json.loads(x) for x in result.stdout.splitlines()]
     assert sorted(r["tag"] for r in records) == ["ex"] * 3 + ["web"] * 3
     assert {r["t"] for r in records} == {ts("2026-12-01T09:20:21+00:00") // 10**9}
+
+
+def test_syslog_messages_keep_their_line_breaks():
+    for line in ("<13>Oct  9 13:55:36 host app[1]: Hi,\nfrom\nFluentd!",
+                 "<13>1 2026-10-09T13:55:36Z host app 1 - - Hi,\nfrom\nFluentd!"):
+        assert parser("syslog").parse(line)[1]["message"] == "Hi,\nfrom\nFluentd!"
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("<133>Jun 13 16:33:35 haproxy[73411]: Proxy sticky-servers started.",
+     {"pri": 133, "ident": "haproxy", "pid": "73411", "message": "Proxy sticky-servers started."}),
+    ("<14>Jun 13 16:33:35 sshd: session opened", {"pri": 14, "ident": "sshd", "pid": None, "message": "session opened"}),
+    ("Jun  3 16:33:35 myhost cron[12]: run", {"host": "myhost", "ident": "cron", "pid": "12", "message": "run"}),
+    ("Jun 3 16:33:35 myhost kernel: [1.5] x", {"host": "myhost", "ident": "kernel", "pid": None, "message": "[1.5] x"}),
+])
+def test_rfc3164_lines_with_and_without_a_hostname(line, expected):
+    assert parser({"type": "syslog", "keep_time_key": False}).parse(line)[1] == expected
+
+
+def test_rfc5424_without_pri_when_the_format_says_so():
+    _, record = parser({"type": "syslog", "message_format": "rfc5424"}).parse(
+        "2017-02-06T13:14:15.003Z 192.168.0.1 fluentd 11 ID1 [a b=\"1\"] Hi")
+    assert record == {"host": "192.168.0.1", "ident": "fluentd", "pid": "11", "msgid": "ID1",
+                      "structured_data": {"a": {"b": "1"}}, "message": "Hi"}
+
+
+@pytest.mark.parametrize("line, t, expected", [
+    ("[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied by server configuration",
+     "2000-10-11T14:32:52+00:00", {"level": "error", "client": "127.0.0.1",
+                                   "message": "client denied by server configuration"}),
+    ("[Wed Oct 11 14:32:52 2000] [notice] Apache/2.2.15 (Unix) configured -- resuming normal operations",
+     "2000-10-11T14:32:52+00:00", {"level": "notice", "message": "Apache/2.2.15 (Unix) configured -- resuming normal operations"}),
+    ("[Wed Oct 11 14:32:52.5 2023] [core:error] [client 10.0.0.1:5678] AH00126: Invalid URI",
+     "2023-10-11T14:32:52.5+00:00", {"module": "core", "level": "error", "client": "10.0.0.1:5678",
+                                     "message": "AH00126: Invalid URI"}),
+])
+def test_apache_error_22_and_24_without_pid(line, t, expected):
+    got_t, record = parser({"type": "apache_error", "timezone": "UTC"}).parse(line)
+    assert {k: v for k, v in record.items() if v is not None} == expected
+    assert got_t == int(datetime.fromisoformat(t).timestamp() * 10**9)
+
+
+def test_null_values_and_the_types_peers_have():
+    p = parser({"type": "ltsv", "delimiter_pattern": r"\s+", "label_delimiter": "=",
+                "null_value_pattern": "-|null", "null_empty_string": True,
+                "types": {"tags": "array:|", "at": "time:%d/%b/%Y:%H:%M:%S%z", "iso": "time", "n": "integer",
+                          "h": "hex"}})
+    assert p.parse("a=- b=null c= d=nullable tags=x|y at=28/Feb/2013:12:00:00+0900\tn=7  h=ff "
+                   "iso=2013-02-28T12:00:00.5+09:00")[1] == {
+        "a": None, "b": None, "c": None, "d": "nullable", "tags": ["x", "y"],
+        "at": "2013-02-28T03:00:00.000000000Z", "n": 7, "h": 255, "iso": "2013-02-28T03:00:00.500000000Z"}
+
+
+def test_types_are_checked(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in:\n    type: stdin\n    format:\n      type: json\n"
+                    "      types: {a: integr, b: 'time:%Q', c: 'int:x'}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in]}\n")
+    result = run_pipeline("check", str(conf))
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    for expected in ("format.types.a: unknown type 'integr' (did you mean 'int'?)",
+                     "format.types.b: not a strptime format", "format.types.c: int takes no `:` option"):
+        assert expected in err, err
+
+
+def test_check_warns_of_a_time_format_without_time_key(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in:\n    type: stdin\n    format:\n      type: json\n"
+                    "      time_format: '%Y-%m-%d'\n"
+                    "  ok: {type: stdin, format: {type: json, time_key: ts, time_format: '%Y-%m-%d'}}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in, ok]}\n")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 0
+    assert result.stderr.decode().count("warning") == 1
+    assert "c.yaml:6: sources.in.format.time_format: warning: time_format without time_key" in result.stderr.decode()
+
+
+def test_a_regex_dot_takes_line_breaks_in_a_multiline_text():
+    p = parser({"type": "regex", "pattern": r"^(?P<time>\S+ \S+) (?P<level>\w+) (?P<message>.*)"})
+    text = "2024-01-01 12:00:00 ERROR failed\njava.lang.RuntimeException: x\n\tat Trace.main(Trace.java:10)"
+    assert p.parse(text)[1]["message"] == "failed\njava.lang.RuntimeException: x\n\tat Trace.main(Trace.java:10)"
+    assert parser({"type": "nginx_error"}).parse("2026/10/09 13:55:36 [error] 1#1: a\nb")[1]["message"] == "a\nb"
+    assert parser({"type": "regex", "pattern": r"(?P<first>(?-s:.*))"}).parse("a\nb")[1] == {"first": "a"}

@@ -47,6 +47,20 @@ def test_multiline_records_are_parsed_as_one_text_by_a_regex(tmp_path):
     assert rows[1]["t"] == 1704110400.0  # 2024-01-01 12:00:00 UTC
 
 
+def test_a_regex_without_flags_takes_the_whole_stack_trace_of_a_multiline_record(tmp_path):
+    """The pattern a user writes first, without `(?s)`: `.` takes the trace's lines too."""
+    log = tmp_path / "java.log"
+    log.write_bytes((FIXTURES / "multiline" / "java_nested_causes.log").read_bytes())
+    fmt = ("{type: regex, pattern: '^(?P<time>\\S+ \\S+) (?P<level>\\w+) (?P<message>.*)', "
+           "time_key: time, time_format: '%Y-%m-%d %H:%M:%S', timezone: UTC}")
+    rows, _ = once(tmp_path, f"path: {log}, read_from_head: true, multiline: {{start: '^\\d{{4}}-'}}, "
+                             f"format: {fmt}", errors=True, sink=TIMES)
+    assert not (tmp_path / "errors.jsonl").exists()
+    failed = rows[1]["message"].split("\n")
+    assert failed[0] == "request failed" and failed[-1].strip() == "... 9 more"
+    assert sum(line.startswith("Caused by:") for line in failed) == 2
+
+
 def test_a_line_that_does_not_parse_goes_to_errors_and_its_position_is_delivered(tmp_path):
     log = tmp_path / "access.log"
     good = (FIXTURES / "logs" / "nginx-access.log").read_text().splitlines()
