@@ -167,7 +167,10 @@ def test_check_reports_every_format_problem_with_its_line(tmp_path):
         "  c: {type: stdin, format: ngnix}\n"
         "  d: {type: stdin, format: {type: nginx, timezone: Mars/Base, time_format: '%Q', colour: red}}\n"
         "  e: {type: exec, command: date, format: {type: csv, keys: [a], delimiter: ';;'}}\n"
-        "sinks:\n  out: {type: stdout, inputs: [a, b, c, d, e]}\n")
+        "  f: {type: stdin, format: {type: json, types: {a: integr, b: 'time:%Q', c: 'int:x'}}}\n"
+        "  g: {type: stdin, format: {type: json, time_format: '%Y-%m-%d'}}\n"
+        "  h: {type: stdin, format: {type: json, time_key: ts, time_format: '%Y-%m-%d'}}\n"
+        "sinks:\n  out: {type: stdout, inputs: [a, b, c, d, e, f, g, h]}\n")
     result = run_pipeline("check", str(conf))
     assert result.returncode == 2
     err = result.stderr.decode()
@@ -177,8 +180,13 @@ def test_check_reports_every_format_problem_with_its_line(tmp_path):
                      "c.yaml:9: sources.d.format.timezone: unknown time zone 'Mars/Base'",
                      "c.yaml:9: sources.d.format.time_format: not a strptime format",
                      "c.yaml:9: sources.d.format.colour: unknown option",
-                     "c.yaml:10: sources.e.format.delimiter: expected one character"):
+                     "c.yaml:10: sources.e.format.delimiter: expected one character",
+                     "c.yaml:11: sources.f.format.types.a: unknown type 'integr' (did you mean 'int'?)",
+                     "c.yaml:11: sources.f.format.types.b: not a strptime format",
+                     "c.yaml:11: sources.f.format.types.c: int takes no `:` option",
+                     "c.yaml:12: sources.g.format.time_format: warning: time_format without time_key"):
         assert expected in err, err
+    assert err.count("warning") == 1
 
 
 def test_stdin_and_exec_read_with_a_parser(tmp_path):
@@ -243,31 +251,6 @@ def test_null_values_and_the_types_peers_have():
                    "iso=2013-02-28T12:00:00.5+09:00")[1] == {
         "a": None, "b": None, "c": None, "d": "nullable", "tags": ["x", "y"],
         "at": "2013-02-28T03:00:00.000000000Z", "n": 7, "h": 255, "iso": "2013-02-28T03:00:00.500000000Z"}
-
-
-def test_types_are_checked(tmp_path):
-    conf = tmp_path / "c.yaml"
-    conf.write_text("sources:\n  in:\n    type: stdin\n    format:\n      type: json\n"
-                    "      types: {a: integr, b: 'time:%Q', c: 'int:x'}\n"
-                    "sinks:\n  out: {type: stdout, inputs: [in]}\n")
-    result = run_pipeline("check", str(conf))
-    err = result.stderr.decode()
-    assert result.returncode == 2
-    for expected in ("format.types.a: unknown type 'integr' (did you mean 'int'?)",
-                     "format.types.b: not a strptime format", "format.types.c: int takes no `:` option"):
-        assert expected in err, err
-
-
-def test_check_warns_of_a_time_format_without_time_key(tmp_path):
-    conf = tmp_path / "c.yaml"
-    conf.write_text("sources:\n  in:\n    type: stdin\n    format:\n      type: json\n"
-                    "      time_format: '%Y-%m-%d'\n"
-                    "  ok: {type: stdin, format: {type: json, time_key: ts, time_format: '%Y-%m-%d'}}\n"
-                    "sinks:\n  out: {type: stdout, inputs: [in, ok]}\n")
-    result = run_pipeline("check", str(conf))
-    assert result.returncode == 0
-    assert result.stderr.decode().count("warning") == 1
-    assert "c.yaml:6: sources.in.format.time_format: warning: time_format without time_key" in result.stderr.decode()
 
 
 def test_a_regex_dot_takes_line_breaks_in_a_multiline_text():
