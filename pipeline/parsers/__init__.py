@@ -85,6 +85,9 @@ class Parser(Plugin):
         self.time_key: str = getattr(conf, "time_key", None) or ""
         self.parse_time = parser_of(conf.time_format, conf.timezone) if self.time_key else None
         self.keep_time = getattr(conf, "keep_time_key", False)
+        #: a format that could read a time but was given no time_key: the first record with a
+        #: `time` field says so once (fluentd's json, ltsv, regexp and csv read it by default)
+        self.hint_time = hasattr(conf, "time_key") and conf.time_key is None
 
     def record(self, text: str) -> Record:
         raise NotImplementedError
@@ -165,7 +168,13 @@ class Parser(Plugin):
             if self.reject(line, reason, origin):
                 return tag, now, {"message": line, "parse_error": reason}
             return None
-        return self.finished(lines, self.records_of(lines), tag, now, fail)
+        events = self.finished(lines, self.records_of(lines), tag, now, fail)
+        if self.hint_time and events and "time" in events[0][2]:
+            self.hint_time = False
+            self.ctx.log.info("records have a `time` field, but no time_key is set: the event time is "
+                              "the time each line was read (fluentd would read `time`; set time_key: "
+                              "time and its time_format to use it)")
+        return events
 
     def reject(self, raw: str, reason: str, origin: str) -> bool:
         """Count a text that did not parse and report it as `on_error` says; True: keep it."""

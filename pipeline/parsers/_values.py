@@ -68,16 +68,20 @@ def _time(spec: str, tz_name: str) -> Callable[[Any], Any]:
 
 
 def _time_spec(spec: str, tz_name: str) -> tuple[str | None, str]:
-    """`time`, `time:FORMAT` or `time:ZONE:FORMAT` -> (format, zone)."""
+    """`time`, `time:FORMAT` or `time:ZONE:FORMAT` -> (format, zone); fluentd's `unixtime`
+    and `float` are `unix` here."""
     arg = spec.partition(":")[2]
     head, sep, rest = arg.partition(":")
     if sep and "%" not in head:
         try:
             zone(head)
-            return rest or None, head
+            arg, tz_name = rest, head
         except Invalid:
             pass
-    return arg or None, tz_name
+    return _FLUENTD_TIME_TYPES.get(arg, arg) or None, tz_name
+
+
+_FLUENTD_TIME_TYPES = {"unixtime": "unix", "float": "unix"}
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {

@@ -259,3 +259,12 @@ def test_a_regex_dot_takes_line_breaks_in_a_multiline_text():
     assert p.parse(text)[1]["message"] == "failed\njava.lang.RuntimeException: x\n\tat Trace.main(Trace.java:10)"
     assert parser({"type": "nginx_error"}).parse("2026/10/09 13:55:36 [error] 1#1: a\nb")[1]["message"] == "a\nb"
     assert parser({"type": "regex", "pattern": r"(?P<first>(?-s:.*))"}).parse("a\nb")[1] == {"first": "a"}
+
+
+def test_records_with_a_time_field_and_no_time_key_say_so_once(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin, format: {type: json}}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in]}\n")
+    result = run_pipeline("run", "--once", str(conf), input=b'{"time": "2026-10-09T13:55:36Z", "a": 1}\n' * 3)
+    assert result.returncode == 0 and result.stdout.count(b'"time"') == 3
+    assert result.stderr.decode().count("records have a `time` field, but no time_key is set") == 1
