@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..encode import format_time
-from ..options import Invalid, Type, _did_you_mean, _kind
+from ..codecs.encode import format_time
+from ..config.options import Invalid, Type, _did_you_mean, _kind
 from ._time import TimeError, TimeFormat, parser_of, zone
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from helpers import FIXTURES
 
-from pipeline.context import Context
-from pipeline.options import Errors
+from pipeline.config.options import Errors
+from pipeline.engine.context import Context
 from pipeline.parsers import Format, ParseError, build
 from pipeline.plugin import load
 
