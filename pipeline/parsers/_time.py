@@ -81,9 +81,10 @@ _FRACTION = re.compile(r"%(?:[369]?N|L)")
 #: Ruby's and chrono's (Vector's) shorthands Python's strptime lacks; %d reads a space-padded day
 _SHORTHANDS = {"%F": "%Y-%m-%d", "%T": "%H:%M:%S", "%D": "%m/%d/%y", "%R": "%H:%M", "%v": "%e-%b-%Y",
                "%e": "%d", "%:z": "%z"}
-_YEAR = re.compile(r"%[YyGc]")
+_YEAR = re.compile(r"%[YyGcx]")
 _OPTIONAL_FRACTION = re.compile(r"[.,]%f")
-_LONG_DIGITS = re.compile(r"\d{7,}")
+#: a fraction Python's %f cannot take: more than 6 digits after a separator (not a compact date)
+_LONG_FRACTION = re.compile(r"(?<=[.,:])\d{7,}")
 
 
 def python_format(fmt: str) -> str:
@@ -138,10 +139,6 @@ def _iso(text: str, tz: tzinfo | None) -> int:
     return ns + int(m.group(1)[6:9].ljust(3, "0")) if m else ns
 
 
-def _start(m: re.Match[str]) -> int:
-    return m.start()
-
-
 def _strptime(fmt: str, tz: tzinfo | None, clock: Callable[[], float]) -> Callable[[Any], int]:
     """A strptime format read as fluentd reads it: fractions of any length kept to the ns
     (Python's %f takes 6 digits at most), a fraction after `.` or `,` that may be left out (Go
@@ -157,8 +154,7 @@ def _strptime(fmt: str, tz: tzinfo | None, clock: Callable[[], float]) -> Callab
     def parse(v: Any) -> int:
         text = str(v)
         extra = 0
-        # the last long run of digits: `20260101 1200.123456789`
-        m = max(_LONG_DIGITS.finditer(text), key=_start, default=None) if has_fraction else None
+        m = _LONG_FRACTION.search(text) if has_fraction else None
         if m is not None:
             digits = m.group()
             text = text[:m.start()] + digits[:6] + text[m.end():]

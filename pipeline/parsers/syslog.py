@@ -10,8 +10,8 @@ from . import ParseError, Parser, time_options
 
 # `<PRI>` is on the wire and in files written with a template that keeps it (rsyslog's
 # RSYSLOG_TraditionalFileFormat has none); the stamp is RFC 3164's `Oct  9 13:55:36` (some
-# senders write `Oct 9`, rsyslog can add a fraction) or the RFC 3339 one of rsyslog's default RSYSLOG_FileFormat. A program
-# writing to /dev/log sends no hostname (`<133>Jun 13 16:33:35 haproxy[73411]: ...`): a tag
+# senders write `Oct 9`, rsyslog can add a fraction) or the RFC 3339 one of rsyslog's default
+# RSYSLOG_FileFormat. A program writing to /dev/log sends no hostname (`<133>Jun 13 16:33:35 haproxy[73411]: ...`): a tag
 # (`ident[pid]`, `ident:`) right after the stamp is no host, as no hostname holds `[` or ends
 # in `:`. No tag (a bare message) leaves ident and pid null. A message may hold line breaks.
 _TAG = r'[^\s\[:]+(?:\[[^\]\s]*\]:?|:)(?:\s|$)'
@@ -20,7 +20,7 @@ RFC3164 = re.compile(
     r'(?P<time>[A-Z][a-z]{2} {1,2}\d{1,2} \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*) '
     rf'(?:(?!{_TAG})(?P<host>\S+) )?'
     r'(?:(?P<ident>[^\s\[:]+)(?:\[(?P<pid>[^\]\s]*)\](?::\s?|\s|$)|:\s?))?(?P<message>.*)', re.DOTALL)
-# a space after `=` (`eventSource= "App"`) is not RFC 5424's, but senders write it: read
+# a space after `=` (`eventSource= "App"`) is not RFC 5424's, but senders write it (Vector reads it)
 _SD = r'(?:\[[^\s\]]+(?:\s+[^\s=\]]+= ?"(?:[^"\\]|\\.)*")*\])'
 # `<PRI>VERSION ` may be left out (fluentd reads such lines with message_format: rfc5424)
 RFC5424 = re.compile(
