@@ -41,9 +41,6 @@ from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
 from ._values import CONVERTERS, FieldType, ParseError, converter, null_test
 
-__all__ = ["CONVERTERS", "Format", "ParseError", "Parser", "build", "time_options"]
-
-
 ON_ERROR = Option("on_error", Enum("error", "keep", "drop"), "error",
                   "a line that does not parse: error (to _errors with the line), keep (emitted as "
                   "{message: line, parse_error: reason}) or drop; each counted")
