@@ -84,6 +84,9 @@ def test_every_difference_is_used_and_in_the_docs():
     assert set(DIFFERENCES) == used
     docs = DOCS.read_text(encoding="utf-8")
     assert [key for key in DIFFERENCES if f"`{key}`" not in docs] == []
+    differ = sum("differs" in case for _, case in ALL)
+    said = f"{len(ALL)} cases: {len(ALL) - differ} give the same result, {differ} differ"
+    assert said in " ".join(docs.split()), f"docs/parsers.md should say {said!r}"
 
 
 def test_every_origin_file_is_named_in_source_txt():
