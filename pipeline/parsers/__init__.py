@@ -52,7 +52,8 @@ def time_options(time_key: str | None = None, time_format: str | None = None,
     return (
         Option("time_key", Str(), time_key, "the field holding the event time; \"\": none, the time the line was read"),
         Option("time_format", TimeFormat(), time_format,
-               "a strptime format, or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
+               "a strptime format (fluentd's %N, %L too; fractions kept to the ns; without a year: "
+               "syslog's), or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
                + ("" if time_format else "; default: iso8601")),
         Option("timezone", TimeZone(), "local",
                "zone of times written without an offset: local (the machine's), UTC, +09:00 or a name"),
