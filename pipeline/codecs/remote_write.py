@@ -4,7 +4,7 @@ The message is five small types (WriteRequest, TimeSeries, Label, Sample, Metric
 it is written here by hand rather than through the protobuf runtime and code generated from
 Prometheus' .proto files (which import gogoproto): a dependency of several MB and a build step
 for some 60 lines, and encoding a sample is then a struct.pack and a varint. Field numbers are
-those of prompb/types.proto and prompb/remote.proto. Snappy is cramjam's (Rust, wheels for every
+the remote-write specification's (tests/fixtures/prometheus/remote_write.proto). Snappy is cramjam's (Rust, wheels for every
 platform; python-snappy itself now wraps it).
 """
 
