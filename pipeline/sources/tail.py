@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import glob
+import logging
 import os
 import stat
 import time
@@ -144,6 +145,7 @@ class TailSource(StreamSource):
         found: dict[tuple[int, int], Hit] = {}
         for primary, patterns in ((True, self.paths), (False, self.rotated)):
             for pattern in patterns:
+                matched = False
                 for path in glob.glob(os.path.expanduser(pattern), recursive=True):
                     if path in excluded:
                         continue
@@ -153,7 +155,14 @@ class TailSource(StreamSource):
                         continue
                     if not stat.S_ISREG(st.st_mode):  # a directory or fifo the glob matched
                         continue
+                    matched = True
                     found.setdefault((st.st_dev, st.st_ino), Hit(path, st, primary))
+                if primary and not matched:
+                    # a typo in a path reads nothing, silently: said at start and then once a
+                    # minute while it matches nothing (as fluentd warns), not an error: the
+                    # files may come later
+                    self.ctx.limited(logging.WARNING, f"no_match {pattern}",
+                                     f"path {pattern!r} matches no file (yet)")
         return found
 
     def _open(self, hit: Hit) -> tuple[int, os.stat_result] | None:
@@ -304,11 +313,14 @@ class TailSource(StreamSource):
                 f.restart()
         progressed = False
         before = undecodable()
+        counters = self.ctx.counters
         for _ in range(BLOCKS_PER_TURN):
             texts: list[str] = []
             problems: list[tuple[str, int, bytes]] = []
+            start = f.offset
             if not f.read(texts, problems):
                 break
+            counters["bytes_in"] += f.offset - start
             progressed = True
             if texts or problems:
                 await self._send(f, texts, problems)
