@@ -116,6 +116,8 @@ class TailSource(StreamSource):
         #: stopping: every ack from now on is saved at once (the run may end any moment)
         self.final = False
         self._first_start = False
+        #: the positions file found at start was whole: it may become the previous one
+        self._pos_whole = True
 
     # ---- positions
 
@@ -132,7 +134,8 @@ class TailSource(StreamSource):
         if self.pos_path is None:
             return
         try:
-            positions.save(self.pos_path, [f.entry() for f in self.followers])
+            positions.save(self.pos_path, [f.entry() for f in self.followers], self._pos_whole)
+            self._pos_whole = True
         except OSError as e:
             self.ctx.health("positions", False, f"cannot write positions to {self.pos_path}: {e}")
         else:
@@ -336,9 +339,12 @@ class TailSource(StreamSource):
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
-        saved, problems = positions.load(self.pos_path) if self.pos_path else (None, [])
-        for problem in problems:
+        loaded = positions.load(self.pos_path) if self.pos_path else positions.Loaded(None, [], True)
+        saved, self._pos_whole = loaded.entries, loaded.whole
+        for problem in loaded.problems:
             self.ctx.error(problem, origin=str(self.pos_path), kind="damaged_position")
+        if loaded.fallback is not None:
+            self.ctx.log.warning("%s", loaded.fallback)
         self._first_start = saved is None
         self._scan(saved, initial=True)
         self._save()  # from here on, a restart is no longer the first start
