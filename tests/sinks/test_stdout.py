@@ -40,14 +40,15 @@ def test_tag_and_time_keys(tmp_path, fmt, check):
     assert first["tag"] == "app.x" and check(first["time"])
 
 
-def test_tag_and_time_keys_replace_fields_of_those_names():
-    # the keys are put into each record's JSON text: a field of the same name must be replaced,
-    # not written twice, and an empty record or one orjson refuses must come out whole
+def test_tag_and_time_keys_keep_a_records_own_fields_of_those_names():
+    # the keys are put into each record's JSON text: a field of the same name is the record's
+    # own (an _errors record's tag is that of the event it tells of) and is kept, not written
+    # twice; an empty record or one orjson refuses comes out whole
     batch = [("a", 2_000_000_000, {"time": "old", "x": 1}), ("a", 2_000_000_000, {}),
              ("b", 3_000_000_000, {"tag": "mine"}), ("b", 3_000_000_000, {"n": 2 ** 70})]
     lines = Encoder("json", tag_key="tag", time_key="time").encode(batch).decode().splitlines()
     assert [json.loads(x) for x in lines] == [
-        {"time": 2, "x": 1, "tag": "a"}, {"tag": "a", "time": 2}, {"tag": "b", "time": 3},
+        {"time": "old", "x": 1, "tag": "a"}, {"tag": "a", "time": 2}, {"tag": "mine", "time": 3},
         {"n": 2 ** 70, "tag": "b", "time": 3}]
     assert all(x.count('"time"') == 1 and x.count('"tag"') == 1 for x in lines)
 
