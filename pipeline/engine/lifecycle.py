@@ -57,6 +57,7 @@ class LifeCycle:
     tick_tasks: dict[str, asyncio.Task[None]]
     reloader: Reloader
     _unsaved: dict[str, str]
+    faults: dict[str, str]
     _errors_pending: list[Any]
     _stopping: asyncio.Event
 
@@ -150,8 +151,18 @@ class LifeCycle:
             self.tick_tasks[node.id] = asyncio.create_task(schedule.ticks(cast("Runtime", self), node), name=f"ticks {node.id}")
 
     def start_source(self, source: Source) -> None:
-        self.source_tasks[source.ctx.id] = asyncio.create_task(schedule.run_source(cast("Runtime", self), source),
-                                                               name=f"source {source.ctx.id}")
+        task = asyncio.create_task(schedule.run_source(cast("Runtime", self), source), name=f"source {source.ctx.id}")
+        task.add_done_callback(lambda t: self._source_ended(source, t))
+        self.source_tasks[source.ctx.id] = task
+
+    def _source_ended(self, source: Source, task: asyncio.Task[None]) -> None:
+        """A source's task that ended in an exception (the engine's bug, not the plugin's:
+        schedule.py catches those) has stopped reading for good: said now, exit status 1."""
+        if task.cancelled() or task.exception() is None:
+            return
+        e = task.exception()
+        log.error("source %s stopped: %s: %s", source.ctx.id, type(e).__name__, e, exc_info=e)
+        self.faults[f"source {source.ctx.id}"] = f"stopped: {type(e).__name__}: {e}"
 
     async def _shutdown(self, sources: list[Source], sinks: list[Node]) -> int:
         deadline = time.monotonic() + self.graph.settings.shutdown_timeout
@@ -163,8 +174,9 @@ class LifeCycle:
         for node in self.filters:
             try:
                 await self._emit_from_filter(node, node.plugin.flush())  # type: ignore[union-attr]
-            except Exception as e:
-                log.error("filter %s: flush failed: %s", node.id, e)
+            except Exception as e:  # what it held is lost: said, and the exit status is 1
+                log.debug("filter %s: flush failed", node.id, exc_info=True)
+                self.faults[f"filter {node.id}"] = f"flush failed, what it held is lost: {type(e).__name__}: {e}"
         self._save_state()
         if self._errors_pending:
             await self._flush_errors()
@@ -186,9 +198,14 @@ class LifeCycle:
             given_up = runner.ctx.counters["given_up"]
             if given_up:
                 self.failures.append(f"sink {node.id}: {given_up} events given up ({runner.gave_up_reason})")
+            lost = runner.ctx.counters["lost"]
+            if lost:
+                self.failures.append(f"sink {node.id}: {lost} events lost ({runner.lost_reason})")
         self.failures += [f"filter {fid}: cannot save state: {e}" for fid, e in self._unsaved.items()]
-        for source in self.sources if self.once else ():
-            if source.ctx.failing:
+        self.failures += [f"{what}: {why}" for what, why in self.faults.items()]
+        for source in self.sources:
+            # a poll that failed may succeed next time; a stream that ended in an error is over
+            if source.ctx.failing and (self.once or not source.ctx.healthy("run")):
                 self.failures.append(f"source {source.ctx.id}: {source.ctx.last_failure}")
         for failure in self.failures:
             log.error("failed: %s", failure)
