@@ -98,18 +98,23 @@ class LifeCycle:
             self.load_state(node)
         started_sinks: list[Node] = []
         started_sources: list[Source] = []
+        what = f"{self.graph.file}: api"
         try:
             for start in self.services:
                 self.running_services.append(await start(self.figures()))
             for node in self.sinks:
+                what = self.graph.where(node.id)
                 await node.runner.start()  # type: ignore[union-attr]
                 started_sinks.append(node)
             for source in self.sources:
+                what = self.graph.where(source.ctx.id)
                 await source.start()
                 started_sources.append(source)
         except Exception as e:
-            log.error("cannot start: %s", e)
-            self.failures.append(str(e))
+            # one component that cannot start stops the start: a pipeline without its
+            # listener would run on, and end, as if nothing were wrong
+            log.debug("cannot start", exc_info=True)
+            self.failures.append(f"{what}: cannot start: {e}")
             await self._shutdown(started_sources, started_sinks)
             return 1
         for node in self.filters:

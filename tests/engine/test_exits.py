@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 
-from helpers import FIXTURES, run_pipeline, start_pipeline, wait_for
+import pytest
+from helpers import FIXTURES, free_port, run_pipeline, start_pipeline, wait_for
 from http_peers import Server
 
 
@@ -73,3 +75,44 @@ sinks:
     quarantined = lines(errors)
     assert len(quarantined) == 1000 and {r["kind"] for r in quarantined} == {"poison_record"}, log
     assert "record cannot be buffered (OverflowError" in log, log
+
+
+@pytest.mark.parametrize("args, stdin", [((), False), (("--once",), False), ((), True)],
+                         ids=["daemon", "once", "beside-stdin"])
+def test_a_forward_source_whose_port_is_taken_stops_the_start_naming_it(tmp_path, args, stdin):
+    """It used to log one line and exit 0: at once alone, at stdin's end beside it, and in
+    --once (where a server is not run, but its port is taken all the same)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        conf = tmp_path / "c.yaml"
+        conf.write_text(f"""sources:
+  lines: {{type: stdin}}
+  fwd: {{type: forward, port: {port}}}
+sinks:
+  out: {{type: file, inputs: [fwd, lines], path: {tmp_path / 'out.jsonl'}}}
+""" if stdin else f"""sources:
+  fwd: {{type: forward, port: {port}}}
+sinks:
+  out: {{type: file, inputs: [fwd], path: {tmp_path / 'out.jsonl'}}}
+""")
+        result = run_pipeline("run", *args, str(conf), input=b'{"a": 1}\n', timeout=30)
+    log = result.stderr.decode()
+    assert result.returncode == 1, log
+    line = 3 if stdin else 2
+    assert f"{conf}:{line}: sources.fwd: cannot start: " in log and "address already in use" in log, log
+    assert not (tmp_path / "out.jsonl").exists(), log  # nothing ran
+
+
+def test_an_exporter_port_in_use_names_the_sink_and_its_line(tmp_path):
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        conf = tmp_path / "c.yaml"
+        conf.write_text(f"sources:\n  in: {{type: stdin}}\nsinks:\n  prom:\n"
+                        f"    type: prometheus_exporter\n    inputs: [in]\n    port: {port}\n")
+        result = run_pipeline("run", str(conf), input=b"", timeout=30)
+    log = result.stderr.decode()
+    assert result.returncode == 1 and f"{conf}:4: sinks.prom: cannot start: " in log, log
