@@ -176,7 +176,7 @@ def _summary(plan: Plan) -> str:
 
 
 async def _swap(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | Node], deadline: float,
-                started: list[Source]) -> None:
+                early: list[Source]) -> None:
     stopped = plan.stopped
     for source in [s for s in rt.sources if s.ctx.id in stopped]:
         await _stop_source(rt, source)
@@ -221,7 +221,7 @@ async def _swap(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | No
             rt.load_state(new_filter)
         rt.start_ticks(new_filter)
     for source in [s for s in rt.sources if s.ctx.id in made]:
-        if source not in started:
+        if source not in early:
             try:
                 await source.start()
             except Exception as e:  # what the old one held was taken meanwhile: it is gone too
