@@ -81,7 +81,7 @@ class LifeCycle:
         if isinstance(plugin, Filter) and plugin.stateful:
             try:
                 plugin.ctx.save_state(plugin.save_state())
-            except OSError as e:
+            except Exception as e:  # a full disk, or state that does not encode: said, status 1
                 log.error("filter %s: cannot save state: %s", node.id, e)
                 self._unsaved[node.id] = str(e)
             else:

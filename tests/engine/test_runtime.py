@@ -282,3 +282,32 @@ sinks:
     errors = [json.loads(x) for x in (out / "errors").read_text().splitlines()]
     assert len(ticks) >= 3 and ticks[0] == 2
     assert [e["kind"] for e in errors] == ["filter_exception"] and "first tick" in errors[0]["error"]
+
+
+class FailingFlush(FlakyTicks):
+    """Its flush at the stop raises: what it held is lost."""
+
+    def flush(self):
+        raise OverflowError(34, "Numerical result out of range")
+
+
+def test_a_flush_that_fails_is_said_and_is_exit_status_1(tmp_path, caplog):
+    """It used to be one line at the stop and status 0 (issue 20 point 10)."""
+    out = tmp_path / "out"
+    rt = build(tmp_path, f"""
+sources:
+  s: {{type: exec, command: x, interval: 1h}}
+filters:
+  w: {{type: flatten, inputs: [s]}}
+sinks:
+  o: {{type: file, inputs: [w], path: {out}/o}}
+""", w=FailingFlush)
+
+    async def main():
+        task = asyncio.create_task(rt.run())
+        await asyncio.sleep(0.2)
+        rt.stop()
+        return await task
+
+    assert asyncio.run(main()) == 1
+    assert "failed: filter w: flush failed, what it held is lost: OverflowError" in caplog.text
