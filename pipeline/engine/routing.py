@@ -58,7 +58,7 @@ class Routing:
         """Run `batch` through every filter downstream of `producer`; collect sink inputs.
         Events whose time no sink or buffer can hold go to `_errors` here, whoever made
         them (pipeline/codecs/edge.py)."""
-        if not edge.times_ok(batch):
+        if not edge.times_ok(batch) and producer != ERRORS_INPUT:  # error records' times are the clock's
             batch = self._timed(producer, batch)
         for node in self.consumers[producer]:
             self._feed(node, batch, out)
