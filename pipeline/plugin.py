@@ -69,6 +69,12 @@ class Plugin:
     async def stop(self) -> None:
         """Release what start() opened. Called once, after the last data."""
 
+    def claims(self) -> set[str]:
+        """What start() takes that only one may hold at a time (`port 24224`): a reload
+        starts a new component before it stops the old ones, unless an old one holds what
+        it claims (pipeline/engine/reload.py)."""
+        return set()
+
     def reopen(self) -> None:
         """Reopen the files the plugin keeps open, by path (SIGHUP: logrotate moved them)."""
 

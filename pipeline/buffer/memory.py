@@ -175,7 +175,9 @@ class Buffer:
                             or chunk.nbytes + nbytes > self.chunk_max_bytes):
             self.seal()
             chunk = self._open()
-        nbytes = self._store(chunk, part, nbytes)
+        count, nbytes = self._store(chunk, part, count, nbytes)
+        if not count:
+            return
         if ack is not None and (not chunk.acks or chunk.acks[-1] is not ack):
             ack.hold()
             chunk.acks.append(ack)
@@ -192,10 +194,11 @@ class Buffer:
     def _new_chunk(self) -> Chunk:
         return Chunk()
 
-    def _store(self, chunk: Chunk, items: list[Item], nbytes: int) -> int:
-        """Keep `items` in `chunk`; returns the bytes they take (`nbytes` estimated them)."""
+    def _store(self, chunk: Chunk, items: list[Item], count: int, nbytes: int) -> tuple[int, int]:
+        """Keep `items` (`count` events) in `chunk`; returns the events kept and the bytes
+        they take (`nbytes` estimated them)."""
         chunk.events.extend(items)  # type: ignore[union-attr]
-        return nbytes
+        return count, nbytes
 
     def _forget(self, chunk: Chunk) -> None:
         self.nbytes -= chunk.held

@@ -143,6 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         status = asyncio.run(main())
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # the engine's own bug: never a quiet end, never status 0
+        logging.getLogger("pipeline.runtime").error("stopped by an unexpected error: %s: %s",
+                                                    type(e).__name__, e, exc_info=e)
+        return 1
     if status == EXIT_OUTPUT_CLOSED:
         _discard_stdout()  # what is still buffered for the reader that left
     return status

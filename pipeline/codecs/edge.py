@@ -12,13 +12,16 @@ so what is acked is what every sink and buffer can encode:
 - a time outside what an EventTime holds (1970 to 2106) is refused.
 
 The check costs one C call per batch (ormsgpack refuses all of the above but the depth past
-MAX_DEPTH); records are walked in Python only when it fails.
+MAX_DEPTH); records are walked in Python only when it fails. Times are checked where the
+engine routes a batch (pipeline/engine/routing.py), whoever made them: a source, a parser, a
+filter; the batch's least and greatest time are enough there too.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 from typing import Any
 
 import ormsgpack
@@ -31,6 +34,7 @@ INT_MIN, INT_MAX = -(2 ** 63), 2 ** 64 - 1
 TIME_LIMIT_NS = 2 ** 32 * 1_000_000_000
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_time_of = itemgetter(1)
 
 
 class Refused(ValueError):
@@ -111,3 +115,19 @@ def checked(records: list[Any]) -> tuple[list[Any], list[tuple[Any, str]]]:
         except RecursionError:
             refused.append((record, "nested too deep"))
     return good, refused
+
+
+def times_ok(batch: list[Any]) -> bool:
+    """Whether every event of `batch` has a time from 1970 to 2106 (ns): three C calls,
+    about 45 ns an event; the events are looked at one by one only when it fails."""
+    times = list(map(_time_of, batch))
+    if not times:
+        return True
+    try:
+        return 0 <= min(times) and max(times) < TIME_LIMIT_NS
+    except TypeError:  # a time that is not a number
+        return False
+
+
+def time_ok(t: Any) -> bool:
+    return type(t) is int and 0 <= t < TIME_LIMIT_NS

@@ -109,7 +109,7 @@ def parse(text: str, openmetrics: bool = False) -> tuple[list[Sample], dict[str,
             if len(rest) > 1:
                 # text format: milliseconds; OpenMetrics: seconds (may be fractional)
                 ts = int(float(rest[1]) * 1e9) if openmetrics else int(rest[1]) * 1_000_000
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an OpenMetrics time of Inf or 1e400
             raise ParseError(f"line {lineno}: bad number in {quoted(line)}") from None
         family = name
         kind = types.get(name)

@@ -82,6 +82,11 @@ class Graph:
     def of_kind(self, kind: str) -> list[Component]:
         return [c for c in self.components.values() if c.kind == kind]
 
+    def where(self, cid: str) -> str:
+        """`FILE:LINE: sources.ID`: a component as the config's problems name it."""
+        comp = self.components[cid]
+        return f"{self.file}:{comp.line}: {comp.kind}s.{cid}"
+
     @property
     def state_dir(self) -> Path:
         return expand_state_dir(self.settings.state_dir)

@@ -143,6 +143,10 @@ class Context:
         for key in [k for k in self._states if k.startswith(prefix) and k not in keep]:
             del self._states[key]
 
+    def healthy(self, key: str) -> bool:
+        """Whether `key` is not failing now (never reported counts as healthy)."""
+        return self._states.get(key, True)
+
     @property
     def failing(self) -> bool:
         """Whether anything reported through health() is failing now."""

@@ -57,6 +57,7 @@ class LifeCycle:
     tick_tasks: dict[str, asyncio.Task[None]]
     reloader: Reloader
     _unsaved: dict[str, str]
+    faults: dict[str, str]
     _errors_pending: list[Any]
     _stopping: asyncio.Event
 
@@ -80,7 +81,7 @@ class LifeCycle:
         if isinstance(plugin, Filter) and plugin.stateful:
             try:
                 plugin.ctx.save_state(plugin.save_state())
-            except OSError as e:
+            except Exception as e:  # a full disk, or state that does not encode: said, status 1
                 log.error("filter %s: cannot save state: %s", node.id, e)
                 self._unsaved[node.id] = str(e)
             else:
@@ -97,18 +98,23 @@ class LifeCycle:
             self.load_state(node)
         started_sinks: list[Node] = []
         started_sources: list[Source] = []
+        what = f"{self.graph.file}: api"
         try:
             for start in self.services:
                 self.running_services.append(await start(self.figures()))
             for node in self.sinks:
+                what = self.graph.where(node.id)
                 await node.runner.start()  # type: ignore[union-attr]
                 started_sinks.append(node)
             for source in self.sources:
+                what = self.graph.where(source.ctx.id)
                 await source.start()
                 started_sources.append(source)
         except Exception as e:
-            log.error("cannot start: %s", e)
-            self.failures.append(str(e))
+            # one component that cannot start stops the start: a pipeline without its
+            # listener would run on, and end, as if nothing were wrong
+            log.debug("cannot start", exc_info=True)
+            self.failures.append(f"{what}: cannot start: {e}")
             await self._shutdown(started_sources, started_sinks)
             return 1
         for node in self.filters:
@@ -150,8 +156,18 @@ class LifeCycle:
             self.tick_tasks[node.id] = asyncio.create_task(schedule.ticks(cast("Runtime", self), node), name=f"ticks {node.id}")
 
     def start_source(self, source: Source) -> None:
-        self.source_tasks[source.ctx.id] = asyncio.create_task(schedule.run_source(cast("Runtime", self), source),
-                                                               name=f"source {source.ctx.id}")
+        task = asyncio.create_task(schedule.run_source(cast("Runtime", self), source), name=f"source {source.ctx.id}")
+        task.add_done_callback(lambda t: self._source_ended(source, t))
+        self.source_tasks[source.ctx.id] = task
+
+    def _source_ended(self, source: Source, task: asyncio.Task[None]) -> None:
+        """A source's task that ended in an exception (the engine's bug, not the plugin's:
+        schedule.py catches those) has stopped reading for good: said now, exit status 1."""
+        if task.cancelled() or task.exception() is None:
+            return
+        e = task.exception()
+        log.error("source %s stopped: %s: %s", source.ctx.id, type(e).__name__, e, exc_info=e)
+        self.faults[f"source {source.ctx.id}"] = f"stopped: {type(e).__name__}: {e}"
 
     async def _shutdown(self, sources: list[Source], sinks: list[Node]) -> int:
         deadline = time.monotonic() + self.graph.settings.shutdown_timeout
@@ -163,8 +179,9 @@ class LifeCycle:
         for node in self.filters:
             try:
                 await self._emit_from_filter(node, node.plugin.flush())  # type: ignore[union-attr]
-            except Exception as e:
-                log.error("filter %s: flush failed: %s", node.id, e)
+            except Exception as e:  # what it held is lost: said, and the exit status is 1
+                log.debug("filter %s: flush failed", node.id, exc_info=True)
+                self.faults[f"filter {node.id}"] = f"flush failed, what it held is lost: {type(e).__name__}: {e}"
         self._save_state()
         if self._errors_pending:
             await self._flush_errors()
@@ -186,9 +203,14 @@ class LifeCycle:
             given_up = runner.ctx.counters["given_up"]
             if given_up:
                 self.failures.append(f"sink {node.id}: {given_up} events given up ({runner.gave_up_reason})")
+            lost = runner.ctx.counters["lost"]
+            if lost:
+                self.failures.append(f"sink {node.id}: {lost} events lost ({runner.lost_reason})")
         self.failures += [f"filter {fid}: cannot save state: {e}" for fid, e in self._unsaved.items()]
-        for source in self.sources if self.once else ():
-            if source.ctx.failing:
+        self.failures += [f"{what}: {why}" for what, why in self.faults.items()]
+        for source in self.sources:
+            # a poll that failed may succeed next time; a stream that ended in an error is over
+            if source.ctx.failing and (self.once or not source.ctx.healthy("run")):
                 self.failures.append(f"source {source.ctx.id}: {source.ctx.last_failure}")
         for failure in self.failures:
             log.error("failed: %s", failure)

@@ -137,11 +137,36 @@ async def reload(rt: Runtime) -> bool:
                   "shutdown_timeout (%gs): the running config goes on", path, timeout)
         return False
     try:
-        await _swap(rt, new, plan, made, time.monotonic() + timeout)
+        early = await _start_early(rt, new, plan, made)
+        if early is None:
+            return False
+        await _swap(rt, new, plan, made, time.monotonic() + timeout, early)
     finally:
         rt.resume()
     log.info("%s: reloaded: %s", path, _summary(plan))
     return True
+
+
+async def _start_early(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | Node]) -> list[Source] | None:
+    """Start the new sources while the old graph still runs (the gate holds what they
+    would emit), so that one that cannot start (a port in use) refuses the reload before
+    anything is stopped; None then. A source that claims what an old one being stopped
+    holds (its own port, restarted) can only start after that one stops: in _swap."""
+    held = set().union(*(s.claims() for s in rt.sources if s.ctx.id in plan.stopped))
+    started: list[Source] = []
+    for cid in plan.started:
+        source = made[cid]
+        if not isinstance(source, Source) or source.claims() & held:
+            continue
+        try:
+            await source.start()
+        except Exception as e:
+            log.error("%s: cannot start: %s; reload refused: the running config goes on", new.where(cid), e)
+            for done in started:
+                await _stop(done)
+            return None
+        started.append(source)
+    return started
 
 
 def _summary(plan: Plan) -> str:
@@ -150,7 +175,8 @@ def _summary(plan: Plan) -> str:
     return "; ".join(parts) or "no component changed"
 
 
-async def _swap(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | Node], deadline: float) -> None:
+async def _swap(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | Node], deadline: float,
+                early: list[Source]) -> None:
     stopped = plan.stopped
     for source in [s for s in rt.sources if s.ctx.id in stopped]:
         await _stop_source(rt, source)
@@ -195,11 +221,14 @@ async def _swap(rt: Runtime, new: Graph, plan: Plan, made: dict[str, Source | No
             rt.load_state(new_filter)
         rt.start_ticks(new_filter)
     for source in [s for s in rt.sources if s.ctx.id in made]:
-        try:
-            await source.start()
-        except Exception as e:
-            source.ctx.health("start", False, f"cannot start: {e}")
-            continue
+        if source not in early:
+            try:
+                await source.start()
+            except Exception as e:  # what the old one held was taken meanwhile: it is gone too
+                where = new.where(source.ctx.id)
+                log.error("%s: cannot start after the reload: %s", where, e)
+                rt.faults[where] = f"cannot start after a reload: {e}"
+                continue
         rt.start_source(source)
 
 
@@ -227,6 +256,10 @@ async def _stop_source(rt: Runtime, source: Source) -> None:
     if task is not None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    await _stop(source)
+
+
+async def _stop(source: Source) -> None:
     try:
         await source.stop()
     except Exception as e:

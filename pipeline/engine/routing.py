@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..codecs import edge
+from ..codecs.quote import quoted
 from ..config.graph import ERRORS_INPUT, Component
 from ..event import Batch, Event, Item, Packed, count_events
 from ..plugin import Filter, Sink
@@ -53,9 +55,24 @@ class Routing:
     _idle: asyncio.Event
 
     def route(self, producer: str, batch: Batch, out: list[tuple[Node, list[Item]]]) -> None:
-        """Run `batch` through every filter downstream of `producer`; collect sink inputs."""
+        """Run `batch` through every filter downstream of `producer`; collect sink inputs.
+        Events whose time no sink or buffer can hold go to `_errors` here, whoever made
+        them (pipeline/codecs/edge.py)."""
+        if not edge.times_ok(batch) and producer != ERRORS_INPUT:  # error records' times are the clock's
+            batch = self._timed(producer, batch)
         for node in self.consumers[producer]:
             self._feed(node, batch, out)
+
+    def _timed(self, producer: str, batch: Batch) -> Batch:
+        ctx = self.contexts[producer]
+        kept: Batch = []
+        for event in batch:
+            if edge.time_ok(event[1]):
+                kept.append(event)
+            else:
+                ctx.error(f"event time {quoted(str(event[1]))} is not a time from 1970 to 2106 (ns since the "
+                          "epoch): event sent to _errors", data=event[2], tag=event[0], kind="bad_time")
+        return kept
 
     def _feed(self, node: Node, batch: Batch, out: list[tuple[Node, list[Item]]]) -> None:
         part = node.select(batch)

@@ -45,6 +45,9 @@ class Runtime(Routing, LifeCycle, Signals):
         self.filters: list[Node] = []
         self.sinks: list[Node] = []
         self.failures: list[str] = []
+        #: what went wrong while running and lost data (a filter's flush or tick): the
+        #: exit status is 1; by what failed, the last reason
+        self.faults: dict[str, str] = {}
         self.output_closed = False
         #: stateful filters whose last save failed, and why
         self._unsaved: dict[str, str] = {}

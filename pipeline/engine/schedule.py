@@ -103,6 +103,8 @@ async def ticks(rt: Runtime, node: Node) -> None:
             due = node.plugin.tick(time.time_ns())  # type: ignore[union-attr]
         except Exception as e:  # a filter bug must not end its ticks for the rest of the run
             log.debug("filter %s: tick failed", node.id, exc_info=True)
+            # the windows it was emitting are lost: the exit status says so too
+            rt.faults[f"filter {node.id}"] = f"tick failed, what it was emitting is lost: {e!r}"
             node.plugin.ctx.error(f"tick failed: {e!r}", kind="filter_exception")
             continue
         await rt._emit_from_filter(node, due)

@@ -46,6 +46,8 @@ class SinkRunner:
         self.on_errors = on_errors
         self.tasks: list[asyncio.Task[None]] = []
         self.failed_reason: str | None = None
+        #: why events were lost on their way into the buffer (a bug): the exit status is 1
+        self.lost_reason: str | None = None
         self.gave_up_reason: str | None = None
         #: monotonic time of the first failed write since the last one that succeeded
         self.failing_since: float | None = None
@@ -70,10 +72,21 @@ class SinkRunner:
             self.buffer.seal_due(self.conf.flush_interval)
 
     async def put(self, part: list[Item], ack: Ack | None = None) -> None:
-        if not self.closed:
+        if self.closed:
+            if ack is not None:  # acknowledgements: never written, so never delivered
+                ack.lose()
+            return
+        try:
             await self.buffer.put(part, ack)
-        elif ack is not None:  # acknowledgements: never written, so never delivered
-            ack.lose()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug: these events are lost, and the run says so; the source goes on
+            lost = count_events(part)
+            self.ctx.count("lost", lost)
+            self.lost_reason = f"buffer failed: {type(e).__name__}: {quoted(str(e))}"
+            self.ctx.unexpected(f"{lost} events lost: buffer failed", e)
+            if ack is not None:
+                ack.lose()
 
     async def _writer(self, eager: bool) -> None:
         failures = 0
@@ -81,6 +94,7 @@ class SinkRunner:
             try:
                 chunk = await self.buffer.get(eager)
                 await self._deliver(chunk)
+                self.buffer.commit(chunk)
             except OutputClosed as e:
                 if not self.closed:
                     self.closed = True
@@ -94,7 +108,6 @@ class SinkRunner:
                 await asyncio.sleep(self._backoff(failures))
                 continue
             failures = 0
-            self.buffer.commit(chunk)
 
     def _backoff(self, attempt: int) -> float:
         # full jitter: retries of many agents after one outage do not arrive in step
@@ -237,7 +250,12 @@ class SinkRunner:
             await self.sink.stop()
         except Exception as e:
             log.error("sink %s: stop failed: %s", self.ctx.id, e)
-        self.buffer.close()
+        try:
+            self.buffer.close()
+        except OSError as e:  # what was not synced may be gone after a crash
+            log.error("sink %s: closing its buffer failed: %s", self.ctx.id, e)
+            self.failed_reason = f"closing the buffer failed: {e}"
+            return False
         if pending and not self.closed:
             durable = self.conf.buffer.type == "file"
             kept = "kept in the file buffer for the next run" if durable else "lost (memory buffer)"

@@ -59,8 +59,9 @@ class AggregateFilter(Filter):
     percentiles `p50`, `p90`, `p99`, `p999` or `percentile(f, 99.9)`. Percentiles come from a
     DDSketch: within `percentile_accuracy` (default 1%) of the true value, in bounded memory.
     A field may be a dotted path into nested records: `workers.0.avg_rt`, or as Norikra
-    writes it, `workers.$0.avg_rt`. A missing or non-numeric value is skipped and counted
-    per metric (`missing.NAME`, `non_numeric.NAME`); an empty window emits nothing unless
+    writes it, `workers.$0.avg_rt`. A missing or non-numeric value, or one that would take the
+    sum past the largest float, is skipped and counted per metric (`missing.NAME`,
+    `non_numeric.NAME`); an empty window emits nothing unless
     `emit_empty` (then count 0, sum 0, the rest null, for every group seen before).
 
     With `time: event`, an event whose window has closed (its end plus `allowed_lateness`

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -131,20 +132,37 @@ def not_numbers(values: list[Any]) -> list[Any]:
     return [v for v in values if not (v.__class__ is int or (v.__class__ is float and v - v == 0))]
 
 
+#: the largest float: a sum must stay within it, or it cannot be written as a number
+FLOAT_MAX = sys.float_info.max
+#: past this magnitude a deviation's square could overflow: stddev's moments are then kept
+#: in units of a power of two above every value (exact: only the exponent changes)
+SCALE_FROM = 2.0 ** 400
+#: integers msgpack holds (a file buffer, a forward sink); a sum past them is given as a float
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 64 - 1
+
+
 class Num:
     """Numbers of one field: count, sum, min, max; mean and M2 for stddev, merged chunk by
     chunk (Chan et al.; a sum of squares loses all precision on RSS-sized values); a sketch
-    for percentiles."""
+    for percentiles.
 
-    __slots__ = ("n", "total", "lo", "hi", "mean", "m2", "sketch", "var")
+    Overflow: a value that would take the sum past the largest float (1e308 after 1e308,
+    an integer of 400 digits) cannot be summed: it is skipped, for every metric of its field,
+    and counted as non-numeric, as a string is. Integers are summed exactly. The moments are
+    scaled by a power of two once a value passes 2**400 (1.0, 1e200, 3 have a stddev, not an
+    overflow), and a chunk's mean is taken of the scaled values, so fsum cannot overflow."""
+
+    __slots__ = ("n", "total", "lo", "hi", "mean", "m2", "sketch", "var", "scale")
 
     def __init__(self, var: bool, mapping: Mapping | None):
         self.n = 0
         self.total: int | float = 0
         self.lo: float = math.inf
         self.hi: float = -math.inf
+        #: mean and M2 are of the values divided by `scale`
         self.mean = 0.0
         self.m2 = 0.0
+        self.scale = 1.0
         self.var = var
         self.sketch = Sketch(mapping) if mapping is not None else None
 
@@ -153,26 +171,67 @@ class Num:
         nums = numbers(values)
         if not nums:
             return values
+        skipped = not_numbers(values) if len(nums) < len(values) else []
+        try:
+            total = self.total + sum(nums)
+        except OverflowError:  # an integer past the floats beside a float
+            total = math.inf
+        if not -FLOAT_MAX <= total <= FLOAT_MAX:
+            nums, total = self._summable(nums, skipped)
+            if not nums:
+                return skipped
         n = len(nums)
-        self.total += sum(nums)
-        self.lo = min(self.lo, min(nums))
-        self.hi = max(self.hi, max(nums))
+        self.total = total
+        lo, hi = min(nums), max(nums)
+        self.lo = min(self.lo, lo)
+        self.hi = max(self.hi, hi)
         if self.var:
-            mean = math.fsum(nums) / n
-            m2 = math.fsum((x - mean) ** 2 for x in nums)
-            total = self.n + n
-            delta = mean - self.mean
-            self.m2 += m2 + delta * delta * self.n * n / total
-            self.mean += delta * n / total
+            self._moments(nums, max(-lo, hi))
         self.n += n
         if self.sketch is not None:
             self.sketch.add_many(nums)
-        return not_numbers(values) if n < len(values) else []
+        return skipped
+
+    def _summable(self, nums: list[int | float], skipped: list[Any]) -> tuple[list[int | float], int | float]:
+        """The values the sum can take in turn, and the sum; the others go to `skipped`."""
+        kept = []
+        total = self.total
+        for x in nums:
+            try:
+                t = total + x
+            except OverflowError:
+                t = math.inf
+            if -FLOAT_MAX <= t <= FLOAT_MAX:
+                kept.append(x)
+                total = t
+            else:
+                skipped.append(x)
+        return kept, total
+
+    def _moments(self, nums: list[int | float], big: float) -> None:
+        scale = self.scale
+        if big >= SCALE_FROM and big >= scale:
+            # the power of two just above `big`, or the largest there is: scaled values stay below 2
+            new = math.ldexp(1.0, min(math.frexp(big)[1], 1023))
+            ratio = scale / new
+            self.mean *= ratio
+            self.m2 *= ratio * ratio
+            self.scale = scale = new
+        if scale != 1.0:
+            inv = 1.0 / scale
+            nums = [x * inv for x in nums]
+        n = len(nums)
+        mean = math.fsum(nums) / n
+        m2 = math.fsum((x - mean) ** 2 for x in nums)
+        total = self.n + n
+        delta = mean - self.mean
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.mean += delta * n / total
 
     def result(self, metric: Metric) -> Any:
         f = metric.func
         if f == "sum":
-            return self.total
+            return _packable(self.total)
         if f == "count":
             return self.n
         if not self.n:
@@ -184,7 +243,7 @@ class Num:
         if f == "max":
             return self.hi
         if f == "stddev":  # the sample's, as Esper (Norikra) gives it
-            return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else None
+            return math.sqrt(self.m2 / (self.n - 1)) * self.scale if self.n > 1 else None
         # the exact min and max are at hand: the extreme ranks are exact, and no estimate
         # lies outside them
         rank = math.floor(metric.q * (self.n - 1))  # type: ignore[operator]
@@ -194,13 +253,20 @@ class Num:
         return min(max(estimate, self.lo), self.hi)  # type: ignore[type-var]
 
     def to_state(self) -> list[Any]:
-        return [self.n, self.total, self.lo, self.hi, self.mean, self.m2,
-                self.sketch.to_state() if self.sketch is not None else None]
+        return [self.n, _packable(self.total), self.lo, self.hi, self.mean, self.m2,
+                self.sketch.to_state() if self.sketch is not None else None, self.scale]
 
     def load(self, state: list[Any]) -> None:
-        self.n, self.total, self.lo, self.hi, self.mean, self.m2, sketch = state
+        # the scale came later: a state saved before it is of scale 1
+        self.n, self.total, self.lo, self.hi, self.mean, self.m2, sketch, *scale = state
+        self.scale = float(scale[0]) if scale else 1.0
         if self.sketch is not None:
             self.sketch = Sketch.from_state(self.sketch.m, sketch)
+
+
+def _packable(total: int | float) -> int | float:
+    """An exact integer sum past what msgpack holds is given as a float."""
+    return total if type(total) is float or INT_MIN <= total <= INT_MAX else float(total)
 
 
 class Values:

@@ -126,24 +126,42 @@ class ForwardSource(StreamSource):
                 self.ctx.log.warning("max_connections %d lowered to %d: the open file limit is %d",
                                      self.conf.max_connections, self.max_connections, soft)
 
-    async def run(self, emit: Emit) -> None:
-        self._emit = emit
+    def claims(self) -> set[str]:
+        return {f"port {self.conf.port}"} if self.conf.port else set()
+
+    async def start(self) -> None:
+        """Bind here, not in run(): a port in use stops the start (and a reload) with the
+        component named, instead of a source that quietly never listens. Connections are
+        taken only once run() has somewhere to send their events."""
         self._fit_fd_limit()
         self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG)
+                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG,
+                                                 start_serving=False)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
-            self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
+            try:
+                self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
+            except OSError:
+                self.server.close()
+                raise
+
+    async def run(self, emit: Emit) -> None:
+        assert self.server is not None, "start() binds"
+        self._emit = emit
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
         sweeper = asyncio.create_task(self._close_idle())
         try:
             await self.server.serve_forever()
         finally:
             sweeper.cancel()
+            self._close()
+
+    def _close(self) -> None:
+        if self.server is not None:
             self.server.close()
-            if self.udp is not None:
-                self.udp.close()
+        if self.udp is not None:
+            self.udp.close()
 
     def _make_room(self, origin: str) -> bool:
         """At max_connections: close the connection waiting longest for input, if any."""
@@ -346,8 +364,7 @@ class ForwardSource(StreamSource):
         await writer.drain()
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        self._close()
         for conn in list(self.connections.values()):
             conn.close("shutdown")
         await asyncio.gather(*self.connections, return_exceptions=True)

@@ -61,6 +61,12 @@ def test_malformed(text):
         parse(text)
 
 
+@pytest.mark.parametrize("stamp", ["Inf", "1e400"])
+def test_an_openmetrics_time_past_the_floats_is_a_bad_number(stamp):
+    with pytest.raises(ParseError, match="bad number"):  # it was an OverflowError nothing expected
+        parse(f"up 1 {stamp}\n# EOF\n", openmetrics=True)
+
+
 def test_a_bad_line_is_quoted_and_cut_in_the_error():
     with pytest.raises(ParseError) as e:
         parse('up{job="a\x07b"} oops' + "x" * 100_000 + "\n")

@@ -240,3 +240,31 @@ def test_a_changed_source_is_restarted_on_its_own_port(tmp_path):
     assert wait_for(lambda: len(numbers(out)) >= 200)
     log = run.stop()
     assert numbers(out) == list(range(200)) and "reloaded: restarted in\n" in log, log
+
+
+def test_a_reload_onto_a_port_in_use_is_refused_and_the_old_listener_goes_on(tmp_path):
+    """It used to stop the old listener, fail to bind the new one, and end the daemon with
+    status 0: the new source is started before anything old is stopped."""
+    import socket
+
+    from forward_peers import numbered, send, sender_conf
+
+    port, out = free_port(), tmp_path / "out.jsonl"
+    conf = tmp_path / "c.yaml"
+    body = "sources:\n  in: {{type: forward, port: {port}}}\nsinks:\n  out: {{type: file, inputs: [in], path: {out}}}\n"
+    conf.write_text(body.format(port=port, out=out))
+    run = Running(conf)
+    assert wait_for(lambda: port_open(port)), run.text()
+    sender = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {port}}}]")
+    assert send(sender, numbered(100)).returncode == 0
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        run.reload(body.format(port=holder.getsockname()[1], out=out), done="reload refused")
+        assert run.proc.poll() is None, run.text()
+        assert send(sender, numbered(100, start=100)).returncode == 0
+    assert wait_for(lambda: len(numbers(out)) >= 200)
+    log = run.stop()
+    assert numbers(out) == list(range(200)), log
+    assert f"{conf}:2: sources.in: cannot start: " in log and "address already in use" in log, log
+    assert "reloaded" not in log, log

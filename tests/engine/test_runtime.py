@@ -259,7 +259,8 @@ class FlakyTicks(Filter):
         return [("t", now, {"tick": self.ticks})]
 
 
-def test_a_tick_that_raises_is_reported_and_the_ticks_go_on(tmp_path):
+def run_with_filter(tmp_path, cls, seconds: float) -> int:
+    """`exec (hourly) -> w (cls) -> file`, `_errors -> file`, stopped after `seconds`; the status."""
     out = tmp_path / "out"
     rt = build(tmp_path, f"""
 sources:
@@ -269,16 +270,35 @@ filters:
 sinks:
   o: {{type: file, inputs: [w], path: {out}/o}}
   errors: {{type: file, inputs: [_errors], path: {out}/errors}}
-""", w=FlakyTicks)
+""", w=cls)
 
     async def main():
         task = asyncio.create_task(rt.run())
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(seconds)
         rt.stop()
         return await task
 
-    assert asyncio.run(main()) == 0
+    return asyncio.run(main())
+
+
+def test_a_tick_that_raises_is_reported_and_the_ticks_go_on(tmp_path):
+    # what the failed tick was emitting is lost (issue 20 point 10)
+    assert run_with_filter(tmp_path, FlakyTicks, 0.5) == 1
+    out = tmp_path / "out"
     ticks = [json.loads(x)["tick"] for x in (out / "o").read_text().splitlines()]
     errors = [json.loads(x) for x in (out / "errors").read_text().splitlines()]
     assert len(ticks) >= 3 and ticks[0] == 2
     assert [e["kind"] for e in errors] == ["filter_exception"] and "first tick" in errors[0]["error"]
+
+
+class FailingFlush(FlakyTicks):
+    """Its flush at the stop raises: what it held is lost."""
+
+    def flush(self):
+        raise OverflowError(34, "Numerical result out of range")
+
+
+def test_a_flush_that_fails_is_said_and_is_exit_status_1(tmp_path, caplog):
+    """It used to be one line at the stop and status 0 (issue 20 point 10)."""
+    assert run_with_filter(tmp_path, FailingFlush, 0.2) == 1
+    assert "failed: filter w: flush failed, what it held is lost: OverflowError" in caplog.text

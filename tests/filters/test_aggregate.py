@@ -61,6 +61,57 @@ def test_stddev_keeps_precision_on_large_values():
     assert r["sd"] == pytest.approx(statistics.stdev(values), rel=1e-9)
 
 
+def test_values_near_the_float_limit_neither_overflow_nor_lose_the_window():
+    """1.0, 1e200, 3 used to fail the flush with (34, 'Numerical result out of range') and
+    1e308, 1e308 with `intermediate overflow in fsum`: every group's results lost."""
+    f, _ = agg(group_by=["k"], metrics={"n": "count(v)", "sum": "sum(v)", "avg": "avg(v)", "sd": "stddev(v)",
+                                        "max": "max(v)"})
+    f.process([("t", BASE, {"k": k, "v": v}) for k, v in
+               (("a", 1.0), ("a", 1e200), ("a", 3), ("b", 1e308), ("b", 1e308), ("c", 2), ("c", 4),
+                ("d", 10 ** 400), ("d", 5))])
+    got = by_window(f.tick(BASE + 10 * S))
+    a, b, c, d = (got[(BASE // S, k)] for k in "abcd")
+    assert (a["n"], a["sum"], a["max"]) == (3, 1e200, 1e200)
+    assert a["sd"] == pytest.approx(statistics.stdev([1.0, 1e200, 3]), rel=1e-12)
+    # the second 1e308 would take the sum past the largest float: skipped, as a string is
+    assert (b["n"], b["sum"], b["avg"], b["sd"]) == (2, 1e308, 1e308, None)  # count(v): values present
+    assert (c["n"], c["sum"], c["avg"]) == (2, 6, 3.0) and c["sd"] == pytest.approx(math.sqrt(2))
+    assert (d["sum"], d["avg"]) == (5, 5.0)  # an integer of 400 digits is no float either
+    assert f.ctx.counters["non_numeric.sum"] == 2 and f.ctx.counters["non_numeric.sd"] == 2
+
+
+def test_an_exact_integer_sum_past_64_bits_is_given_as_a_float():
+    f, _ = agg(metrics={"sum": "sum(bytes)"})
+    f.process([("t", BASE, {"bytes": 2 ** 63}) for _ in range(4)])
+    [(_, _, r)] = f.tick(BASE + 10 * S)
+    assert r["sum"] == float(2 ** 65) and isinstance(r["sum"], float)
+    msgpack.packb(f.save_state())  # and its state can be saved
+
+
+def test_a_huge_value_is_no_reason_for_an_aggregate_to_lose_its_windows(tmp_path):
+    """Through the command: every group's record comes out and the exit status is 0."""
+    out = tmp_path / "out.jsonl"
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"""
+sources:
+  in: {{type: stdin}}
+filters:
+  agg: {{type: aggregate, inputs: [in], time: arrival, flush_on_stop: true, group_by: [k],
+         metrics: {{sum: sum(v), avg: avg(v), sd: stddev(v)}}}}
+sinks:
+  out: {{type: file, inputs: [agg], path: {out}}}
+""")
+    given = b"".join(b'{"k": "%s", "v": %s}\n' % (k, v) for k, v in
+                     ((b"a", b"1.0"), (b"a", b"1e200"), (b"a", b"3"), (b"b", b"1e308"), (b"b", b"1e308"),
+                      (b"c", b"2"), (b"c", b"4")))
+    result = run_pipeline("run", "--once", str(conf), input=given)
+    log = result.stderr.decode()
+    assert result.returncode == 0, log
+    got = {r["k"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert got["a"]["sum"] == 1e200 and got["a"]["sd"] == pytest.approx(5.773502691896257e199), log
+    assert got["b"]["sum"] == 1e308 and (got["c"]["sum"], got["c"]["avg"]) == (6, 3.0), log
+
+
 def test_missing_and_non_numeric_are_skipped_and_counted_per_metric():
     f, _ = agg(metrics={"avg": "avg(x)", "max": "max(x)", "last": "last(x)", "n": "count()"})
     f.process([("t", BASE, r) for r in ({"x": 4}, {"x": "slow"}, {"x": True}, {}, {"x": None}, {"x": 2.0})])
