@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import random
-import socket
 import struct
 import threading
 
@@ -40,7 +39,7 @@ def acks_of(port: int, data: bytes) -> list:
     """The acks a message gets; [] when the source refuses it and closes the connection."""
     try:
         return talk(port, data, timeout=60)
-    except (ConnectionError, socket.timeout):
+    except (TimeoutError, ConnectionError):
         return []
 
 
