@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from ..codecs.formats import json_dumps
-from ..engine.tagmatch import matcher
+from ..engine.tagmatch import PatternError, matcher
 from ..event import Batch
 from .messages import Request, Response, json_response
 
@@ -45,7 +45,7 @@ IDLE_SECONDS = 1.0
 
 class Tap:
     def __init__(self, match: str | None, limit: int | None, rate: int = RATE, size: int = QUEUE_EVENTS):
-        self.accepts = matcher(match)
+        self.accepts = matcher(match, regex=False)
         self.limit = limit
         self.rate = rate
         self.size = size
@@ -135,11 +135,16 @@ def _problem(figures: Figures, ids: list[str], limit: str | None, rate: str | No
             return 404, f"no component {cid!r}; sources and filters: {', '.join(tappable)}"
         if comp.kind == "sink":
             return 400, f"{cid!r} is a sink: it emits nothing; tap its inputs ({', '.join(comp.inputs)})"
-    if limit is not None and not (limit.isdigit() and int(limit) > 0):
+    if limit is not None and not (_number(limit) and int(limit) > 0):
         return 400, f"limit must be a positive number, got {limit!r}"
-    if rate is not None and not rate.isdigit():
+    if rate is not None and not _number(rate):
         return 400, f"rate must be a number of events a second (0: all), got {rate!r}"
     return None
+
+
+def _number(text: str) -> bool:
+    # str.isdigit() takes "²", which int() refuses; 18 digits fit any count
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def tap_response(figures: Figures, req: Request) -> Response:
@@ -149,7 +154,10 @@ def tap_response(figures: Figures, req: Request) -> Response:
     problem = _problem(figures, ids, limit, rate)
     if problem is not None:
         return json_response({"error": problem[1]}, problem[0])
-    tap = Tap(req.arg("match"), int(limit) if limit else None, RATE if rate is None else int(rate))
+    try:
+        tap = Tap(req.arg("match"), int(limit) if limit else None, RATE if rate is None else int(rate))
+    except PatternError as e:
+        return json_response({"error": f"match: {e}"}, 400)
 
     async def stream() -> AsyncGenerator[bytes, None]:
         for cid in ids:
