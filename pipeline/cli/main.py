@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.api is not None:
         from types import SimpleNamespace
 
-        settings = graph.settings.api or SimpleNamespace(unhealthy_after=60.0)
+        settings = graph.settings.api or SimpleNamespace(unhealthy_after=60.0, allowed_hosts=[])
         graph.settings.api = SimpleNamespace(**{**vars(settings), "address": args.api})
     for line in graph.warnings:
         # the log line says its level already
