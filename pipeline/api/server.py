@@ -210,6 +210,8 @@ class ApiServer:
             await writer.drain()
             return
         head.append("Transfer-Encoding: chunked")
+        if response.on_socket is not None:
+            response.on_socket(writer)
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         # the client leaving shows as the end of its side: a stream that waits for events
         # sees it at its next (at most one second away) empty piece
@@ -220,6 +222,7 @@ class ApiServer:
                     return
                 if piece:
                     writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    piece = b""  # the transport has a copy: not held twice while a slow reader is waited for
                     await writer.drain()
             writer.write(b"0\r\n\r\n")
             await writer.drain()
