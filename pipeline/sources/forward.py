@@ -67,10 +67,8 @@ class ForwardSource(StreamSource):
     closes that one connection with a logged reason; the others go on. Stricter than
     fluentd: a PackedForward whose last entry is cut off is refused, not acked, so the
     sender sends it again. UDP heartbeats on the same port are answered as fluentd does.
-
-    A message of more than `max_message_events` events is refused (not acked), however small
-    it was compressed; a large one goes on in slices, each waiting for room in the buffers,
-    so a gzip bomb costs its inflated bytes, not millions of decoded events.
+    A message past `max_message_events` is refused unacked; a large one goes on in slices,
+    each waiting for room in the buffers (a gzip bomb costs its bytes, not decoded events).
 
     Past `max_connections`, a new connection takes the place of the one that has waited
     longest for input (all it sent was acked, or it is resent), or is closed when every
