@@ -3,7 +3,8 @@ and the server that routes to them do not import each other."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class Response:
     #: pieces sent chunked as they come (a tap); `body` is then unused
     stream: AsyncGenerator[bytes, None] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: called with the connection's writer before a stream is sent (a tap sizes its socket)
+    on_socket: Callable[[asyncio.StreamWriter], None] | None = None
 
 
 def json_response(doc: Any, status: int = 200) -> Response:

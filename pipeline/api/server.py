@@ -9,7 +9,9 @@ connection: the clients (Prometheus, `tap`, `top`) ask once a second at most.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -29,7 +31,29 @@ _limited = RateLimitedLog(log)
 MAX_HEAD = 16 * 1024
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+            413: "Request Header Fields Too Large", 421: "Misdirected Request", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+#: a refused Host is logged at most this often
+_REFUSED_LOG_SECONDS = 60.0
+
+
+def host_name(header: str) -> str:
+    """The name of a Host header, without its port, lower case, without a final dot."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _loopback(name: str) -> bool:
+    if name == "localhost" or name.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 Handler = Callable[["ApiServer", Request], Awaitable[Response]]
@@ -68,6 +92,9 @@ class ApiServer:
         #: all the api sees of the running graph: what the engine hands it
         self.figures = figures
         self.host, self.port = parse_listen(conf.address)
+        #: Host names answered besides the address a request came to and loopback ones
+        self.allowed_hosts = {host_name(h) for h in getattr(conf, "allowed_hosts", ())} | {host_name(self.host)}
+        self._refused_logged = 0.0
         self.routes = {path: dict(methods) for path, methods in ROUTES.items()}
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[Any]] = set()
@@ -117,7 +144,7 @@ class ApiServer:
             except asyncio.LimitOverrunError:
                 await self._send(writer, Response(413, b"request head too large\n", "text/plain"))
                 return
-            response = await self._answer(head)
+            response = self._misdirected(head, writer) or await self._answer(head)
             await self._send(writer, response, reader)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
@@ -126,6 +153,27 @@ class ApiServer:
         finally:
             self.connections.discard(task)
             writer.close()
+
+    def _misdirected(self, head: bytes, writer: asyncio.StreamWriter) -> Response | None:
+        """A refusal for a request naming a host that is not this api's: a web page can make a
+        browser send requests to 127.0.0.1 under its own name (DNS rebinding), so a name is
+        answered only if it is the address the request came to, a loopback name or one of
+        `allowed_hosts`. A request with no Host (HTTP/1.0 tools) comes from no browser."""
+        header = next((line.partition(b":")[2] for line in head.split(b"\r\n")[1:]
+                       if line[:5].lower() == b"host:"), None)
+        if header is None:
+            return None
+        name = host_name(header.decode("latin-1"))
+        local = (writer.get_extra_info("sockname") or ("",))[0]
+        if name in self.allowed_hosts or "*" in self.allowed_hosts or _loopback(name) or name == local.lower():
+            return None
+        now = time.monotonic()
+        if now - self._refused_logged >= _REFUSED_LOG_SECONDS:
+            self._refused_logged = now
+            log.warning("api: refused a request for host %r (not the listen address, a loopback name or in "
+                        "api.allowed_hosts; further ones this minute are not logged)", name[:100])
+        return json_response({"error": f"host {name[:100]!r} is not served here: the api answers its listen "
+                                       f"address, loopback names and api.allowed_hosts"}, 421)
 
     async def _answer(self, head: bytes) -> Response:
         lines = head.decode("latin-1").split("\r\n")
@@ -166,6 +214,8 @@ class ApiServer:
             await writer.drain()
             return
         head.append("Transfer-Encoding: chunked")
+        if response.on_socket is not None:
+            response.on_socket(writer)
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         # the client leaving shows as the end of its side: a stream that waits for events
         # sees it at its next (at most one second away) empty piece
@@ -176,6 +226,7 @@ class ApiServer:
                     return
                 if piece:
                     writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                    piece = b""  # the transport has a copy: not held twice while a slow reader is waited for
                     await writer.drain()
             writer.write(b"0\r\n\r\n")
             await writer.drain()

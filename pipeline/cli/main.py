@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.api is not None:
         from types import SimpleNamespace
 
-        settings = graph.settings.api or SimpleNamespace(unhealthy_after=60.0)
+        settings = graph.settings.api or SimpleNamespace(unhealthy_after=60.0, allowed_hosts=[])
         graph.settings.api = SimpleNamespace(**{**vars(settings), "address": args.api})
     for line in graph.warnings:
         # the log line says its level already
@@ -264,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
                          "slow for, are dropped, and the count said at the end.")
     tap.add_argument("--api", default=API_ADDRESS, **api)  # type: ignore[arg-type]
     tap.add_argument("ids", nargs="+", metavar="ID", help="source or filter ids")
-    tap.add_argument("--match", metavar="PATTERN", help="only events whose tag matches (fluentd patterns)")
+    tap.add_argument("--match", metavar="PATTERN", help="only events whose tag matches (fluentd tag patterns, not regular expressions)")
     tap.add_argument("--limit", metavar="N", type=int, help="stop after N events")
     tap.add_argument("--rate", metavar="N", type=int,
                      help="take at most N events a second (default 1000, as Vector's tap samples); 0: every event")

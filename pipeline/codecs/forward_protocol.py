@@ -156,44 +156,12 @@ def new_chunk_id() -> str:
     return os.urandom(16).hex()
 
 
-_FAST_ENTRY = b"\x92\xd7\x00"  # [EventTime, ...
-_IS_MAP = bytes(1 if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF) else 0 for b in range(256))
-
-
-def count_entries(blob: bytes) -> int | None:
-    """The number of entries of a PackedForward blob in the form fluentd, Fluent Bit and our
-    sink send (the first entry `[EventTime, map]`), found by skipping, not decoding, them;
-    None for a blob in another form, which is decoded instead. A cut-off blob is refused.
-
-    Only the first entry's form is looked at: checking every entry's cost as much as the
-    walk itself. A later entry of another form is dealt with when records are decoded."""
-    if not blob:
-        return 0
-    if blob[:3] != _FAST_ENTRY or len(blob) <= 11 or not _IS_MAP[blob[11]]:
-        return None
-    unpack = msgpack.Unpacker(max_buffer_size=len(blob))
-    unpack.feed(blob)
-    skip = unpack.skip
-    n = 0
-    try:
-        while True:
-            skip()
-            n += 1
-    except msgpack.OutOfData:
-        pass
-    except (ValueError, msgpack.UnpackException) as e:
-        raise ProtocolError(f"PackedForward entries do not decode: {e}") from None
-    if incomplete(unpack):
-        raise ProtocolError(f"PackedForward blob ends inside an entry (after {n} whole entries)")
-    return n
-
-
 def unpack_packed(packed: Packed) -> tuple[Batch, list[tuple[str, bytes]]]:
     """The events of a Packed, and why each entry left out was (with its bytes): not a
     `[time, map]`, or refused by the rule of pipeline/codecs/edge.py.
 
     ormsgpack decodes them 2x faster than msgpack's Unpacker (2.7 against 5.6 us a 30-key
-    record); its framing was checked (count_entries), so the count is the real one. It
+    record); its framing was checked (forward_messages.EntrySlices), so the count is the real one. It
     refuses what the rule changes (a key that is not a string, invalid UTF-8): such a run is
     decoded entry by entry instead, so one bad entry costs only itself."""
     tag = packed.tag
@@ -268,24 +236,6 @@ def unpack_items(items: list[Item], ctx: Context) -> Batch:
             ctx.error(f"tag {item.tag!r}: {why}: skipped", origin=item.origin, data=data or None,
                       tag=item.tag, kind="protocol_error")
     return batch
-
-
-def decode_entries(blob: bytes) -> list[tuple[int, Any]]:
-    """The `[time, record]` entries of a PackedForward blob, made to the rule of
-    pipeline/codecs/edge.py as they are decoded. A blob whose last entry is cut off is refused whole
-    (fluentd acks it and drops the entry; we want the sender to resend)."""
-    entries = []
-    unpack = msgpack.Unpacker(raw=False, unicode_errors="replace", strict_map_key=False,
-                              object_pairs_hook=edge.pairs, ext_hook=ext_hook, max_buffer_size=len(blob) or 1)
-    unpack.feed(blob)
-    try:
-        for entry in unpack:
-            entries.append(entry)
-    except (ProtocolError, ValueError, msgpack.UnpackException) as e:
-        raise ProtocolError(f"PackedForward entries do not decode: {e}") from None
-    if incomplete(unpack):
-        raise ProtocolError(f"PackedForward blob ends inside an entry (after {len(entries)} whole entries)")
-    return entries
 
 
 #: inflate() yields after about this much work (bytes in and out), so one message does not

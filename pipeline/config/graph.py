@@ -22,6 +22,7 @@ from .options import (
     Duration,
     Enum,
     Errors,
+    ListOf,
     Option,
     Str,
     Struct,
@@ -49,6 +50,9 @@ TOP_OPTIONS = (
                "host:port to serve /healthz, /metrics, /api/components and taps on; a bare :port is loopback"),
         Option("unhealthy_after", Duration(min=0), 60.0,
                "a sink retrying this long makes /healthz answer 503"),
+        Option("allowed_hosts", ListOf(Str()), [],
+               "Host names the api answers besides the listen address and loopback names "
+               "(`*`: any); a request naming another host is refused (DNS rebinding)"),
         Option("dashboard", Struct(*DASHBOARD_OPTIONS, name="dashboard"), None,
                "live charts on the api address (docs/dashboard.md); off unless set"),
         name="api"), None, "the api server (docs/api.md); off unless set"),

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from ..codecs import edge
-from ..codecs.forward_messages import ack_replies, is_gzipped, read_message
+from ..codecs.forward_messages import EntrySlices, Intake, TooLarge, ack_replies, is_gzipped, read_message
 from ..codecs.forward_protocol import (
     ProtocolError,
     as_bytes,
@@ -24,13 +24,14 @@ from ..codecs.forward_protocol import (
     inflate,
     password_digest,
     shared_key_digest,
+    unpack_items,
     unpacker,
 )
 from ..codecs.json_stream import JsonStream, JsonStreamError
 from ..codecs.quote import quoted
 from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Size, Str, Struct
 from ..engine.ack import Ack
-from ..event import Batch, Packed
+from ..event import Batch
 from ..plugin import Emit, StreamSource
 
 READ_SIZE = 256 * 1024
@@ -66,6 +67,8 @@ class ForwardSource(StreamSource):
     closes that one connection with a logged reason; the others go on. Stricter than
     fluentd: a PackedForward whose last entry is cut off is refused, not acked, so the
     sender sends it again. UDP heartbeats on the same port are answered as fluentd does.
+    A message past `max_message_events` is refused unacked; a large one goes on in slices,
+    each waiting for room in the buffers (a gzip bomb costs its bytes, not decoded events).
 
     Past `max_connections`, a new connection takes the place of the one that has waited
     longest for input (all it sent was acked, or it is resent), or is closed when every
@@ -79,6 +82,9 @@ class ForwardSource(StreamSource):
         Option("bind", Str(), "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
         Option("port", Int(min=0, max=65535), 24224, "TCP and UDP port"),
         Option("max_message_bytes", Size(), 64 * 1024 * 1024, "largest message (and inflated blob) taken"),
+        Option("max_message_events", Int(min=1), 1_000_000,
+               "most events one message may hold; one with more is refused (not acked), however small "
+               "it was compressed"),
         Option("shared_key", Str(), None, "require fluentd's HELO/PING/PONG handshake with this key",
                secret=True),
         Option("self_hostname", Str(), None, "our name in the handshake (default: the host name)"),
@@ -216,7 +222,8 @@ class ForwardSource(StreamSource):
             elif first:
                 await self._msgpack(conn, writer, unpack, first)
         except (ProtocolError, JsonStreamError) as e:
-            self.ctx.error(f"connection closed: {e}", origin=origin, kind="protocol_error")
+            self.ctx.error(f"connection closed: {e}", origin=origin,
+                           kind="message_too_large" if isinstance(e, TooLarge) else "protocol_error")
         except (ConnectionError, ssl.SSLError, TimeoutError) as e:
             self.ctx.count("connection_errors")
             self.ctx.log.debug("connection from %s: %s", origin, e)
@@ -239,24 +246,20 @@ class ForwardSource(StreamSource):
             except msgpack.BufferFull:
                 raise ProtocolError(f"message larger than max_message_bytes "
                                     f"({self.conf.max_message_bytes})") from None
-            # every message of one read goes on as one batch, then their acks (also what
+            # every message of one read goes on together, then their acks (also what
             # came with the handshake's PING, before any read here)
-            batch: Batch = []
-            packed: list[Packed] = []
-            acks: list[Any] = []
+            intake = Intake()
             try:
                 for message in unpack:
-                    if is_gzipped(message):
-                        await self._inflate(message)
-                    self._message(message, batch, packed, acks, conn.origin)
+                    self._message(message, intake, conn.origin,
+                                  await self._inflate(message) if is_gzipped(message) else None)
             except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map as a map key
                 if isinstance(e, ProtocolError):
                     raise
                 raise ProtocolError(f"malformed msgpack: {e}") from None
             finally:
                 # what came before a bad message is taken and acked, as each was whole
-                await self._accept(self._checked(batch, conn.origin) if batch else batch, packed, acks, writer,
-                                   json_replies=False)
+                await self._accept(intake, conn.origin, writer, json_replies=False)
             data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
             if not data:
@@ -264,15 +267,19 @@ class ForwardSource(StreamSource):
                     raise ProtocolError("connection closed in the middle of a message (not acked)")
                 return
 
-    async def _inflate(self, message: list) -> None:
+    async def _inflate(self, message: list) -> list[tuple[int, int, int]]:
         """A CompressedPackedForward's blob, inflated in steps between which other
-        connections are served."""
-        parts = []
+        connections are served, and its slices: its entries are walked as they come, so one
+        past max_message_events is refused before the rest is inflated."""
+        blob = bytearray()
+        slices = EntrySlices(self.conf.max_message_events, self.conf.max_message_bytes)
         for part in inflate(as_bytes(message[1]), self.conf.max_message_bytes):
-            parts.append(part)
+            blob += part
+            slices.feed(part)
             await asyncio.sleep(0)
-        message[1] = b"".join(parts)
+        message[1] = blob
         message[2] = {**message[2], "compressed": "text"}
+        return slices.slices()
 
     async def _json(self, conn: _Connection, writer, data: bytes) -> None:
         stream = JsonStream(self.conf.max_message_bytes)
@@ -282,13 +289,10 @@ class ForwardSource(StreamSource):
                     message = json.loads(value.decode("utf-8", "surrogateescape"))
                 except (ValueError, RecursionError) as e:
                     raise ProtocolError(f"malformed JSON: {e}") from None
-                batch: Batch = []
-                acks: list[Any] = []
-                if is_gzipped(message):
-                    await self._inflate(message)
-                self._message(message, batch, [], acks, conn.origin)
-                await self._accept(self._checked(batch, conn.origin) if batch else batch, [], acks, writer,
-                                   json_replies=True)
+                intake = Intake()
+                self._message(message, intake, conn.origin,
+                              await self._inflate(message) if is_gzipped(message) else None)
+                await self._accept(intake, conn.origin, writer, json_replies=True)
             data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
         if stream.pending:
@@ -307,14 +311,20 @@ class ForwardSource(StreamSource):
         kept = [e for e in batch if id(e[2]) not in gone]
         return [(tag, t, r) for (tag, t, _), r in zip(kept, records)]
 
-    async def _accept(self, batch: Batch, packed: list[Packed], acks: list[Any], writer: asyncio.StreamWriter,
-                      json_replies: bool) -> None:
-        """Acks go out only once the events are in every sink's buffer (or delivered)."""
+    async def _accept(self, intake: Intake, origin: str, writer: asyncio.StreamWriter, json_replies: bool) -> None:
+        """Acks go out only once the events are in every sink's buffer (or delivered). A
+        large message goes on a slice at a time: each waits for room in the buffers (overflow
+        `block`), so they bound the memory it takes while it is taken in."""
+        acks = intake.acks
         delivered = Ack() if acks and self.conf.ack == "delivery" else None
-        if batch:
-            await self._emit(batch, delivered)
-        if packed:
-            await self._emit.packed(packed, delivered)
+        if intake.batch:
+            await self._emit(self._checked(intake.batch, origin), delivered)
+        for group in intake.packed_groups():
+            await self._emit.packed(group, delivered)
+        for run in intake.loose:  # not in EventTime form: decoded here, a slice at a time
+            events = unpack_items([run], self.ctx)
+            if events:
+                await self._emit(events, delivered)
         if delivered is not None:
             delivered.release()
             await delivered.wait()
@@ -322,8 +332,8 @@ class ForwardSource(StreamSource):
             writer.write(ack_replies(acks, json_replies))
             await writer.drain()
 
-    def _message(self, message: Any, batch: Batch, packed: list[Packed], acks: list[Any], origin: str) -> None:
-        if read_message(message, batch, packed, acks, origin, self._bad_entry):
+    def _message(self, message: Any, intake: Intake, origin: str, slices: list[tuple[int, int, int]] | None) -> None:
+        if read_message(message, intake, origin, self._bad_entry, self.conf.max_message_events, slices):
             self.ctx.counters["messages"] += 1
 
     def _bad_entry(self, entry: Any, origin: str) -> None:

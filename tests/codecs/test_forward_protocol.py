@@ -9,6 +9,7 @@ import msgpack
 import pytest
 from helpers import event_time, gunzip
 
+from pipeline.codecs import forward_messages as fm
 from pipeline.codecs import forward_protocol as fp
 from pipeline.engine.context import Context
 from pipeline.event import Packed
@@ -43,19 +44,20 @@ def test_packed_forward_round_trip_and_gzip():
         u.feed(fp.packed_forward("app", fp.pack_entries(events), 3, "c1", compress))
         [[tag, blob, option]] = list(u)
         assert tag == "app" and option == {"size": 3, "compressed": "gzip" if compress else "text", "chunk": "c1"}
-        entries = fp.decode_entries(gunzip(fp.as_bytes(blob), 10**6) if compress else fp.as_bytes(blob))
-        assert [(t, r) for t, r in entries] == [(t, r) for _, t, r in events]
+        blob = gunzip(fp.as_bytes(blob), 10**6) if compress else fp.as_bytes(blob)
+        assert fm.walk(blob, 10) == [(0, len(blob), 3)]
+        assert fp.unpack_packed(Packed("app", blob, 3)) == (events, [])
 
 
 def test_truncated_blob_is_refused_not_partly_taken():
     blob = fp.pack_entries([("t", 1, {"a": 1}), ("t", 2, {"b": 2})])
     with pytest.raises(fp.ProtocolError, match="ends inside an entry"):
-        fp.decode_entries(blob[:-1])
+        fm.walk(blob[:-1], 10)
 
 
 def test_several_gzip_members_and_bad_gzip():
     a, b = fp.pack_entries([("t", 1, {"a": 1})]), fp.pack_entries([("t", 2, {"b": 2})])
-    assert len(fp.decode_entries(gunzip(gzip.compress(a) + gzip.compress(b), 10**6))) == 2
+    assert fm.walk(gunzip(gzip.compress(a) + gzip.compress(b), 10**6), 10)[0][2] == 2
     with pytest.raises(fp.ProtocolError, match="not gzip"):
         gunzip(a, 10**6)
     with pytest.raises(fp.ProtocolError, match="cut off"):
@@ -80,15 +82,30 @@ def test_handshake_digests_match_the_captured_fluentd_exchange():
         "458207ca51ce6cb1a1361c2dcf9eb")
 
 
-def test_count_entries_walks_eventtime_entries_without_decoding():
+def test_walk_counts_eventtime_entries_without_decoding():
     events = [("t", 10**18 + i, {"i": i, "nested": {"a": [1, 2]}}) for i in range(50)]
     blob = fp.pack_entries(events)
-    assert fp.count_entries(blob) == 50 and fp.count_entries(b"") == 0
+    assert fm.eventtime_form(blob) and fm.walk(blob, 50) == [(0, len(blob), 50)] and fm.walk(b"", 1) == []
     assert fp.unpack_packed(Packed("t", blob, 50)) == (events, [])
     with pytest.raises(fp.ProtocolError, match="ends inside an entry .after 49 whole"):
-        fp.count_entries(blob[:-1])
+        fm.walk(blob[:-1], 50)
     with pytest.raises(fp.ProtocolError, match="do not decode"):
-        fp.count_entries(blob[:11] + b"\x81\xc1")  # 0xc1 is no msgpack type
+        fm.walk(blob[:11] + b"\x81\xc1", 50)  # 0xc1 is no msgpack type
+    with pytest.raises(fm.TooLarge, match="50 events in one message, more than max_message_events .49."):
+        fm.walk(blob, 49)
+
+
+def test_a_large_blob_is_cut_into_slices_fed_in_any_parts():
+    n = fm.SLICE_EVENTS * 2 + 100
+    blob = fp.pack_entries([("t", 10**18, {}) for _ in range(n)])
+    slices = fm.EntrySlices(n, len(blob))
+    for i in range(0, len(blob), 1000):  # as inflate() gives it
+        slices.feed(blob[i:i + 1000])
+    got = slices.slices()
+    assert [c for _, _, c in got] == [fm.SLICE_EVENTS, fm.SLICE_EVENTS, 100]
+    assert got[0][0] == 0 and got[-1][1] == len(blob) and all(a[1] == b[0] for a, b in zip(got, got[1:]))
+    with pytest.raises(fm.TooLarge, match="more than 1000 events"):  # seen while it is fed
+        fm.EntrySlices(1000, len(blob)).feed(blob)
 
 
 @pytest.mark.parametrize("entry", [
@@ -98,13 +115,13 @@ def test_count_entries_walks_eventtime_entries_without_decoding():
 ])
 def test_a_blob_in_another_form_is_left_for_decoding(entry):
     blob = msgpack.packb(entry) + fp.pack_entries([("t", 1, {"ok": 1})])
-    assert fp.count_entries(blob) is None
+    assert not fm.eventtime_form(blob)
 
 
 def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
     blob = (fp.pack_entries([("t", 5, {"ok": 1})]) + msgpack.packb([1700000000, {"int": 1}])
             + msgpack.packb([event_time(6), "not a map"]) + msgpack.packb(7))
-    assert fp.count_entries(blob) == 4
+    assert fm.eventtime_form(blob) and fm.walk(blob, 4)[0][2] == 4
     events, bad = fp.unpack_packed(Packed("t", blob, 4))
     assert events == [("t", 5, {"ok": 1}), ("t", 1700000000 * 10**9, {"int": 1})] and len(bad) == 2
     assert all(type(e[1]) is int for e in events)
@@ -113,7 +130,7 @@ def test_later_entries_in_another_form_are_fixed_or_left_out_when_decoded():
 def test_a_packed_run_that_does_not_decode_is_reported_and_skipped():
     good = Packed("t", fp.pack_entries([("t", 5, {"a": 1})]), 1)
     bad_record = msgpack.packb([event_time(6), {"x": msgpack.ExtType(9, b"?")}])
-    assert fp.count_entries(bad_record) == 1  # its framing is fine; its record is not
+    assert fm.walk(bad_record, 1)[0][2] == 1  # its framing is fine; its record is not
     errors: list = []
     ctx = Context("c", "sink", on_error=errors.append)
     batch = fp.unpack_items([("t", 4, {"plain": 1}), Packed("t", bad_record, 1, "10.0.0.1:5"), good], ctx)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.engine.tagmatch import matcher
+from pipeline.engine.tagmatch import PatternError, matcher
 
 
 @pytest.mark.parametrize("pattern, tag", [
@@ -34,3 +34,12 @@ def test_list_of_patterns_and_none():
     m = matcher(["uwsgi.*", "docker.**"])
     assert m("uwsgi.app") and m("docker") and not m("uwsgi.app.x")
     assert matcher(None) is None
+
+
+def test_a_client_pattern_is_a_glob_only():
+    with pytest.raises(PatternError, match="regular expression"):
+        matcher("a.** /(.*)*Z/", regex=False)
+    with pytest.raises(PatternError, match="at most 256"):
+        matcher("a" * 257, regex=False)
+    m = matcher("*a*a*a*a*a*a*a*a*a*a*b {x,y", regex=False)
+    assert m is not None and not m("a" * 40) and m("a" * 40 + "b") and m("y")
