@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import glob
 import logging
 import os
-import stat
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from ..codecs.formats import MAX_LINE_BYTES
 from ..config.options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Regex, Size, Str, Struct
@@ -19,9 +16,10 @@ from ..event import Batch
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
 from ..tail import positions
+from ..tail.discover import MAX_DIRS, Found, Heads, Hit, Key, head, open_regular, siblings, walk
 from ..tail.follower import Follower, Track, undecodable
 from ..tail.multiline import Multiline
-from ..tail.positions import Fingerprint, digest
+from ..tail.positions import Fingerprint
 
 #: seconds between looks at files that were at their end (new lines show up this late)
 #: how often the files and bytes behind shown by the api are counted again
@@ -52,12 +50,6 @@ MULTILINE = Struct(
     Option("max_lines", Int(min=1), 500, "a record goes out when it has this many lines"),
     name="multiline",
 )
-
-
-class Hit(NamedTuple):
-    path: str
-    st: os.stat_result
-    primary: bool
 
 
 def _globs(value: str | list[str] | None) -> list[str]:
@@ -143,40 +135,33 @@ class TailSource(StreamSource):
 
     # ---- finding files
 
-    def _glob(self) -> dict[tuple[int, int], Hit]:
-        excluded = {p for pattern in self.exclude for p in glob.glob(pattern, recursive=True)}
-        found: dict[tuple[int, int], Hit] = {}
-        for primary, patterns in ((True, self.paths), (False, self.rotated)):
-            for pattern in patterns:
-                matched = False
-                for path in glob.glob(os.path.expanduser(pattern), recursive=True):
-                    if path in excluded:
-                        continue
-                    try:
-                        st = os.stat(path)  # through symlinks: the file they point to
-                    except OSError:
-                        continue
-                    if not stat.S_ISREG(st.st_mode):  # a directory or fifo the glob matched
-                        continue
-                    matched = True
-                    found.setdefault((st.st_dev, st.st_ino), Hit(path, st, primary))
-                if primary and not matched:
-                    # a typo in a path reads nothing, silently: said at start and then once a
-                    # minute while it matches nothing (as fluentd warns), not an error: the
-                    # files may come later
-                    self.ctx.limited(logging.WARNING, f"no_match {pattern}",
-                                     f"path {pattern!r} matches no file (yet)")
-        return found
+    def _glob(self) -> dict[Key, Hit]:
+        """The files the globs match, now (in a thread: see _find)."""
+        return self._report(walk(self.paths, self.rotated, self.exclude))
+
+    async def _find(self) -> dict[Key, Hit]:
+        # off the event loop: a huge tree or a slow disk must not hold health, signals, reading
+        return self._report(await asyncio.to_thread(walk, self.paths, self.rotated, self.exclude))
+
+    def _report(self, found: Found) -> dict[Key, Hit]:
+        for pattern in found.unmatched:
+            # a typo in a path reads nothing, silently: said at start and then once a minute
+            # while it matches nothing (as fluentd warns), not an error: the files may come later
+            self.ctx.limited(logging.WARNING, f"no_match {pattern}", f"path {pattern!r} matches no file (yet)")
+        if found.cut:
+            self.ctx.limited(logging.WARNING, "walk_cut",
+                             f"the globs reach more than {MAX_DIRS} directories: the rest is not looked at")
+        return found.files
 
     def _open(self, hit: Hit) -> tuple[int, os.stat_result] | None:
         try:
-            fd = os.open(hit.path, os.O_RDONLY | os.O_CLOEXEC)
+            opened = open_regular(hit.path)
         except OSError as e:
             # retried at each refresh: it is still unknown then
             self.ctx.health(f"open {hit.path}", False, f"cannot read {hit.path}: {e.strerror}; retrying")
             return None
         self.ctx.health(f"open {hit.path}", True, f"{hit.path} can be read again")
-        return fd, os.fstat(fd)
+        return opened
 
     def _follow(self, hit: Hit, opened: tuple[int, os.stat_result], offset: int, *, name: str | None = None,
                 track: Track | None = None, fingerprint: Fingerprint | None = None) -> Follower:
@@ -195,15 +180,11 @@ class TailSource(StreamSource):
     def _head_matches(self, hit: Hit, fingerprint: Fingerprint) -> bool:
         if not fingerprint.length or hit.st.st_size < fingerprint.length:
             return False
-        try:
-            with open(hit.path, "rb") as f:
-                return digest(f.read(fingerprint.length)) == fingerprint.hash
-        except OSError:
-            return False
+        return Heads([(fingerprint, True)]).find(head(hit.path)) is not None
 
-    def _scan(self, saved: list[positions.Entry] | None = None, initial: bool = False) -> None:
+    async def _scan(self, saved: list[positions.Entry] | None = None, initial: bool = False) -> None:
+        found = await self._find()
         now = time.monotonic()
-        found = self._glob()
         for f in list(self.followers):
             hit = found.pop((f.dev, f.ino), None)
             if f.fd is None:
@@ -224,33 +205,46 @@ class TailSource(StreamSource):
             if f.gone_since is None:
                 f.gone_since = now
                 self.ctx.log.debug("%s (inode %d) renamed away or deleted: read to its end", f.path, f.ino)
-        for entry in saved or ():
-            self._resume(entry, found)
-        for key, hit in found.items():
-            self._new_file(key, hit, now, initial)
+        if saved:
+            self._resume(saved, found)
+        if found:
+            followed = Heads((f.fingerprint, f) for f in self.followers if f.fd is not None)
+            for key, hit in found.items():
+                self._new_file(key, hit, now, initial, followed)
         self.copies = {k: t for k, t in self.copies.items() if k in found}
 
-    def _resume(self, entry: positions.Entry, found: dict[tuple[int, int], Hit]) -> None:
-        """Find the file of a saved position: at its inode with its head unchanged, else a
-        copy of it (copytruncate while stopped) anywhere the globs look."""
-        key = (entry.dev, entry.ino)
-        candidates = ([key] if key in found else []) + [k for k in found if k != key]
-        for k in candidates:
-            hit = found[k]
-            if hit.st.st_size >= entry.offset and self._head_matches(hit, entry.fingerprint) or (
-                    k == key and not entry.fingerprint.length and hit.st.st_size >= entry.offset):
-                opened = self._open(hit)
-                if opened is None:
-                    return
-                del found[k]
-                self.followers.append(self._follow(hit, opened, entry.offset, name=entry.path,
-                                                   fingerprint=entry.fingerprint))
-                return
-        self.ctx.log.info("%s (inode %d) is no longer there: its position is dropped", entry.path, entry.ino)
+    def _resume(self, saved: list[positions.Entry], found: dict[Key, Hit]) -> None:
+        """Find the files of saved positions: each at its inode with its head unchanged, else
+        a copy of it (copytruncate while stopped) anywhere the globs look, by its head."""
+        elsewhere = []
+        for entry in saved:
+            key = (entry.dev, entry.ino)
+            hit = found.get(key)
+            if hit is not None and hit.st.st_size >= entry.offset and (
+                    not entry.fingerprint.length or self._head_matches(hit, entry.fingerprint)):
+                self._take(entry, key, found)
+            else:
+                elsewhere.append(entry)
+        pending = {id(e): e for e in elsewhere}
+        heads = Heads((e.fingerprint, id(e)) for e in elsewhere)
+        for key, hit in list(found.items()) if heads else ():
+            match = pending.get(heads.find(head(hit.path)) or 0)
+            if match is not None and hit.st.st_size >= match.offset:
+                del pending[id(match)]
+                self._take(match, key, found)
+        for entry in pending.values():
+            self.ctx.log.info("%s (inode %d) is no longer there: its position is dropped", entry.path, entry.ino)
 
-    def _new_file(self, key: tuple[int, int], hit: Hit, now: float, initial: bool) -> None:
+    def _take(self, entry: positions.Entry, key: Key, found: dict[Key, Hit]) -> None:
+        hit = found.pop(key)
+        opened = self._open(hit)
+        if opened is not None:
+            self.followers.append(self._follow(hit, opened, entry.offset, name=entry.path,
+                                               fingerprint=entry.fingerprint))
+
+    def _new_file(self, key: Key, hit: Hit, now: float, initial: bool, followed: Heads[Follower]) -> None:
         conf = self.conf
-        if any(f.fd is not None and self._head_matches(hit, f.fingerprint) for f in self.followers):
+        if followed and followed.find(head(hit.path)) is not None:
             # a copy of a followed file: copytruncate is about to truncate that one, whose
             # rest is then read from here (_truncated); unresolved, it is a file of its own
             first = self.copies.setdefault(key, now)
@@ -266,21 +260,28 @@ class TailSource(StreamSource):
         old = initial and self._first_start and (not conf.read_from_head or not hit.primary)
         self.followers.append(self._follow(hit, opened, opened[1].st_size if old else 0))
 
-    def _copy_of(self, f: Follower) -> Follower | None:
+    async def _copy_of(self, f: Follower) -> Follower | None:
         """The copy copytruncate made of `f` before truncating it, followed from where `f`
-        was delivered up to, with its acks in flight; None if there is none."""
+        was delivered up to, with its acks in flight; None if there is none. Looked for
+        where the globs look, then beside the file (NAME.1, NAME-*, NAME.*: a `rotated` glob
+        may be missing); the log says which rule applied."""
         safe = f.safe_offset()
-        for key, hit in self._glob().items():
-            if key == (f.dev, f.ino) or any((g.dev, g.ino) == key for g in self.followers):
-                continue
-            if hit.st.st_size >= safe and self._head_matches(hit, f.fingerprint):
+        followed = {(g.dev, g.ino) for g in self.followers}
+        found = await self._find()
+        beside = await asyncio.to_thread(siblings, f.path)
+        for rule, hits in (("the globs", found), ("beside it", beside)):
+            for key, hit in hits.items():
+                if key in followed or hit.st.st_size < safe or not self._head_matches(hit, f.fingerprint):
+                    continue
                 opened = self._open(hit)
                 if opened is not None:
                     self.copies.pop(key, None)
-                    self.ctx.log.info("%s was truncated: its rest is read from its copy %s", f.path, hit.path)
+                    self.ctx.log.info("%s was truncated: its rest is read from its copy %s (found by %s)",
+                                      f.path, hit.path, rule)
                     return self._follow(hit, opened, safe, name=f.name, track=f.track,
                                         fingerprint=f.fingerprint)
-        self.ctx.log.info("%s was truncated: reading it again from its head", f.path)
+        self.ctx.log.info("%s was truncated and no copy of it was found (by the globs, or beside it): "
+                          "reading it again from its head; what it had after offset %d is lost", f.path, f.offset)
         return None
 
     # ---- reading
@@ -306,7 +307,7 @@ class TailSource(StreamSource):
         """A turn of `f`: True if anything was read."""
         if f.truncated():
             self.ctx.count("truncations")
-            copy = self._copy_of(f)
+            copy = await self._copy_of(f)
             if copy is not None:
                 f.restart()
                 self.followers.insert(self.followers.index(f), copy)
@@ -346,7 +347,7 @@ class TailSource(StreamSource):
         if loaded.fallback is not None:
             self.ctx.log.warning("%s", loaded.fallback)
         self._first_start = saved is None
-        self._scan(saved, initial=True)
+        await self._scan(saved, initial=True)
         self._save()  # from here on, a restart is no longer the first start
         gauges = asyncio.create_task(self._gauge_loop())
         try:
@@ -379,7 +380,7 @@ class TailSource(StreamSource):
                         await self._finish(f)
                 return
             if now >= next_scan:
-                self._scan()
+                await self._scan()
                 next_scan = now + refresh
             if not progressed:
                 await asyncio.sleep(POLL_INTERVAL)
