@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..codecs.formats import MAX_LINE_BYTES
 from ..config.options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Regex, Size, Str, Struct
-from ..engine.ack import InOrder
+from ..engine.ack import Ack, InOrder
 from ..event import Batch
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
@@ -29,6 +29,8 @@ POLL_INTERVAL = 0.2
 BLOCKS_PER_TURN = 16
 #: seconds between writes of the positions file while acks move it
 SAVE_INTERVAL = 1.0
+#: how long a stop may read when the source runs outside a runtime (tests)
+SHUTDOWN_TIMEOUT = 10.0
 
 
 class Codec(Str):
@@ -108,6 +110,10 @@ class TailSource(StreamSource):
         #: stopping: every ack from now on is saved at once (the run may end any moment)
         self.final = False
         self._first_start = False
+        #: run() began: there is something to read to its end at a stop
+        self._running = False
+        #: the batch an emit was sending when the run was cancelled (a full buffer)
+        self._unsent: tuple[Batch, Ack] | None = None
         #: the positions file found at start was whole: it may become the previous one
         self._pos_whole = True
 
@@ -269,14 +275,14 @@ class TailSource(StreamSource):
         followed = {(g.dev, g.ino) for g in self.followers}
         found = await self._find()
         beside = await asyncio.to_thread(siblings, f.path)
-        for rule, hits in (("the globs", found), ("beside it", beside)):
+        for rule, hits in (("found by the globs", found), ("found beside it", beside)):
             for key, hit in hits.items():
                 if key in followed or hit.st.st_size < safe or not self._head_matches(hit, f.fingerprint):
                     continue
                 opened = self._open(hit)
                 if opened is not None:
                     self.copies.pop(key, None)
-                    self.ctx.log.info("%s was truncated: its rest is read from its copy %s (found by %s)",
+                    self.ctx.log.info("%s was truncated: its rest is read from its copy %s (%s)",
                                       f.path, hit.path, rule)
                     return self._follow(hit, opened, safe, name=f.name, track=f.track,
                                         fingerprint=f.fingerprint)
@@ -300,7 +306,12 @@ class TailSource(StreamSource):
                 for event in events:
                     event[2][path_key] = name
         ack = self.acks.ack((f.track, f.safe_offset()))
-        await self._emit(events, ack)
+        try:
+            await self._emit(events, ack)
+        except asyncio.CancelledError:
+            # stopping while a buffer was full: stop() sends it before it reads on
+            self._unsent = (events, ack)
+            raise
         ack.release()
 
     async def _read(self, f: Follower) -> bool:
@@ -340,6 +351,7 @@ class TailSource(StreamSource):
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
+        self._running = True
         loaded = positions.load(self.pos_path) if self.pos_path else positions.Loaded(None, [], True)
         saved, self._pos_whole = loaded.entries, loaded.whole
         for problem in loaded.problems:
@@ -405,10 +417,32 @@ class TailSource(StreamSource):
         self.ctx.gauges["files"] = files
         self.ctx.gauges["bytes_behind"] = behind
 
+    async def _read_to_end(self) -> None:
+        if self._unsent is not None:
+            (events, ack), self._unsent = self._unsent, None
+            await self._emit(events, ack)
+            ack.release()
+        progressed = True
+        while progressed:
+            progressed = False
+            for f in list(self.followers):
+                if f.fd is not None:
+                    progressed = await self._read(f) or progressed
+
     async def stop(self) -> None:
         self.final = True
         if self._save_handle is not None:
             self._save_handle.cancel()
+        if self._running:
+            # what was written before the stop is read and shipped now, not left to a next run
+            # that may find the file truncated or gone; within the time the sinks drain in
+            figures = self.ctx.figures
+            timeout = figures().graph.settings.shutdown_timeout if figures is not None else SHUTDOWN_TIMEOUT
+            try:
+                await asyncio.wait_for(self._read_to_end(), timeout)
+            except TimeoutError:
+                self.ctx.log.warning("stopping: not every file was read to its end within shutdown_timeout "
+                                     "(%gs): the rest is read by the next run, from the positions", timeout)
         self._save()
         for f in self.followers:
             f.close()

@@ -218,3 +218,54 @@ def test_deleted_while_open_is_read_to_its_end_then_closed(tmp_path):
         assert wait_for(lambda: _fds(pid) == before, timeout=10), f"{_fds(pid) - before} descriptors leaked"
     assert tail.duplicates() == 0
     tail.stop()
+
+
+def test_a_stop_reads_every_file_to_its_end_and_commits(tmp_path):
+    # the lines written just before SIGTERM are shipped by this run: the next one may find the
+    # file truncated (it lost 380 such lines) or gone
+    log = tmp_path / "app.log"
+    log.write_text("")
+    # a small buffer: the reading waits on the sink, as it does under load, and a stop finds it there
+    tail = Tail(tmp_path, f"path: {log}, read_from_head: true", sink="buffer: {max_bytes: 256KiB}", name="t1")
+    tail.conf.write_text("shutdown_timeout: 60s\n" + tail.conf.read_text())
+    tail.start()
+    n = 150_000
+    os.kill(tail.pid(), 19)  # SIGSTOP: the lines are all there when the stop comes
+    with open(log, "w") as f:
+        f.write("".join(f"{i:08d} {'x' * 40}\n" for i in range(n)))
+    tail.proc.terminate()
+    os.kill(tail.pid(), 18)  # SIGCONT
+    _, err = tail.proc.communicate(timeout=90)
+    assert tail.proc.returncode == 0, err.decode()
+    got = tail.numbers()
+    assert len(set(got)) == n, f"{n - len(set(got))} lines not read at the stop"
+    # and committed: the file truncated and written again, a restart reads only the new lines
+    with open(log, "w") as f:
+        f.write("".join(f"{i:08d} new\n" for i in range(n, n + 100)))
+    tail.start()
+    tail.wait_for_all(n + 100)
+    assert tail.duplicates() == 0
+    tail.stop()
+
+
+def test_copytruncate_without_a_rotated_glob_finds_the_copy_beside_the_file(tmp_path):
+    # no `rotated:` glob: the copy logrotate made (app.log.1) is looked for beside the file
+    # by its head before the rest is given up; it lost 360 lines at the second rotation
+    log = tmp_path / "app.log"
+    log.write_text("".join(f"{i:08d} old\n" for i in range(2000)))
+    tail = Tail(tmp_path, f"path: {log}, read_from_head: true").start()
+    tail.wait_for_all(2000)
+    first = 2000
+    for after in (100, 150):  # not the same size twice: a file truncated back to the size it was read to looks unchanged
+        os.kill(tail.pid(), 19)  # SIGSTOP: behind the writer when the truncation comes
+        with open(log, "a") as f:
+            f.write("".join(f"{i:08d} more\n" for i in range(first, first + 1000)))
+        logrotate(tmp_path, log, "copytruncate")
+        with open(log, "a") as f:
+            f.write("".join(f"{i:08d} new\n" for i in range(first + 1000, first + 1000 + after)))
+        os.kill(tail.pid(), 18)  # SIGCONT
+        first += 1000 + after
+        tail.wait_for_all(first)
+    assert tail.duplicates() == 0
+    err = tail.stop()
+    assert err.count("its rest is read from its copy") == 2 and "(found beside it)" in err, err
