@@ -72,21 +72,26 @@ def test_logrotate_copytruncate_with_a_kill(tmp_path):
     tail.stop()
 
 
+def _copytruncate_behind(tmp_path, tail: Tail, log, first: int, after: int) -> int:
+    """The pipeline stalled (SIGSTOP) while 1,000 lines are written, the file copytruncated and
+    `after` lines more written: the lines it had not read yet are only in the copy. The next
+    number to write."""
+    os.kill(tail.pid(), 19)
+    with open(log, "a") as f:
+        f.write("".join(f"{i:08d} more\n" for i in range(first, first + 1000)))
+    logrotate(tmp_path, log, "copytruncate")
+    with open(log, "a") as f:
+        f.write("".join(f"{i:08d} new\n" for i in range(first + 1000, first + 1000 + after)))
+    os.kill(tail.pid(), 18)  # SIGCONT
+    return first + 1000 + after
+
+
 def test_copytruncate_reads_the_rest_from_the_copy_without_duplicates(tmp_path):
-    # the pipeline is behind when the truncation comes (a stalled second): the lines it had
-    # not read yet are only in the copy
     log = tmp_path / "app.log"
     log.write_text("".join(f"{i:08d} old\n" for i in range(2000)))
     tail = Tail(tmp_path, f"path: {log}, rotated: '{log}.*', read_from_head: true").start()
     tail.wait_for_all(2000)
-    os.kill(tail.pid(), 19)  # SIGSTOP: behind the writer
-    with open(log, "a") as f:
-        f.write("".join(f"{i:08d} more\n" for i in range(2000, 3000)))
-    logrotate(tmp_path, log, "copytruncate")
-    with open(log, "a") as f:
-        f.write("".join(f"{i:08d} new\n" for i in range(3000, 3100)))
-    os.kill(tail.pid(), 18)  # SIGCONT
-    tail.wait_for_all(3100)
+    tail.wait_for_all(_copytruncate_behind(tmp_path, tail, log, 2000, 100))
     assert tail.duplicates() == 0
     tail.stop()
 
@@ -257,14 +262,7 @@ def test_copytruncate_without_a_rotated_glob_finds_the_copy_beside_the_file(tmp_
     tail.wait_for_all(2000)
     first = 2000
     for after in (100, 150):  # not the same size twice: a file truncated back to the size it was read to looks unchanged
-        os.kill(tail.pid(), 19)  # SIGSTOP: behind the writer when the truncation comes
-        with open(log, "a") as f:
-            f.write("".join(f"{i:08d} more\n" for i in range(first, first + 1000)))
-        logrotate(tmp_path, log, "copytruncate")
-        with open(log, "a") as f:
-            f.write("".join(f"{i:08d} new\n" for i in range(first + 1000, first + 1000 + after)))
-        os.kill(tail.pid(), 18)  # SIGCONT
-        first += 1000 + after
+        first = _copytruncate_behind(tmp_path, tail, log, first, after)
         tail.wait_for_all(first)
     assert tail.duplicates() == 0
     err = tail.stop()
