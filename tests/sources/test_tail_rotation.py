@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from helpers import wait_for
 from tail_peers import Tail, Writer, logrotate, pause
@@ -86,11 +87,16 @@ def _copytruncate_behind(tmp_path, tail: Tail, log, first: int, after: int) -> i
     return first + 1000 + after
 
 
-def test_copytruncate_reads_the_rest_from_the_copy_without_duplicates(tmp_path):
+def _following_2000_lines(tmp_path, rotated: str = "") -> tuple[Path, Tail]:
     log = tmp_path / "app.log"
     log.write_text("".join(f"{i:08d} old\n" for i in range(2000)))
-    tail = Tail(tmp_path, f"path: {log}, rotated: '{log}.*', read_from_head: true").start()
+    tail = Tail(tmp_path, f"path: {log}, {rotated}read_from_head: true").start()
     tail.wait_for_all(2000)
+    return log, tail
+
+
+def test_copytruncate_reads_the_rest_from_the_copy_without_duplicates(tmp_path):
+    log, tail = _following_2000_lines(tmp_path, f"rotated: '{tmp_path}/app.log.*', ")
     tail.wait_for_all(_copytruncate_behind(tmp_path, tail, log, 2000, 100))
     assert tail.duplicates() == 0
     tail.stop()
@@ -256,10 +262,7 @@ def test_a_stop_reads_every_file_to_its_end_and_commits(tmp_path):
 def test_copytruncate_without_a_rotated_glob_finds_the_copy_beside_the_file(tmp_path):
     # no `rotated:` glob: the copy logrotate made (app.log.1) is looked for beside the file
     # by its head before the rest is given up; it lost 360 lines at the second rotation
-    log = tmp_path / "app.log"
-    log.write_text("".join(f"{i:08d} old\n" for i in range(2000)))
-    tail = Tail(tmp_path, f"path: {log}, read_from_head: true").start()
-    tail.wait_for_all(2000)
+    log, tail = _following_2000_lines(tmp_path)
     first = 2000
     for after in (100, 150):  # not the same size twice: a file truncated back to the size it was read to looks unchanged
         first = _copytruncate_behind(tmp_path, tail, log, first, after)
