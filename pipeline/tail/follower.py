@@ -66,6 +66,10 @@ class Follower:
         #: where the over-long line being skipped began
         self.skip_start: int | None = None
         self.at_end = False
+        #: closed while idle to keep under max_open_files, reopened when its file grows
+        self.parked = False
+        #: when it last gave bytes (the idlest are parked first)
+        self.last_read = time.monotonic()
 
     def entry(self) -> Entry:
         return Entry(self.name, self.dev, self.ino, self.fingerprint, self.track.committed)
@@ -108,6 +112,7 @@ class Follower:
             self.at_end = True
             return False
         self.at_end = False
+        self.last_read = time.monotonic()
         start = self.offset
         self.offset += len(data)
         if self.fingerprint.length < FINGERPRINT_BYTES:
@@ -180,6 +185,14 @@ class Follower:
             self.partial = b""
         if self.multiline is not None:
             self.multiline.flush(out)
+
+    def park(self) -> None:
+        self.close()
+        self.parked = True
+
+    def unpark(self, fd: int) -> None:
+        self.fd = fd
+        self.parked = False
 
     def close(self) -> None:
         if self.fd is not None:

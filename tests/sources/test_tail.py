@@ -261,3 +261,33 @@ def test_a_daemon_says_at_start_that_a_path_matches_nothing(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert f"warning source.t: path '{tmp_path}/nope/*.log' matches no file (yet)" in err.decode(), err.decode()
+
+
+def test_symlink_loops_under_globstar_and_a_fifo_do_not_freeze_the_daemon(tmp_path):
+    from api_peers import get_json, running
+
+    logs = tmp_path / "logs"
+    (logs / "app").mkdir(parents=True)
+    # Python's glob took every path through these: 3^40 of them, the event loop held for good
+    for name in ("up", "again", "more"):
+        (logs / "app" / name).symlink_to("..")
+    os.mkfifo(logs / "app" / "pipe.log")  # opening it waits for a writer
+    (logs / "app" / "ok.log").write_text("fine\n")
+    out = tmp_path / "out.jsonl"
+    config = (f"api: {{address: \"{{api}}\"}}\nstate_dir: {tmp_path}/state\n"
+              f"sources:\n  t: {{type: tail, path: '{logs}/**/*.log', read_from_head: true, refresh_interval: 0.2s}}\n"
+              f"sinks:\n  out: {{type: file, inputs: [t], path: {out}}}\n")
+    with running(tmp_path, config) as (proc, port):
+        assert wait_for(lambda: out.exists() and "fine" in out.read_text(), timeout=30)
+        # the fifo becomes a file of the same name and back: the walk and the opens never wait on it
+        for _ in range(10):
+            os.unlink(logs / "app" / "pipe.log")
+            (logs / "app" / "pipe.log").write_text("was a fifo\n")
+            time.sleep(0.1)
+            os.unlink(logs / "app" / "pipe.log")
+            os.mkfifo(logs / "app" / "pipe.log")
+            assert get_json(port, "/healthz")[0] == 200
+        proc.terminate()
+        proc.wait(timeout=20)  # raises if SIGTERM went unheard
+    lines = [json.loads(line)["message"] for line in out.read_text().splitlines()]
+    assert lines.count("fine") == 1 and set(lines) <= {"fine", "was a fifo"}, lines
