@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.fields import BYTES, BYTES_COUNTER, BYTES_RATE, INTEGER, PERCENT, fields_of
 from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
 from ..metrics import docker_stats as ds
@@ -11,6 +12,10 @@ from ..metrics.rates import RateTracker, parse_rfc3339_ns
 from ..plugin import Filter
 
 RATED = ("net_rx_bytes", "net_tx_bytes", "blkio_read_bytes", "blkio_write_bytes")
+#: what it adds, with the kinds a graph needs (the docker CLI's units)
+ADDED = {"cpu_percent": PERCENT, "memory_usage": BYTES, "memory_limit": BYTES, "memory_percent": PERCENT,
+         **{name: BYTES_COUNTER for name in RATED}, **{name + "_rate": BYTES_RATE for name in RATED},
+         "pids": INTEGER}
 
 
 class DockerMetricsFilter(Filter):
@@ -40,6 +45,13 @@ class DockerMetricsFilter(Filter):
                                  state_ttl=conf.state_ttl)
         # container -> (cpu ns, system ns, online cpus, read ns) of its last sample
         self.cpu: dict[Any, tuple[int | float, int | float, int, int]] = {}
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        return fields_of([*((p, upstream.kind(p)) for p in upstream.paths if p[0] not in ADDED),
+                          *(((name,), kind) for name, kind in ADDED.items())], upstream.many)
 
     def process(self, batch: Batch) -> Batch:
         out: Batch = []

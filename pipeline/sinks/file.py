@@ -15,8 +15,7 @@ from pathlib import Path
 from ..config.options import Bool, Duration, Enum, Option, Size, Str
 from ..event import Batch
 from ..fileio import append_whole
-from ..plugin import Sink
-from .stdout import FORMAT_OPTIONS, make_encoder
+from .stdout import FORMAT_OPTIONS, EncodingSink
 
 IDLE_CLOSE = 60.0
 
@@ -49,7 +48,7 @@ def path_part(tag: str) -> str:
     return part
 
 
-class FileSink(Sink):
+class FileSink(EncodingSink):
     """Append records to files; the path may hold strftime fields and `${tag}`.
 
     A tag comes from the sender (a forward client names it), so in a path it is made one
@@ -78,7 +77,6 @@ class FileSink(Sink):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.encoder = make_encoder(conf)
         self.template: str = conf.path
         self.by_time = "%" in self.template
         self.by_tag = "${tag}" in self.template
@@ -175,6 +173,7 @@ class FileSink(Sink):
         self.files.clear()
 
     async def stop(self) -> None:
+        await super().stop()
         self._close_all()
         if self._compressing:
             await asyncio.gather(*self._compressing, return_exceptions=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_graphs
+from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder
 from ..codecs.formats import json_dumps
+from ..codecs.mackerel import MackerelEncoder, mackerel_graphs
 from ..config.fields import merge
 from ..config.options import Enum, ListOf, Option, Str
 from ..event import Batch
@@ -25,12 +26,35 @@ FORMAT_OPTIONS = (
 )
 
 
-def make_encoder(conf) -> Encoder:
+def make_encoder(ctx, conf) -> Encoder:
+    mackerel = None
+    if conf.format == "mackerel":
+        mackerel = MackerelEncoder(ctx.input_fields, conf.prefix, conf.name_by, getattr(conf, "metrics", ()),
+                                   ctx.counters)
     return Encoder(conf.format, tag_key=conf.tag_key, time_key=conf.time_key,
-                   time_format=conf.time_format, prefix=conf.prefix, name_by=conf.name_by)
+                   time_format=conf.time_format, mackerel=mackerel)
 
 
-class StdoutSink(Sink):
+class EncodingSink(Sink):
+    """A sink that writes with make_encoder. In the mackerel format, counters are printed as
+    increases: their last values are kept between runs in state_dir, as a mackerel plugin keeps
+    them in a file (read at start, written at stop)."""
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.encoder = make_encoder(ctx, conf)
+        self.diffs = self.encoder.mackerel if self.encoder.mackerel and self.encoder.mackerel.has_counters else None
+
+    async def start(self) -> None:
+        if self.diffs is not None and (state := self.ctx.load_state()) is not None:
+            self.diffs.load_state(state)
+
+    async def stop(self) -> None:
+        if self.diffs is not None:
+            self.ctx.save_state(self.diffs.save_state())
+
+
+class StdoutSink(EncodingSink):
     """Write records to standard output: whole lines only, flushed after each batch.
 
     With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command. When
@@ -46,10 +70,6 @@ class StdoutSink(Sink):
                "mackerel format: more fields to define graphs for, as records carry them "
                "(dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
     )
-
-    def __init__(self, ctx, conf):
-        super().__init__(ctx, conf)
-        self.encoder = make_encoder(conf)
 
     @classmethod
     def fields(cls, conf, upstream, check):
@@ -84,8 +104,7 @@ def plugin_meta(graph) -> bytes | None:
     definitions: dict = {}
     for sink in sinks:
         upstream = merge([graph.fields.get(i) for i in sink.inputs])
-        paths = list(upstream.paths if upstream else ()) + [(m,) for m in sink.conf.metrics]
-        definitions.update(mackerel_graphs(paths, sink.conf.prefix, sink.conf.name_by))
+        definitions.update(mackerel_graphs(upstream, sink.conf.prefix, sink.conf.name_by, sink.conf.metrics))
     return b"# mackerel-agent-plugin\n" + json_dumps({"graphs": definitions}) + b"\n"
 
 
