@@ -60,15 +60,23 @@ class StdoutSink(EncodingSink):
     With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command. When
     the agent sets MACKEREL_AGENT_PLUGIN_META=1, it prints the graph definitions instead
     (`# mackerel-agent-plugin` and their JSON), built from the config: nothing is polled and
-    no state is written. Every field the inputs can carry gets a graph (a per-worker or
-    per-listener part as the `#`/`*` wildcard); where the config cannot tell the fields (stdin,
-    exec, http_json), `metrics` lists them. A name without a dot is put under `pipeline.`.
+    no state is written. A name is PREFIX.NAME_BY-VALUES.FIELD with, for a field whose kind
+    its plugin declares, the kind's part before the field's last part, so that each graph has
+    one unit: `integer`, `float`, `bytes`, `percentage`, `microseconds`, `rate`,
+    `bytes_per_second`, and `per_minute` for counters, printed as their increase per minute
+    since the previous run (bytes per second; none on the first run, after a reset or a gap of
+    more than 10 minutes), their last values kept in state_dir. Ids, pids, ports and epoch
+    times are not printed. Every field the inputs can carry gets a graph (a per-worker or
+    per-listener part as the `#`/`*` wildcard) and only those are printed; where the config
+    cannot tell the fields (stdin, exec, http_json), every numeric field is printed as it is
+    named and `metrics` lists those to define graphs for. A name without a dot is put under
+    `pipeline.`.
     """
 
     options = FORMAT_OPTIONS + (
         Option("metrics", ListOf(Str()), [],
-               "mackerel format: more fields to define graphs for, as records carry them "
-               "(dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
+               "mackerel format: more fields to define graphs for (and to print), as records carry "
+               "them (dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
     )
 
     @classmethod
