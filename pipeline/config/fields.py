@@ -53,11 +53,14 @@ class Fields:
     key is one key: `("workers.*.requests",)`, where the uwsgi source has
     `("workers", "[*]", "requests")`. `many`: one run gives several records carrying these
     same fields (one per worker), which only a field in the record tells apart. `kinds`: the
-    kind of each path that has one declared (the KINDS above)."""
+    kind of each path that has one declared (the KINDS above). `open`: the records may carry
+    other numeric fields too, which the config cannot tell (docker_metrics' fields added to a
+    Docker stats document)."""
 
     paths: tuple[Path, ...]
     many: bool = False
     kinds: dict[Path, str] = field(default_factory=dict, compare=False)
+    open: bool = False
 
     def kind(self, path: Path) -> str | None:
         return self.kinds.get(path)
@@ -65,7 +68,11 @@ class Fields:
     def mapped(self, change: Callable[[Path], Iterable[Path]]) -> Fields:
         """These fields, each path replaced by those `change` gives for it (none: dropped),
         each keeping its kind: what a filter that renames, selects or flattens gives."""
-        return fields_of(((new, self.kinds.get(p)) for p in self.paths for new in change(p)), self.many)
+        return self.like((new, self.kinds.get(p)) for p in self.paths for new in change(p))
+
+    def like(self, items: Iterable[Path | tuple[Path, str | None]], many: bool | None = None) -> Fields:
+        """Fields of these paths (or (path, kind) pairs) on records like these (as many, as open)."""
+        return fields_of(items, self.many if many is None else many, self.open)
 
     def top(self, pattern: str) -> list[str]:
         """The top-level keys that a glob `pattern` matches (as the rate filter matches)."""
@@ -81,14 +88,14 @@ def matches(name: str, key: str) -> bool:
     return name == key or ("*" in key and fnmatchcase(name, key))
 
 
-def fields_of(items: Iterable[Path | tuple[Path, str | None]], many: bool = False) -> Fields:
+def fields_of(items: Iterable[Path | tuple[Path, str | None]], many: bool = False, open: bool = False) -> Fields:
     """Fields from paths, each alone or as (path, kind); a path given twice keeps its first kind."""
     kinds: dict[Path, str | None] = {}
     for item in items:
         path, kind = (item, None) if not item or isinstance(item[0], str) else item  # type: ignore[misc]
         if path not in kinds or kinds[path] is None:
             kinds[path] = kind
-    return Fields(tuple(kinds), many, {p: k for p, k in kinds.items() if k is not None})
+    return Fields(tuple(kinds), many, {p: k for p, k in kinds.items() if k is not None}, open)
 
 
 def merge(inputs: list[Fields | None]) -> Fields | None:
@@ -96,7 +103,8 @@ def merge(inputs: list[Fields | None]) -> Fields | None:
     if not inputs or any(f is None for f in inputs):
         return None
     known = [f for f in inputs if f is not None]
-    return fields_of(((p, f.kind(p)) for f in known for p in f.paths), any(f.many for f in known))
+    return fields_of(((p, f.kind(p)) for f in known for p in f.paths), any(f.many for f in known),
+                     any(f.open for f in known))
 
 
 class Check:

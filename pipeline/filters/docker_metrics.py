@@ -48,10 +48,12 @@ class DockerMetricsFilter(Filter):
 
     @classmethod
     def fields(cls, conf, upstream, check):
+        added = [((name,), kind) for name, kind in ADDED.items()]
         if upstream is None:
-            return None
-        return fields_of([*((p, upstream.kind(p)) for p in upstream.paths if p[0] not in ADDED),
-                          *(((name,), kind) for name, kind in ADDED.items())], upstream.many)
+            # a Docker stats document's own fields are many and vary by engine and cgroup
+            # version: what is told is what this filter adds
+            return fields_of(added, many=True, open=True)
+        return upstream.like([*((p, upstream.kind(p)) for p in upstream.paths if p[0] not in ADDED), *added])
 
     def process(self, batch: Batch) -> Batch:
         out: Batch = []

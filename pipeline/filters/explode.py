@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config.fields import LABEL, LIST, Path, fields_of
+from ..config.fields import LABEL, LIST, Path
 from ..config.options import ListOf, Option, Str
 from ..event import Batch, Record, get_path
 from ..plugin import Filter
@@ -48,7 +48,7 @@ class ExplodeFilter(Filter):
             kept = p[0] in conf.keep if conf.keep is not None else len(p) == 1
             return [p] if kept else []
         exploded = upstream.mapped(moved)
-        return fields_of([*((p, exploded.kind(p)) for p in exploded.paths), ((conf.index_key,), LABEL)], many=True)
+        return exploded.like([*((p, exploded.kind(p)) for p in exploded.paths), ((conf.index_key,), LABEL)], many=True)
 
     def _parent(self, record: Record) -> Record:
         if self.conf.keep is not None:

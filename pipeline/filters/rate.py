@@ -5,7 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..config.fields import RATE, RATE_OF, Path, fields_of
+from ..config.fields import RATE, RATE_OF, Path
 from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..event import Batch, get_path
 from ..metrics.rates import RateTracker, parse_rfc3339_ns
@@ -85,7 +85,7 @@ class RateFilter(Filter):
                 rates.setdefault((k if conf.replace else k + conf.suffix,), RATE_OF[kind] if per_second else RATE)
         # with `replace` a counter's own field holds its rate: its kind is the rate's
         kept = [(p, rates.pop(p) if p in rates else upstream.kind(p)) for p in upstream.paths]
-        return fields_of(kept + list(rates.items()), upstream.many)
+        return upstream.like(kept + list(rates.items()))
 
     def _keys(self, record: dict) -> list[str]:
         keys = [k for k in self.names if k in record]

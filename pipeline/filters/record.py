@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from ..config.fields import Path, fields_of, matches
+from ..config.fields import Path, matches
 from ..config.options import Invalid, ListOf, MapOf, Option, Str, Type
 from ..event import Batch
 from ..plugin import Filter
@@ -142,7 +142,7 @@ class RecordFilter(Filter):
                 # a copy of a field keeps its value, so its kind
                 at = tuple(f[1].split("."))
                 items += [((key, *p[len(at):]), upstream.kind(p)) for p in upstream.paths if p[:len(at)] == at]
-        return fields_of(items, upstream.many)
+        return upstream.like(items)
 
     def _tag_values(self, tag: str) -> dict:
         if len(self.tag_values) > 10000:  # tags from `*` paths can be many: bounded
