@@ -284,6 +284,8 @@ def requests_served(server: Uwsgi) -> int:
 
 def test_mackerel_meta_covers_every_value_per_worker_without_polling(uwsgi_unix, tmp_path):
     """conf/uwsgi-mackerel.yaml (the README's example) as mackerel-agent runs it."""
+    example = "".join(line for line in MACKEREL_CONF.read_text().splitlines(True) if not line.startswith("#"))
+    assert f"# /etc/pipeline/uwsgi-mackerel.yaml\n{example}```" in (ROOT / "README.md").read_text()
     state = tmp_path / "xdg" / "pipeline"
     env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "UWSGI_STATS": uwsgi_unix.address}
     meta = run_pipeline("run", "--once", str(MACKEREL_CONF), env={**env, "MACKEREL_AGENT_PLUGIN_META": "1"})
