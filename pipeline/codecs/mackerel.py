@@ -23,22 +23,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from ..config.fields import (
-    BYTES,
-    BYTES_COUNTER,
-    BYTES_RATE,
-    COUNTER,
-    GAUGE,
-    INTEGER,
-    LABEL,
-    LIST,
-    MICROSECONDS,
-    PERCENT,
-    RATE,
-    TIME_COUNTER,
-    Fields,
-    Path,
-)
+from ..config import fields as field_kinds
+from ..config.fields import LABEL, LIST, Fields, Path
 from ..event import Batch, Record, get_path
 from ..metrics.rates import RateTracker
 
@@ -52,16 +38,16 @@ class Graphed(NamedTuple):
 
 #: how each kind of field is graphed; LABEL (an id, a pid, an epoch time) is not printed
 KINDS = {
-    GAUGE: Graphed("float", "float", "", None),
-    INTEGER: Graphed("integer", "integer", "", None),
-    BYTES: Graphed("bytes", "bytes", "", None),
-    PERCENT: Graphed("percentage", "percentage", "", None),
-    MICROSECONDS: Graphed("microseconds", "float", " (microseconds)", None),
-    COUNTER: Graphed("per_minute", "integer", " (increase per minute)", 60.0),
-    BYTES_COUNTER: Graphed("bytes_per_second", "bytes/sec", "", 1.0),
-    TIME_COUNTER: Graphed("microseconds_per_second", "float", " (microseconds per second)", 1.0),
-    RATE: Graphed("rate", "float", " (rate)", None),
-    BYTES_RATE: Graphed("bytes_per_second", "bytes/sec", "", None),
+    field_kinds.GAUGE: Graphed("float", "float", "", None),
+    field_kinds.INTEGER: Graphed("integer", "integer", "", None),
+    field_kinds.BYTES: Graphed("bytes", "bytes", "", None),
+    field_kinds.PERCENT: Graphed("percentage", "percentage", "", None),
+    field_kinds.MICROSECONDS: Graphed("microseconds", "float", " (microseconds)", None),
+    field_kinds.COUNTER: Graphed("per_minute", "integer", " (increase per minute)", 60.0),
+    field_kinds.BYTES_COUNTER: Graphed("bytes_per_second", "bytes/sec", "", 1.0),
+    field_kinds.TIME_COUNTER: Graphed("microseconds_per_second", "float", " (microseconds per second)", 1.0),
+    field_kinds.RATE: Graphed("rate", "float", " (rate)", None),
+    field_kinds.BYTES_RATE: Graphed("bytes_per_second", "bytes/sec", "", None),
 }
 #: the graph of names that have no dot: mackerel-agent defines a graph's metrics as
 #: GRAPH.METRIC, so a name of one part could never have a graph of its own
@@ -188,7 +174,7 @@ def mackerel_graphs(fields: Fields | None, prefix: str = "", name_by: list[str] 
         parts = _name(head + [_PATTERN_BAD.sub("_", p) for p in ".".join(path).split(".")], kind)
         graph = ".".join("#" if "*" in p else p for p in parts[:-1])
         metric = "*" if "*" in parts[-1] else parts[-1]
-        shown = KINDS[kind] if kind is not None else KINDS[GAUGE]._replace(label="")
+        shown = KINDS[kind] if kind is not None else KINDS[field_kinds.GAUGE]._replace(label="")
         entry = graphs.setdefault(graph, {"label": graph + shown.label, "unit": shown.unit, "metrics": []})
         if all(m["name"] != metric for m in entry["metrics"]):
             entry["metrics"].append({"name": metric, "label": metric})
