@@ -26,12 +26,13 @@ FORMAT_OPTIONS = (
 )
 
 
-def make_encoder(ctx, conf) -> Encoder:
+def make_encoder(ctx, conf, tag_key: str | None = None) -> Encoder:
+    """The encoder the format options ask for; `tag_key` where the sink decides it."""
     mackerel = None
     if conf.format == "mackerel":
         mackerel = MackerelEncoder(ctx.input_fields, conf.prefix, conf.name_by, getattr(conf, "metrics", ()),
                                    ctx.counters)
-    return Encoder(conf.format, tag_key=conf.tag_key, time_key=conf.time_key,
+    return Encoder(conf.format, tag_key=tag_key or conf.tag_key or None, time_key=conf.time_key or None,
                    time_format=conf.time_format, mackerel=mackerel)
 
 
@@ -42,8 +43,13 @@ class EncodingSink(Sink):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.encoder = make_encoder(ctx, conf)
+        self.encoder = make_encoder(ctx, conf, self.default_tag_key(conf))
         self.diffs = self.encoder.mackerel if self.encoder.mackerel and self.encoder.mackerel.has_counters else None
+
+    @classmethod
+    def default_tag_key(cls, conf) -> str | None:
+        """The key of the tag where `tag_key` is not set (None: not written)."""
+        return None
 
     async def start(self) -> None:
         if self.diffs is not None and (state := self.ctx.load_state()) is not None:
