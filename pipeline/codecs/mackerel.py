@@ -19,14 +19,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ..config import fields as field_kinds
 from ..config.fields import LABEL, LIST, Fields, Path
 from ..event import Batch, Record, get_path
-from ..metrics.rates import RateTracker
+
+
+class Diffs(Protocol):
+    """Where a counter's last value is kept: pipeline/metrics/rates.py's RateTracker, given by
+    the sink (per second, gaps past MAX_GAP giving nothing)."""
+
+    def update(self, key: tuple[Any, ...], value: int | float, time_ns: int) -> float | None: ...
+
+    def save_state(self) -> Any: ...
+
+    def load_state(self, state: Any) -> None: ...
 
 
 class Graphed(NamedTuple):
@@ -101,7 +110,7 @@ class MackerelEncoder:
     are printed: those the meta has graphs for."""
 
     def __init__(self, fields: Fields | None, prefix: str = "", name_by: list[str] | tuple[str, ...] = (),
-                 metrics: Iterable[str] = (), counters: Counter[str] | None = None):
+                 metrics: Iterable[str] = (), diffs: Diffs | None = None):
         self.prefix = [prefix] if prefix else []
         self.name_by = tuple(name_by)
         self.declared = None if fields is None else [
@@ -109,7 +118,9 @@ class MackerelEncoder:
         self.memo: dict[str, Any] = {}
         #: whether any field is a counter, printed as its increase since the last run
         self.has_counters = any(KINDS[k].per for k in (fields.kinds.values() if fields else ()) if k in KINDS)
-        self.diffs = RateTracker(counters if counters is not None else Counter(), max_gap=MAX_GAP)
+        self.diffs = diffs
+        if self.has_counters and diffs is None:
+            raise ValueError("counters are printed as increases: give the encoder somewhere to keep them")
 
     def kind(self, key: str) -> Any:
         """The kind of the field of dotted `key` (None: declared without one), _SKIP for one
@@ -139,7 +150,7 @@ class MackerelEncoder:
                     continue
                 name = _BAD.sub("_", ".".join(_name(head + key.split("."), kind)))
                 per = KINDS[kind].per if kind is not None else None
-                if per is not None:
+                if per is not None and self.diffs is not None:
                     rate = self.diffs.update((name,), value, t)
                     if rate is None:
                         continue
@@ -148,10 +159,11 @@ class MackerelEncoder:
         return "".join(out).encode()
 
     def save_state(self) -> Any:
-        return self.diffs.save_state()
+        return self.diffs.save_state() if self.diffs is not None else None
 
     def load_state(self, state: Any) -> None:
-        self.diffs.load_state(state)
+        if self.diffs is not None:
+            self.diffs.load_state(state)
 
 
 def declared_fields(fields: Fields | None, metrics: Iterable[str]) -> list[tuple[Path, str | None]]:

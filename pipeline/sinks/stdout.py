@@ -6,10 +6,11 @@ import sys
 
 from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder
 from ..codecs.formats import json_dumps
-from ..codecs.mackerel import MackerelEncoder, mackerel_graphs
+from ..codecs.mackerel import MAX_GAP, MackerelEncoder, mackerel_graphs
 from ..config.fields import merge
 from ..config.options import Enum, ListOf, Option, Str
 from ..event import Batch
+from ..metrics.rates import RateTracker
 from ..plugin import OutputClosed, Sink
 
 FORMAT_OPTIONS = (
@@ -30,8 +31,8 @@ def make_encoder(ctx, conf, tag_key: str | None = None) -> Encoder:
     """The encoder the format options ask for; `tag_key` where the sink decides it."""
     mackerel = None
     if conf.format == "mackerel":
-        mackerel = MackerelEncoder(ctx.input_fields, conf.prefix, conf.name_by, getattr(conf, "metrics", ()),
-                                   ctx.counters)
+        diffs = RateTracker(ctx.counters, max_gap=MAX_GAP)
+        mackerel = MackerelEncoder(ctx.input_fields, conf.prefix, conf.name_by, getattr(conf, "metrics", ()), diffs)
     return Encoder(conf.format, tag_key=tag_key or conf.tag_key or None, time_key=conf.time_key or None,
                    time_format=conf.time_format, mackerel=mackerel)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 from mackerel_rules import uncovered, value_names
 
-from pipeline.codecs.mackerel import KINDS, MackerelEncoder, mackerel_graphs
+from pipeline.codecs.mackerel import KINDS, MAX_GAP, MackerelEncoder, mackerel_graphs
 from pipeline.config import fields as kinds
 from pipeline.config.fields import fields_of
+from pipeline.metrics.rates import RateTracker
 
 S = 1_000_000_000
 #: now, whole seconds (state older than a day is not kept)
@@ -26,7 +28,7 @@ def test_values_and_graphs_agree_for_every_kind_and_counters_are_increases():
     fields = fields_of([((f"k_{kind}",), kind) for kind in kinds.KINDS]
                        + [(("ports", "*", "queue"), kinds.INTEGER), (("workers.*.tx",), kinds.BYTES_COUNTER),
                           (("undeclared_kind",), None), (("id",), kinds.LABEL)], many=True)
-    encoder = MackerelEncoder(fields, "app", ["id"], metrics=["extra"])
+    encoder = MackerelEncoder(fields, "app", ["id"], metrics=["extra"], diffs=RateTracker(Counter(), max_gap=MAX_GAP))
     graphs = json.loads(json.dumps(mackerel_graphs(fields, "app", ["id"], metrics=["extra"])))
 
     def record(n):
@@ -49,7 +51,7 @@ def test_values_and_graphs_agree_for_every_kind_and_counters_are_increases():
     assert not [n for n in names if n.endswith((".k_label", ".id", ".not_told"))]
     assert graphs["app.#.per_minute"]["unit"] == "integer" and graphs["app.#.bytes"]["unit"] == "bytes"
     # state between runs: a new encoder given the old one's goes on from its last values
-    again = MackerelEncoder(fields, "app", ["id"])
+    again = MackerelEncoder(fields, "app", ["id"], diffs=RateTracker(Counter(), max_gap=MAX_GAP))
     again.load_state(encoder.save_state())
     third = dict(line.split("\t")[:2] for line in again.encode([("t", NOW + 90 * S, record(4))]).decode().splitlines())
     assert float(third["app.7.per_minute.k_counter"]) == 20.0
