@@ -1,9 +1,8 @@
-"""Writing of records for the sinks: JSON lines, msgpack, LTSV, mackerel-agent's plugin protocol."""
+"""Writing of records for the sinks: JSON lines, msgpack, LTSV, and mackerel-agent's plugin
+protocol (pipeline/codecs/mackerel.py)."""
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -12,8 +11,9 @@ from typing import Any
 import msgpack
 import orjson
 
-from ..event import Batch, Record, get_path
+from ..event import Batch, Record
 from .formats import json_dumps
+from .mackerel import MackerelEncoder
 
 ENCODE_FORMATS = ("json", "msgpack", "ltsv", "mackerel")
 TIME_FORMATS = ("unix", "float", "iso8601")
@@ -115,83 +115,19 @@ def _encode_ltsv(records: Iterable[Record]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
-_MACKEREL_BAD = re.compile(r"[^A-Za-z0-9._-]")
-#: the graph of names that have no dot: mackerel-agent defines a graph's metrics as
-#: GRAPH.METRIC, so a name of one part could never have a graph of its own
-MACKEREL_GRAPH = "pipeline"
-
-
-def _numeric_items(record: Record, prefix: str, skip: Iterable[str] = ()) -> Iterable[tuple[str, float | int]]:
-    for k, v in record.items():
-        if k in skip:
-            continue
-        name = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            yield from _numeric_items(v, name)
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            if isinstance(v, float) and not math.isfinite(v):
-                continue
-            yield name, v
-
-
-def _name_part(value: Any) -> str:
-    # one part, whatever the value: a dot in it would make a name no graph's `#` matches
-    text = "" if value is None else _MACKEREL_BAD.sub("_", str(value)).replace(".", "_")
-    return text or "_"
-
-
-def encode_mackerel(batch: Batch, prefix: str = "", name_by: list[str] | tuple[str, ...] = ()) -> bytes:
-    """mackerel-agent's plugin protocol: `name<TAB>value<TAB>epoch` per numeric field; with
-    `name_by`, each record's names are PREFIX.VALUE.FIELD, VALUE its own `name_by` fields'."""
-    out = []
-    for _, t, record in batch:
-        epoch = t // 1_000_000_000
-        head = ".".join([prefix] * bool(prefix) + [_name_part(get_path(record, k)) for k in name_by])
-        for name, v in _numeric_items(record, head, name_by):
-            name = _MACKEREL_BAD.sub("_", name)
-            if "." not in name:
-                name = f"{MACKEREL_GRAPH}.{name}"
-            out.append(f"{name}\t{v}\t{epoch}\n")
-    return "".join(out).encode()
-
-
-_PATTERN_BAD = re.compile(r"[^A-Za-z0-9_*-]")
-
-
-def mackerel_graphs(paths: Iterable[tuple[str, ...]], prefix: str = "",
-                    name_by: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The graph definitions mackerel-agent asks a plugin for (MACKEREL_AGENT_PLUGIN_META=1),
-    for the names encode_mackerel gives records with these field paths (pipeline/config/fields.py):
-    a graph per name minus its last part, the last part a metric of it. A part that varies
-    (a worker's id from `name_by`, a listener's key) is `#` in a graph name and `*` as a metric,
-    the wildcards mackerel-agent's plugins use; lists are not printed, so neither defined."""
-    graphs: dict[str, dict[str, Any]] = {}
-    head = prefix.split(".") * bool(prefix) + ["*"] * len(name_by)
-    for path in paths:
-        if "[*]" in path or (len(path) == 1 and path[0] in name_by):
-            continue
-        parts = head + [_PATTERN_BAD.sub("_", p) for p in ".".join(path).split(".")]
-        if len(parts) == 1:
-            parts.insert(0, MACKEREL_GRAPH)
-        graph = ".".join("#" if "*" in p else p for p in parts[:-1])
-        metric = "*" if "*" in parts[-1] else parts[-1]
-        entry = graphs.setdefault(graph, {"label": graph, "unit": "float", "metrics": []})
-        if all(m["name"] != metric for m in entry["metrics"]):
-            entry["metrics"].append({"name": metric, "label": metric})
-    return graphs
-
-
 class Encoder:
+    """`mackerel`: a MackerelEncoder (pipeline/codecs/mackerel.py), which the sink gives the
+    fields its inputs carry and whose counters' last values it keeps between runs."""
+
     def __init__(self, fmt: str, tag_key: str | None = None, time_key: str | None = None,
-                 time_format: str = "unix", prefix: str = "", name_by: list[str] | tuple[str, ...] = ()):
+                 time_format: str = "unix", mackerel: MackerelEncoder | None = None):
         self.fmt = fmt
         self.tag_key, self.time_key, self.time_format = tag_key, time_key, time_format
-        self.prefix = prefix
-        self.name_by = name_by
+        self.mackerel = (mackerel or MackerelEncoder(None)) if fmt == "mackerel" else None
 
     def encode(self, batch: Batch) -> bytes:
-        if self.fmt == "mackerel":
-            return encode_mackerel(batch, self.prefix, self.name_by)
+        if self.mackerel is not None:
+            return self.mackerel.encode(batch)
         if self.fmt == "json":
             if self.tag_key or self.time_key:
                 return _encode_json_with(batch, self.tag_key, self.time_key, self.time_format)

@@ -58,7 +58,7 @@ def warn_unknown_fields(settings: Any, doc: Any, fields: dict[str, Any], errors:
     field should be one: a typo otherwise shows only as an empty chart."""
     for i, (panel, raw) in enumerate(_panels(settings, doc)):
         known = fields.get(panel.input)
-        if known is None or any(fnmatchcase(panel.field, ".".join(p)) for p in known.paths):
+        if known is None or known.open or any(fnmatchcase(panel.field, ".".join(p)) for p in known.paths):
             continue
         names = sorted({".".join(p) for p in known.paths if "[*]" not in p})
         errors.warn(_line(raw, "field"), f"api.dashboard.panels[{i}].field",

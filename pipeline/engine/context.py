@@ -66,6 +66,9 @@ class Context:
         #: the running pipeline's figures (pipeline/engine/figures.py Figures), for the
         #: internal_metrics source; set by the runtime
         self.figures: Any = None
+        #: what the config tells of the fields of the records reaching the component (a
+        #: filter's or sink's; pipeline/config/fields.py Fields), None if it cannot; set by the runtime
+        self.input_fields: Any = None
         self.state_dir = state_dir
         self.once = once
         self._on_error = on_error

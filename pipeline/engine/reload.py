@@ -127,7 +127,7 @@ async def reload(rt: Runtime) -> bool:
             setattr(new.settings, name, getattr(old.settings, name))
     plan = diff(old, new)
     try:
-        made = {cid: rt.make(new.components[cid]) for cid in plan.started}
+        made = {cid: rt.make(new.components[cid], new) for cid in plan.started}
     except Exception as e:
         log.error("%s: reload refused: cannot set up the new components: %s", path, e)
         return False

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from ..buffer import make_buffer
+from ..config.fields import merge
 from ..config.graph import ERRORS_INPUT, Component, Graph, topological
 from ..event import Event
 from ..plugin import Sink, Source
@@ -64,10 +65,14 @@ class Runtime(Routing, LifeCycle, Signals):
         self.reloader = Reloader(self)
         self.wire({c.id: self.make(c) for c in graph.components.values()})
 
-    def make(self, comp: Component) -> Source | Node:
-        """A component's plugin (and a sink's runner), not started."""
+    def make(self, comp: Component, graph: Graph | None = None) -> Source | Node:
+        """A component of `graph` (default: the running one): its plugin (and a sink's
+        runner), not started."""
         ctx = Context(comp.id, comp.kind, state_dir=self.state_dir, once=self.once, on_error=self._error_event)
         ctx.figures = self.figures
+        if comp.kind != "source":
+            fields = (graph or self.graph).fields
+            ctx.input_fields = merge([fields.get(i) for i in comp.inputs])
         plugin = comp.cls(ctx, comp.conf)
         if isinstance(plugin, Source):
             return plugin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.fields import BYTES, BYTES_COUNTER, BYTES_RATE, INTEGER, PERCENT, fields_of
 from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
 from ..metrics import docker_stats as ds
@@ -11,6 +12,10 @@ from ..metrics.rates import RateTracker, parse_rfc3339_ns
 from ..plugin import Filter
 
 RATED = ("net_rx_bytes", "net_tx_bytes", "blkio_read_bytes", "blkio_write_bytes")
+#: what it adds, with the kinds a graph needs (the docker CLI's units)
+ADDED = {"cpu_percent": PERCENT, "memory_usage": BYTES, "memory_limit": BYTES, "memory_percent": PERCENT,
+         **{name: BYTES_COUNTER for name in RATED}, **{name + "_rate": BYTES_RATE for name in RATED},
+         "pids": INTEGER}
 
 
 class DockerMetricsFilter(Filter):
@@ -40,6 +45,15 @@ class DockerMetricsFilter(Filter):
                                  state_ttl=conf.state_ttl)
         # container -> (cpu ns, system ns, online cpus, read ns) of its last sample
         self.cpu: dict[Any, tuple[int | float, int | float, int, int]] = {}
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        added = [((name,), kind) for name, kind in ADDED.items()]
+        if upstream is None:
+            # a Docker stats document's own fields are many and vary by engine and cgroup
+            # version: what is told is what this filter adds
+            return fields_of(added, many=True, open=True)
+        return upstream.like([*((p, upstream.kind(p)) for p in upstream.paths if p[0] not in ADDED), *added])
 
     def process(self, batch: Batch) -> Batch:
         out: Batch = []

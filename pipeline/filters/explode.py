@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config.fields import LIST, fields_of
+from ..config.fields import LABEL, LIST, Path
 from ..config.options import ListOf, Option, Str
 from ..event import Batch, Record, get_path
 from ..plugin import Filter
@@ -37,17 +37,18 @@ class ExplodeFilter(Filter):
             return None
         at = tuple(conf.field.split("."))
         n = len(at)
-        elements = [p[n + 1:] for p in upstream.paths if p[:n] == at and p[n:n + 1] == (LIST,)]
-        if conf.keep is not None:
-            parent = [p for p in upstream.paths if p[0] in conf.keep]
-        else:
-            parent = [p for p in upstream.paths if len(p) == 1]
         under = getattr(conf, "as")
-        if under is not None:
-            merged = [(under, *rest) for rest in elements]
-        else:
-            merged = [(conf.prefix + rest[0], *rest[1:]) if rest else (conf.field,) for rest in elements]
-        return fields_of(parent + merged + [(conf.index_key,)], many=True)
+
+        def moved(p: Path) -> list[Path]:
+            if p[:n] == at and p[n:n + 1] == (LIST,):  # an element's field
+                rest = p[n + 1:]
+                if under is not None:
+                    return [(under, *rest)]
+                return [(conf.prefix + rest[0], *rest[1:]) if rest else (conf.field,)]
+            kept = p[0] in conf.keep if conf.keep is not None else len(p) == 1
+            return [p] if kept else []
+        exploded = upstream.mapped(moved)
+        return exploded.like([*((p, exploded.kind(p)) for p in exploded.paths), ((conf.index_key,), LABEL)], many=True)
 
     def _parent(self, record: Record) -> Record:
         if self.conf.keep is not None:

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ..config.fields import LIST, fields_of
+from ..config.fields import LIST, Path
 from ..config.options import Enum, Int, ListOf, Option, Str
 from ..event import Batch, Record
 from ..plugin import Filter
@@ -56,14 +56,13 @@ class FlattenFilter(Filter):
         def part(key: str) -> str:
             return _NORIKRA_BAD_IN_PATTERN.sub("_", key) if conf.sanitize == "norikra" else key
 
-        out = []
-        for path in upstream.paths:
+        def flat(path: Path) -> list[Path]:
             n = 1 if conf.fields is not None and path[0] not in conf.fields else min(len(path), levels + 1)
             if conf.arrays == "keep" and LIST in path[:n]:
                 n = path.index(LIST)  # a list stays a list, and what is in it stays in it
             key = part(path[0]) + "".join(index if k == LIST else sep + part(k) for k in path[1:n])
-            out.append((key, *path[n:]))
-        return fields_of(out, upstream.many)
+            return [(key, *path[n:])]
+        return upstream.mapped(flat)
 
     def process(self, batch: Batch) -> Batch:
         flat = self.flatten

@@ -102,6 +102,10 @@ class GrepFilter(Filter):
         self.keys = [_Key(k, [r.pattern for r in conf.regexp if r.key == k],
                           [r.pattern for r in conf.exclude if r.key == k]) for k in keys]
 
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        return upstream  # the events it keeps pass whole
+
     def process(self, batch: Batch) -> Batch:
         # key by key over the batch, each pass a comprehension over fewer events
         for key in self.keys:

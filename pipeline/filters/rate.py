@@ -5,7 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..config.fields import fields_of
+from ..config.fields import RATE, RATE_OF, Path
 from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..event import Batch, get_path
 from ..metrics.rates import RateTracker, time_ns
@@ -71,7 +71,7 @@ class RateFilter(Filter):
     def fields(cls, conf, upstream, check):
         if upstream is None:
             return None
-        out = list(upstream.paths)
+        rates: dict[Path, str] = {}
         for i, pattern in enumerate(conf.fields):
             keys = upstream.top(pattern)
             nested = upstream.nested(pattern)
@@ -79,8 +79,13 @@ class RateFilter(Filter):
                 where = ".".join(nested[0]).replace("[*]", "N")
                 check.error("fields", f"{pattern!r} names a field inside nested records ({where}), but "
                             "rate matches top-level keys: put a flatten (or explode) filter before it", i)
-            out += [(k,) for k in keys] if conf.replace else [(k + conf.suffix,) for k in keys]
-        return fields_of(out, upstream.many)
+            for k in keys:
+                kind = upstream.kind((k,))
+                per_second = conf.per == 1.0 and kind in RATE_OF
+                rates.setdefault((k if conf.replace else k + conf.suffix,), RATE_OF[kind] if per_second else RATE)
+        # with `replace` a counter's own field holds its rate: its kind is the rate's
+        kept = [(p, rates.pop(p) if p in rates else upstream.kind(p)) for p in upstream.paths]
+        return upstream.like(kept + list(rates.items()))
 
     def _keys(self, record: dict) -> list[str]:
         keys = [k for k in self.names if k in record]

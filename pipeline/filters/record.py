@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from ..config.fields import Path, matches
 from ..config.options import Invalid, ListOf, MapOf, Option, Str, Type
 from ..event import Batch
 from ..plugin import Filter
@@ -121,6 +122,27 @@ class RecordFilter(Filter):
         self.keep = conf.keep
         # the constants and the values that only a tag decides, merged once per tag
         self.tag_values: dict[str, dict] = {}
+
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        if upstream is None:
+            return None
+        keep, remove, given = conf.keep, conf.remove, conf.set
+
+        def kept(p: Path) -> list[Path]:
+            # `keep` may name one of a pattern's keys (`workers.0.rss` of `workers.*.rss`)
+            names = [n for n in keep if matches(n, p[0])] if keep else [p[0]]
+            return [(n, *p[1:]) for n in names if n not in given and n not in remove]
+        out = upstream.mapped(kept)
+        items: list = [(p, out.kind(p)) for p in out.paths]
+        for key, value in given.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                items.append(((key,), None))
+            elif isinstance(value, str) and (m := _PLACEHOLDER.fullmatch(value)) and (f := _RECORD.fullmatch(m[1])):
+                # a copy of a field keeps its value, so its kind
+                at = tuple(f[1].split("."))
+                items += [((key, *p[len(at):]), upstream.kind(p)) for p in upstream.paths if p[:len(at)] == at]
+        return upstream.like(items)
 
     def _tag_values(self, tag: str) -> dict:
         if len(self.tag_values) > 10000:  # tags from `*` paths can be many: bounded

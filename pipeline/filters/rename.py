@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config.fields import fields_of
+from ..config.fields import Path, matches
 from ..config.options import MapOf, Option, Str
 from ..event import Batch
 from ..plugin import Filter
@@ -18,7 +18,14 @@ class RenameFilter(Filter):
         if upstream is None:
             return None
         names = conf.fields
-        return fields_of(((names.get(p[0], p[0]), *p[1:]) for p in upstream.paths), upstream.many)
+
+        def renamed(p: Path) -> list[Path]:
+            if p[0] in names:
+                return [(names[p[0]], *p[1:])]
+            # an old name that is one of a pattern's (`workers.0.tx` of `workers.*.tx`): the
+            # new name, and the pattern for the others
+            return [(new, *p[1:]) for old, new in names.items() if matches(old, p[0])] + [p]
+        return upstream.mapped(renamed)
 
     def process(self, batch: Batch) -> Batch:
         names = self.conf.fields

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config.fields import fields_of
+from ..config.fields import matches
 from ..config.options import ListOf, Option, Str
 from ..event import Batch
 from ..plugin import Filter
@@ -17,7 +17,9 @@ class SelectFilter(Filter):
     def fields(cls, conf, upstream, check):
         if upstream is None:
             return None
-        return fields_of((p for p in upstream.paths if p[0] in conf.fields), upstream.many)
+        # a listed name can be one of many a pattern stands for (`workers.0.requests` of
+        # flatten's `workers.*.requests`): that name is kept, with the pattern's kind
+        return upstream.mapped(lambda p: [(name, *p[1:]) for name in conf.fields if matches(name, p[0])])
 
     def process(self, batch: Batch) -> Batch:
         fields = self.conf.fields

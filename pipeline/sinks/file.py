@@ -15,8 +15,7 @@ from pathlib import Path
 from ..config.options import Bool, Duration, Enum, Option, Size, Str
 from ..event import Batch
 from ..fileio import append_whole
-from ..plugin import Sink
-from .stdout import FORMAT_OPTIONS, make_encoder
+from .stdout import FORMAT_OPTIONS, EncodingSink
 
 IDLE_CLOSE = 60.0
 
@@ -61,7 +60,7 @@ def path_part(tag: str) -> str:
     return part
 
 
-class FileSink(Sink):
+class FileSink(EncodingSink):
     """Append records to files; the path may hold strftime fields and `${tag}`.
 
     A tag comes from the sender (a forward client names it), so in a path it is made one
@@ -93,11 +92,13 @@ class FileSink(Sink):
         self.template: str = conf.path
         self.by_time = "%" in self.template
         self.by_tag = "${tag}" in self.template
-        tag_key = "tag" if conf.tag_key is None and not self.by_tag else None
-        self.encoder = make_encoder(conf, tag_key)
         self.files: dict[str, _Open] = {}
         self._to_time = time.gmtime if conf.utc else time.localtime
         self._compressing: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def default_tag_key(cls, conf) -> str | None:
+        return "tag" if conf.tag_key is None and "${tag}" not in conf.path else None
 
     def _paths(self, batch: Batch) -> dict[str, Batch]:
         if not self.by_time and not self.by_tag:
@@ -188,6 +189,7 @@ class FileSink(Sink):
         self.files.clear()
 
     async def stop(self) -> None:
+        await super().stop()
         self._close_all()
         if self._compressing:
             await asyncio.gather(*self._compressing, return_exceptions=True)

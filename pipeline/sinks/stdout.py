@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_graphs
+from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder
 from ..codecs.formats import json_dumps
+from ..codecs.mackerel import MAX_GAP, MackerelEncoder, mackerel_graphs
 from ..config.fields import merge
 from ..config.options import Enum, ListOf, Option, Str
 from ..event import Batch
+from ..metrics.rates import RateTracker
 from ..plugin import OutputClosed, Sink
 
 FORMAT_OPTIONS = (
@@ -25,32 +27,64 @@ FORMAT_OPTIONS = (
 )
 
 
-def make_encoder(conf, tag_key: str | None = None) -> Encoder:
+def make_encoder(ctx, conf, tag_key: str | None = None) -> Encoder:
     """The encoder the format options ask for; `tag_key` where the sink decides it."""
+    mackerel = None
+    if conf.format == "mackerel":
+        diffs = RateTracker(ctx.counters, max_gap=MAX_GAP)
+        mackerel = MackerelEncoder(ctx.input_fields, conf.prefix, conf.name_by, getattr(conf, "metrics", ()), diffs)
     return Encoder(conf.format, tag_key=tag_key or conf.tag_key or None, time_key=conf.time_key or None,
-                   time_format=conf.time_format, prefix=conf.prefix, name_by=conf.name_by)
+                   time_format=conf.time_format, mackerel=mackerel)
 
 
-class StdoutSink(Sink):
+class EncodingSink(Sink):
+    """A sink that writes with make_encoder. In the mackerel format, counters are printed as
+    increases: their last values are kept between runs in state_dir, as a mackerel plugin keeps
+    them in a file (read at start, written at stop)."""
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        self.encoder = make_encoder(ctx, conf, self.default_tag_key(conf))
+        self.diffs = self.encoder.mackerel if self.encoder.mackerel and self.encoder.mackerel.has_counters else None
+
+    @classmethod
+    def default_tag_key(cls, conf) -> str | None:
+        """The key of the tag where `tag_key` is not set (None: not written)."""
+        return None
+
+    async def start(self) -> None:
+        if self.diffs is not None and (state := self.ctx.load_state()) is not None:
+            self.diffs.load_state(state)
+
+    async def stop(self) -> None:
+        if self.diffs is not None:
+            self.ctx.save_state(self.diffs.save_state())
+
+
+class StdoutSink(EncodingSink):
     """Write records to standard output: whole lines only, flushed after each batch.
 
     With `format: mackerel`, `pipeline run --once` is a mackerel-agent plugin command. When
     the agent sets MACKEREL_AGENT_PLUGIN_META=1, it prints the graph definitions instead
     (`# mackerel-agent-plugin` and their JSON), built from the config: nothing is polled and
-    no state is written. Every field the inputs can carry gets a graph (a per-worker or
-    per-listener part as the `#`/`*` wildcard); where the config cannot tell the fields (stdin,
-    exec, http_json), `metrics` lists them. A name without a dot is put under `pipeline.`.
+    no state is written. A name is PREFIX.NAME_BY-VALUES.FIELD with, for a field whose kind
+    its plugin declares, the kind's part before the field's last part, so that each graph has
+    one unit: `integer`, `float`, `bytes`, `percentage`, `microseconds`, `rate`,
+    `bytes_per_second`, and `per_minute` for counters, printed as their increase per minute
+    since the previous run (bytes per second; none on the first run, after a reset or a gap of
+    more than 10 minutes), their last values kept in state_dir. Ids, pids, ports and epoch
+    times are not printed. Every field the inputs can carry gets a graph (a per-worker or
+    per-listener part as the `#`/`*` wildcard) and only those are printed; where the config
+    cannot tell the fields (stdin, exec, http_json), every numeric field is printed as it is
+    named and `metrics` lists those to define graphs for. A name without a dot is put under
+    `pipeline.`.
     """
 
     options = FORMAT_OPTIONS + (
         Option("metrics", ListOf(Str()), [],
-               "mackerel format: more fields to define graphs for, as records carry them "
-               "(dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
+               "mackerel format: more fields to define graphs for (and to print), as records carry "
+               "them (dotted, `*` for a part that varies), for inputs whose fields the config cannot tell"),
     )
-
-    def __init__(self, ctx, conf):
-        super().__init__(ctx, conf)
-        self.encoder = make_encoder(conf)
 
     @classmethod
     def fields(cls, conf, upstream, check):
@@ -85,8 +119,7 @@ def plugin_meta(graph) -> bytes | None:
     definitions: dict = {}
     for sink in sinks:
         upstream = merge([graph.fields.get(i) for i in sink.inputs])
-        paths = list(upstream.paths if upstream else ()) + [(m,) for m in sink.conf.metrics]
-        definitions.update(mackerel_graphs(paths, sink.conf.prefix, sink.conf.name_by))
+        definitions.update(mackerel_graphs(upstream, sink.conf.prefix, sink.conf.name_by, sink.conf.metrics))
     return b"# mackerel-agent-plugin\n" + json_dumps({"graphs": definitions}) + b"\n"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..codecs.netlink_diag import tcp_listeners
-from ..config.fields import fields_of
+from ..config.fields import COUNTER, INTEGER, LABEL, PERCENT, fields_of
 from ..config.options import Enum, Int, ListOf, Option, Str
 from ..event import Batch, Record, now_ns
 from ..plugin import PollSource
@@ -100,11 +100,11 @@ class ProcNetTcpSource(PollSource):
 
     @classmethod
     def fields(cls, conf, upstream, check):
-        host = [("listen_overflows",), ("listen_drops",)]
-        listener = ("queue", "backlog", "queue_percent")
+        host = [(("listen_overflows",), COUNTER), (("listen_drops",), COUNTER)]
+        listener = {"queue": INTEGER, "backlog": INTEGER, "queue_percent": PERCENT}
         if conf.layout == "single":
-            return fields_of([("listeners", "*", k) for k in listener] + host)
-        return fields_of([("port",)] + [(k,) for k in listener] + host, many=True)
+            return fields_of([(("listeners", "*", k), kind) for k, kind in listener.items()] + host)
+        return fields_of([(("port",), LABEL)] + [((k,), kind) for k, kind in listener.items()] + host, many=True)
 
     def _backlogs(self) -> dict[int, tuple[int, int]]:
         if not self.use_netlink:

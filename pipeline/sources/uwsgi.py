@@ -9,7 +9,18 @@ from urllib.parse import urlsplit
 from ..codecs.formats import DecodeError, json_loads
 from ..codecs.http import BLOCK, MAX_BYTES_OPTION, Client, HTTPError, TooLarge, check, reason
 from ..config.addresses import URL
-from ..config.fields import LIST, fields_of
+from ..config.fields import (
+    BYTES,
+    BYTES_COUNTER,
+    COUNTER,
+    GAUGE,
+    INTEGER,
+    LABEL,
+    LIST,
+    MICROSECONDS,
+    TIME_COUNTER,
+    fields_of,
+)
 from ..config.options import Duration, ListOf, Option, Str
 from ..event import Batch, now_ns
 from ..plugin import PollSource
@@ -17,18 +28,23 @@ from ..plugin import PollSource
 #: parts of the stats document that `include` can leave out (`cores` sits in each worker)
 PARTS = ("workers", "cores", "sockets", "locks", "metrics", "apps")
 _IN_WORKERS = ("cores", "apps")
-#: the numeric fields of a stats document (uWSGI 2.0), by the part that holds them
+#: the numeric fields of a stats document (uWSGI 2.0), by the part that holds them, with their
+#: kinds (uWSGI's stats.c: rss/vsz in bytes, avg_rt and running_time in microseconds,
+#: last_spawn an epoch time, `delta_requests` the requests since the master's last check)
 _NUMBERS = {
-    "": ("listen_queue", "listen_queue_errors", "signal_queue", "load", "pid", "uid", "gid"),
-    "workers": ("id", "pid", "accepting", "requests", "delta_requests", "exceptions", "harakiri_count",
-                "signals", "signal_queue", "rss", "vsz", "running_time", "last_spawn", "respawn_count",
-                "tx", "avg_rt"),
-    "cores": ("id", "requests", "static_requests", "routed_requests", "offloaded_requests",
-              "write_errors", "read_errors", "in_request"),
-    "apps": ("id", "modifier1", "startup_time", "requests", "exceptions"),
-    "sockets": ("queue", "max_queue", "shared", "can_offload"),
-    "locks": ("*",),
-    "metrics": ("value",),
+    "": {"listen_queue": INTEGER, "listen_queue_errors": COUNTER, "signal_queue": INTEGER, "load": INTEGER,
+         "pid": LABEL, "uid": LABEL, "gid": LABEL},
+    "workers": {"id": LABEL, "pid": LABEL, "accepting": INTEGER, "requests": COUNTER, "delta_requests": INTEGER,
+                "exceptions": COUNTER, "harakiri_count": COUNTER, "signals": COUNTER, "signal_queue": INTEGER,
+                "rss": BYTES, "vsz": BYTES, "running_time": TIME_COUNTER, "last_spawn": LABEL,
+                "respawn_count": COUNTER, "tx": BYTES_COUNTER, "avg_rt": MICROSECONDS},
+    "cores": {"id": LABEL, "requests": COUNTER, "static_requests": COUNTER, "routed_requests": COUNTER,
+              "offloaded_requests": COUNTER, "write_errors": COUNTER, "read_errors": COUNTER,
+              "in_request": INTEGER},
+    "apps": {"id": LABEL, "modifier1": LABEL, "startup_time": LABEL, "requests": COUNTER, "exceptions": COUNTER},
+    "sockets": {"queue": INTEGER, "max_queue": INTEGER, "shared": LABEL, "can_offload": LABEL},
+    "locks": {"*": LABEL},
+    "metrics": {"value": GAUGE},
 }
 #: where each part sits in the document
 _AT = {"": (), "workers": ("workers", LIST), "cores": ("workers", LIST, "cores", LIST),
@@ -68,7 +84,7 @@ class UwsgiSource(PollSource):
     @classmethod
     def fields(cls, conf, upstream, check):
         parts = [""] + [p for p in PARTS if p in conf.include and (p not in _IN_WORKERS or "workers" in conf.include)]
-        return fields_of(_AT[part] + (name,) for part in parts for name in _NUMBERS[part])
+        return fields_of((_AT[part] + (name,), kind) for part in parts for name, kind in _NUMBERS[part].items())
 
     async def _read(self) -> bytes:
         if self.scheme == "http":

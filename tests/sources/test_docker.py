@@ -9,6 +9,7 @@ import logging
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline
+from mackerel_rules import parse_meta, uncovered, value_names
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,26 @@ def test_a_failing_container_that_is_gone_no_longer_fails_the_source():
         assert len(poll(source)) == 1 and not source.ctx.failing
     finally:
         server.close()
+
+
+def test_docker_metrics_as_a_mackerel_plugin_graphs_by_unit(docker_api, tmp_path):
+    """docker -> docker_metrics -> mackerel lines: docker_metrics declares what it adds (CPU
+    and memory percentages, bytes, byte counters), and only those are printed, each under the
+    graph of its unit; the stats document's own numbers, which the config cannot tell, are not."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"sources:\n  d: {{type: docker, endpoint: '{docker_api}', containers: [peer-busy]}}\n"
+                    "filters:\n  m: {type: docker_metrics, inputs: [d]}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [m], format: mackerel, prefix: docker,"
+                    " name_by: [container_name]}\n")
+    meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    assert meta.returncode == 0, meta.stderr
+    graphs = parse_meta(meta.stdout)
+    runs = [run_pipeline("run", "--once", str(conf)) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    names = [n for r in runs for n in value_names(r.stdout)]
+    assert uncovered(names, graphs) == []
+    assert {"docker.peer-busy.percentage.cpu_percent", "docker.peer-busy.bytes.memory_usage",
+            "docker.peer-busy.percentage.memory_percent", "docker.peer-busy.integer.pids",
+            "docker.peer-busy.bytes_per_second.net_rx_bytes_rate"} <= set(names)
+    assert graphs["docker.#.bytes"]["unit"] == "bytes" and graphs["docker.#.percentage"]["unit"] == "percentage"
+    assert not [n for n in names if "cpu_stats" in n or "memory_stats" in n]

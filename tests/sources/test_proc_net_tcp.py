@@ -14,7 +14,7 @@ import sys
 
 import pytest
 from helpers import FIXTURES, ROOT, make_plugin, run_pipeline, wait_for
-from mackerel_rules import parse_meta, uncovered
+from mackerel_rules import parse_meta, uncovered, value_names
 
 from pipeline.sources.proc_net_tcp import read_netstat
 
@@ -89,19 +89,24 @@ def test_accept_queue_example_as_a_mackerel_plugin_names_each_listener(tmp_path)
         conf.write_text((ROOT / "conf" / "accept-queue.yaml").read_text()
                         .replace("[80, 443, 8080]", str(ports)))
         values = run_pipeline("run", "--once", str(conf))
+        again = run_pipeline("run", "--once", str(conf))
         meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
-    assert values.returncode == 0 and meta.returncode == 0, values.stderr.decode() + meta.stderr.decode()
-    names = [line.split("\t")[0] for line in values.stdout.decode().splitlines()]
+    assert values.returncode == again.returncode == meta.returncode == 0, values.stderr + again.stderr + meta.stderr
+    names = value_names(values.stdout)
     assert len(names) == len(set(names))  # two listeners never share a metric name
     got = dict(line.split("\t")[:2] for line in values.stdout.decode().splitlines())
     for port, backlog in zip(ports, (5, 7), strict=True):
-        key = f"accept_queue.listeners.127_0_0_1_{port}"
+        key = f"accept_queue.listeners.127_0_0_1_{port}.integer"
         assert (got[f"{key}.queue"], got[f"{key}.backlog"]) == ("0", str(backlog))
-    assert "accept_queue.listen_overflows" in got
+    # the host's overflows only grow: printed as their increase, from the second run on
+    assert not [n for n in names if "listen_overflows" in n]
+    assert "accept_queue.per_minute.listen_overflows" in value_names(again.stdout)
     graphs = parse_meta(meta.stdout)
-    assert {m["name"] for m in graphs["accept_queue.listeners.#"]["metrics"]} == {
-        "queue", "backlog", "queue_percent"}
-    assert uncovered(names, graphs) == []
+    assert graphs["accept_queue.listeners.#.integer"]["unit"] == "integer"
+    assert {m["name"] for m in graphs["accept_queue.listeners.#.integer"]["metrics"]} == {"queue", "backlog"}
+    assert [m["name"] for m in graphs["accept_queue.listeners.#.percentage"]["metrics"]] == ["queue_percent"]
+    assert graphs["accept_queue.per_minute"]["unit"] == "integer"
+    assert uncovered(names + value_names(again.stdout), graphs) == []
 
 
 def test_reuseport_listeners_on_one_port_each_get_their_own_backlog():
@@ -155,7 +160,7 @@ def test_netlink_refused_the_mackerel_example_warns_and_exits_0_with_queue_lengt
         code, out, err = refused_run(conf, "--once")
     assert code == 0, err
     got = dict(line.split("\t")[:2] for line in out.splitlines())
-    assert got[f"accept_queue.listeners.127_0_0_1_{port}.queue"] == "1"
+    assert got[f"accept_queue.listeners.127_0_0_1_{port}.integer.queue"] == "1"
     assert not [name for name in got if name.endswith(".backlog")]
     assert err.count("warning source.listen: netlink sock_diag refused") == 1 and " error " not in err, err
 

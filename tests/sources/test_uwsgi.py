@@ -213,36 +213,107 @@ def test_norikra_windows_example_averages_match_the_raw_samples(uwsgi_unix, tmp_
 MACKEREL_CONF = ROOT / "conf" / "uwsgi-mackerel.yaml"
 
 
+def requests_served(server: Uwsgi) -> int:
+    """The requests uWSGI's workers have served, read from its stats server."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(server.address[len("unix://"):])
+        data = b"".join(iter(lambda: s.recv(65536), b""))
+    return sum(w["requests"] for w in json.loads(data)["workers"])
+
+
 def test_mackerel_meta_covers_every_value_per_worker_without_polling(uwsgi_unix, tmp_path):
     """conf/uwsgi-mackerel.yaml (the README's example) as mackerel-agent runs it."""
+    example = "".join(line for line in MACKEREL_CONF.read_text().splitlines(True) if not line.startswith("#"))
+    assert f"# /etc/pipeline/uwsgi-mackerel.yaml\n{example}```" in (ROOT / "README.md").read_text()
     state = tmp_path / "xdg" / "pipeline"
     env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "UWSGI_STATS": uwsgi_unix.address}
     meta = run_pipeline("run", "--once", str(MACKEREL_CONF), env={**env, "MACKEREL_AGENT_PLUGIN_META": "1"})
     assert meta.returncode == 0, meta.stderr
-    assert not state.exists()  # the meta run neither polled nor saved rate state
+    assert not state.exists()  # the meta run neither polled nor saved the counters' last values
     graphs = parse_meta(meta.stdout)
+    before, started = requests_served(uwsgi_unix), time.monotonic()
     first = run_pipeline("run", "--once", str(MACKEREL_CONF), env=env)
+    first_done, after_first = time.monotonic(), requests_served(uwsgi_unix)
     assert first.returncode == 0 and state.exists(), first.stderr
     uwsgi_unix.load(20)
+    loaded, second_started = requests_served(uwsgi_unix), time.monotonic()
     second = run_pipeline("run", "--once", str(MACKEREL_CONF), env=env)
+    done, after = time.monotonic(), requests_served(uwsgi_unix)
     names = value_names(second.stdout)
     # a name per worker: each worker's values survive in mackerel-agent, not only the last one's
     assert len(names) == len(set(names))
-    assert {"uwsgi.worker.1.requests_rate", "uwsgi.worker.2.requests_rate", "uwsgi.worker.2.tx"} <= set(names)
-    assert uncovered(names, graphs) == []
+    assert {"uwsgi.worker.1.bytes.rss", "uwsgi.worker.2.bytes.vsz", "uwsgi.worker.1.per_minute.requests",
+            "uwsgi.worker.2.bytes_per_second.tx", "uwsgi.worker.1.microseconds.avg_rt"} <= set(names)
+    assert uncovered(names + value_names(first.stdout), graphs) == []
+    # one unit a graph: sizes, counts, durations never share one; ids, pids and epoch times
+    # are no metrics
+    units = {key: (g["unit"], {m["name"] for m in g["metrics"]}) for key, g in graphs.items()}
+    assert units["uwsgi.worker.#.bytes"] == ("bytes", {"rss", "vsz"})
+    assert units["uwsgi.worker.#.per_minute"][0] == "integer"
+    assert {"requests", "exceptions", "respawn_count"} <= units["uwsgi.worker.#.per_minute"][1]
+    assert units["uwsgi.worker.#.bytes_per_second"] == ("bytes/sec", {"tx"})
+    assert not [n for n in names if n.rsplit(".", 1)[1] in ("pid", "last_spawn", "id", "index")]
+    # counters are printed as their increase per minute (mackerel-agent takes no counter): the
+    # first run has none yet, the second the requests served between the two polls
+    assert not [n for n in value_names(first.stdout) if ".per_minute." in n]
+    per_minute = sum(float(line.split("\t")[1]) for line in second.stdout.decode().splitlines()
+                     if ".per_minute.requests\t" in line)
+    # what the pipeline's two polls saw served is between what this test read around them, and
+    # the polls were between (first_done, second_started) and (started, done) apart
+    assert loaded - after_first >= 20
+    assert per_minute * (second_started - first_done) / 60 <= after - before
+    assert loaded - after_first <= per_minute * (done - started) / 60
     # the same meta with the stats server down: it comes from the config
     down_env = {**env, "UWSGI_STATS": f"unix://{tmp_path / 'down.sock'}", "MACKEREL_AGENT_PLUGIN_META": "1"}
     down = run_pipeline("run", "--once", str(MACKEREL_CONF), env=down_env)
     assert down.returncode == 0 and parse_meta(down.stdout) == graphs
 
 
+FLAT = ("  flat: {type: flatten, inputs: [uwsgi]}\n")
+
+
+@pytest.mark.parametrize("filters, expected", [
+    # select names one of the names flatten's `workers.*.requests` stands for
+    (FLAT + "  out: {type: select, inputs: [flat], fields: [listen_queue, workers.0.requests]}\n",
+     {"u.integer.listen_queue", "u.workers.0.per_minute.requests"}),
+    (FLAT + "  out: {type: rename, inputs: [flat], fields: {workers.0.tx: first_tx, listen_queue: queue}}\n",
+     {"u.bytes_per_second.first_tx", "u.integer.queue", "u.workers.1.bytes.rss"}),
+    (FLAT + "  out: {type: record, inputs: [flat], keep: [workers.1.rss], set: {queue: '${record.listen_queue}'}}\n",
+     {"u.workers.1.bytes.rss", "u.integer.queue"}),
+    (FLAT + "  out: {type: grep, inputs: [flat], exclude: [{key: listen_queue, pattern: '^9999$'}]}\n",
+     {"u.workers.0.bytes.vsz", "u.workers.1.microseconds.avg_rt"}),
+    ("  w: {type: explode, inputs: [uwsgi], field: workers}\n"
+     "  out: {type: rate, inputs: [w], fields: [requests, tx], group_by: [id]}\n",
+     {"u.1.rate.requests_rate", "u.2.bytes_per_second.tx_rate", "u.2.per_minute.requests"}),
+], ids=["select", "rename", "record", "grep", "rate"])
+def test_mackerel_meta_covers_what_each_filter_keeps(uwsgi_unix, tmp_path, filters, expected):
+    conf = tmp_path / "c.yaml"
+    name_by = ", name_by: [id]" if "explode" in filters else ""
+    conf.write_text(f"sources:\n  uwsgi: {{type: uwsgi, address: '{uwsgi_unix.address}', include: [workers]}}\n"
+                    f"filters:\n{filters}"
+                    f"sinks:\n  m: {{type: stdout, inputs: [out], format: mackerel, prefix: u{name_by}}}\n")
+    meta = run_pipeline("run", "--once", str(conf), env={"MACKEREL_AGENT_PLUGIN_META": "1"})
+    assert meta.returncode == 0, meta.stderr
+    graphs = parse_meta(meta.stdout)
+    names = []
+    for _ in range(2):  # the second run has the counters' increases
+        uwsgi_unix.load(4)
+        values = run_pipeline("run", "--once", str(conf))
+        assert values.returncode == 0, values.stderr
+        names += value_names(values.stdout)
+    assert uncovered(names, graphs) == []
+    assert expected <= set(names)
+
+
 def test_check_warns_when_per_worker_rows_would_print_the_same_names(tmp_path):
     conf = tmp_path / "c.yaml"
-    conf.write_text(MACKEREL_CONF.read_text().replace(", name_by: [id]", ""))
+    text = MACKEREL_CONF.read_text()
+    conf.write_text(text.replace(", name_by: [id]", ""))
+    line = text[:text.index("  mackerel:")].count("\n") + 1
     result = run_pipeline("check", str(conf))
     assert result.returncode == 0
     [warning] = result.stderr.decode().splitlines()
-    assert warning.startswith(f"{conf}:13: sinks.mackerel.name_by: warning: several records a run")
+    assert warning.startswith(f"{conf}:{line}: sinks.mackerel.name_by: warning: several records a run")
 
 
 def test_check_refuses_a_rate_pattern_into_the_nested_document(tmp_path):
