@@ -107,6 +107,11 @@ class Emit(Protocol):
 
     async def packed(self, items: list[Packed], ack: Ack | None = None) -> None: ...
 
+    def blocked_by(self) -> str | None:
+        """The id of a sink whose full buffer an emit would wait for now (None: none), for a
+        source that can tell its sender to come back later rather than hold it (http's 503)."""
+        ...
+
 
 class StreamSource(Source):
     """A source that produces events as they come (stdin, tail, forward)."""

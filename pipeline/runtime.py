@@ -143,6 +143,8 @@ class Runtime:
 
     async def emit(self, producer: str, batch: Batch, ack: Ack | None = None) -> None:
         if not batch:
+            if self._errors_pending:  # a source's bad input with nothing good beside it
+                await self._errors_later()
             return
         if not self._gate.is_set():
             await self._gate.wait()
@@ -443,6 +445,14 @@ class Runtime:
         if self.output_closed:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
+
+    def blocked_by(self, producer: str) -> str | None:
+        """The id of a sink downstream of `producer` whose buffer is full, so that an emit
+        would wait for room (overflow: block); None if there is none."""
+        for node in self._downstream(producer):
+            if node.runner is not None and node.runner.buffer.blocking:
+                return node.id
+        return None
 
     def _downstream(self, producer: str) -> set[Node]:
         found: set[Node] = set()
