@@ -107,9 +107,9 @@ class Emit(Protocol):
 
     async def packed(self, items: list[Packed], ack: Ack | None = None) -> None: ...
 
-    def blocked_by(self) -> str | None:
-        """The id of a sink whose full buffer an emit would wait for now (None: none), for a
-        source that can tell its sender to come back later rather than hold it (http's 503)."""
+    def blocked_by(self, batch: Batch) -> str | None:
+        """The id of a sink whose full buffer an emit of `batch` would wait for now (None:
+        none), for a source that can tell its sender to come back later (http's 503)."""
         ...
 
 

@@ -446,11 +446,11 @@ class Runtime:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
 
-    def blocked_by(self, producer: str) -> str | None:
-        """The id of a sink downstream of `producer` whose buffer is full, so that an emit
-        would wait for room (overflow: block); None if there is none."""
+    def blocked_by(self, producer: str, batch: Batch) -> str | None:
+        """The id of a sink downstream of `producer` whose buffer has no room for `batch`
+        (as it is: filters may change it), so that an emit would wait (overflow: block)."""
         for node in self._downstream(producer):
-            if node.runner is not None and node.runner.buffer.blocking:
+            if node.runner is not None and node.runner.buffer.would_block(batch):  # type: ignore[arg-type]
                 return node.id
         return None
 

@@ -13,19 +13,19 @@ from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 
 
 class Receiver:
-    """`pipeline run` with a forward source writing every event to a JSON-lines file."""
+    """`pipeline run` with a forward (or `type`) source writing every event to a JSON-lines file."""
 
     def __init__(self, tmp: Path, name: str = "recv", port: int | None = None, source: str = "", sink: str = "",
-                 **popen: Any):
+                 type: str = "forward", extra: str = "", **popen: Any):
         self.dir = tmp / name
         self.dir.mkdir(exist_ok=True)
         self.port = port or free_port()
         self.out = self.dir / "out.jsonl"
         self.conf = self.dir / "conf.yaml"
         self.conf.write_text(
-            f"sources:\n  in: {{type: forward, port: {self.port}{', ' + source if source else ''}}}\n"
+            f"sources:\n  in: {{type: {type}, port: {self.port}{', ' + source if source else ''}}}\n"
             f"sinks:\n  out: {{type: file, inputs: [in], path: {self.out}, tag_key: tag, time_key: time, "
-            f"time_format: float{', ' + sink if sink else ''}}}\n")
+            f"time_format: float{', ' + sink if sink else ''}}}\n{extra}")
         self.proc: subprocess.Popen | None = None
         self.popen = popen
         self.start()

@@ -153,10 +153,12 @@ class Buffer:
             self.waiting_puts -= 1
         return True
 
-    @property
-    def blocking(self) -> bool:
-        """Whether a put now would wait for room (overflow: block)."""
-        return self.overflow == "block" and (self.waiting_puts > 0 or self.nbytes >= self.max_bytes)
+    def would_block(self, batch: list[Item]) -> bool:
+        """Whether putting `batch` now would wait for room (overflow: block)."""
+        if self.overflow != "block" or not batch:
+            return False
+        held = estimate_bytes(batch) * self._weight(type(batch[0]) is Packed)
+        return self.waiting_puts > 0 or (self.nbytes > 0 and self.nbytes + held > self.max_bytes)
 
     def _parts(self, batch: list[Item], size: int) -> Iterator[tuple[list[Item], int, int]]:
         """`batch` in the parts that fill the open chunk, then new ones: (items, events, bytes)."""

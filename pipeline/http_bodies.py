@@ -1,0 +1,91 @@
+"""Records from the body of an HTTP request: a JSON object or array of objects, NDJSON, or
+msgpack (a map, an array of maps, or maps back to back). A body is all records or an error:
+BodyError says where it stops parsing, so the sender is told (400) and nothing of it is taken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+
+from .formats import DecodeError, has_long_digits, json_loads
+from .forward_protocol import incomplete, unpacker
+
+#: what names NDJSON: the format, and the Content-Types in use (x-ndjson, jsonl, json-lines)
+_NDJSON = ("ndjson", "jsonl", "json-lines", "jsonlines")
+
+
+class BodyError(ValueError):
+    pass
+
+
+def decode_body(body: bytes, kind: str, max_bytes: int) -> list[dict[str, Any]]:
+    """`kind`: a format (json, ndjson, msgpack) or a Content-Type; JSON where it names neither
+    msgpack nor NDJSON (JSON that holds several documents is read as NDJSON)."""
+    if "msgpack" in kind:
+        return _msgpack(body, max_bytes)
+    if not body.strip():
+        return []
+    if not any(k in kind for k in _NDJSON):
+        start = body.lstrip()[:1]
+        if start in (b"[", b"{") and not has_long_digits(body):
+            try:
+                return _records(orjson.loads(body), "the body")
+            except orjson.JSONDecodeError:
+                pass  # several documents (NDJSON), or an error that _lines finds
+    return _lines(body)
+
+
+def _records(doc: Any, what: str) -> list[dict[str, Any]]:
+    if type(doc) is dict:
+        return [doc]
+    if type(doc) is list:
+        for i, item in enumerate(doc):
+            if type(item) is not dict:
+                raise BodyError(f"{what}: element {i} is not an object")
+        return doc
+    raise BodyError(f"{what} is not a JSON object or an array of objects")
+
+
+def _lines(body: bytes) -> list[dict[str, Any]]:
+    """NDJSON. The lines are parsed as one array, their newlines made commas (JSON text
+    holds no raw newline, so each line is one element): half the time of a call per line.
+    Where that does not give one object per line (blank lines, an error), line by line."""
+    if not has_long_digits(body):
+        lines = body.count(b"\n") + (not body.endswith(b"\n"))
+        try:
+            doc = orjson.loads(b"[" + body.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            doc = None
+        if type(doc) is list and len(doc) == lines and all(type(d) is dict for d in doc):
+            return doc
+    records = []
+    for n, line in enumerate(body.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json_loads(line)
+        except DecodeError as e:
+            raise BodyError(f"line {n}: not JSON: {e}") from None
+        if type(doc) is not dict:
+            raise BodyError(f"line {n}: not a JSON object")
+        records.append(doc)
+    return records
+
+
+def _msgpack(body: bytes, max_bytes: int) -> list[dict[str, Any]]:
+    unpack = unpacker(max(max_bytes, len(body)), records=True)
+    unpack.feed(body)
+    records: list[dict[str, Any]] = []
+    try:
+        for doc in unpack:
+            records += _records(doc, f"msgpack value {len(records)}")
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        if isinstance(e, BodyError):
+            raise
+        raise BodyError(f"not msgpack: {e}") from None
+    if incomplete(unpack):
+        raise BodyError("msgpack cut off")
+    return records
