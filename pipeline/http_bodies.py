@@ -10,6 +10,7 @@ from typing import Any
 import msgpack
 import orjson
 
+from . import edge
 from .formats import DecodeError, has_long_digits, json_loads
 from .forward_protocol import incomplete, unpacker
 
@@ -21,21 +22,34 @@ class BodyError(ValueError):
     pass
 
 
-def decode_body(body: bytes, kind: str, max_bytes: int) -> list[dict[str, Any]]:
-    """`kind`: a format (json, ndjson, msgpack) or a Content-Type; JSON where it names neither
+def decode_body(body: bytes, kind: str, max_bytes: int) -> tuple[list[dict[str, Any]], bool]:
+    """The records, and whether they are known to meet the rule of pipeline/edge.py already.
+    `kind`: a format (json, ndjson, msgpack) or a Content-Type; JSON where it names neither
     msgpack nor NDJSON (JSON that holds several documents is read as NDJSON)."""
     if "msgpack" in kind:
-        return _msgpack(body, max_bytes)
+        return _msgpack(body, max_bytes), False
     if not body.strip():
-        return []
-    if not any(k in kind for k in _NDJSON):
-        start = body.lstrip()[:1]
-        if start in (b"[", b"{") and not has_long_digits(body):
-            try:
-                return _records(orjson.loads(body), "the body")
-            except orjson.JSONDecodeError:
-                pass  # several documents (NDJSON), or an error that _lines finds
-    return _lines(body)
+        return [], True
+    if has_long_digits(body):  # orjson would make such integers floats
+        return _by_line(body), True
+    records = None
+    if not any(k in kind for k in _NDJSON) and body.lstrip()[:1] in (b"[", b"{"):
+        try:
+            records = _records(orjson.loads(body), "the body")
+        except orjson.JSONDecodeError:
+            pass  # several documents (NDJSON), or an error that _by_line finds
+    if records is None:
+        records = _joined(body)
+    if records is None:
+        return _by_line(body), True
+    return records, _shallow(body, len(records))
+
+
+def _shallow(body: bytes, records: int) -> bool:
+    """Whether JSON text of `records` objects cannot nest past edge.MAX_DEPTH: each object
+    takes a `{` at least, so no one of them holds more brackets than the rest leave. Then
+    what orjson gives (valid UTF-8, string keys, no long integers here) needs no check."""
+    return body.count(b"{") + body.count(b"[") - (records - 1) <= edge.MAX_DEPTH
 
 
 def _records(doc: Any, what: str) -> list[dict[str, Any]]:
@@ -49,18 +63,21 @@ def _records(doc: Any, what: str) -> list[dict[str, Any]]:
     raise BodyError(f"{what} is not a JSON object or an array of objects")
 
 
-def _lines(body: bytes) -> list[dict[str, Any]]:
-    """NDJSON. The lines are parsed as one array, their newlines made commas (JSON text
-    holds no raw newline, so each line is one element): half the time of a call per line.
-    Where that does not give one object per line (blank lines, an error), line by line."""
-    if not has_long_digits(body):
-        lines = body.count(b"\n") + (not body.endswith(b"\n"))
-        try:
-            doc = orjson.loads(b"[" + body.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
-        except orjson.JSONDecodeError:
-            doc = None
-        if type(doc) is list and len(doc) == lines and all(type(d) is dict for d in doc):
-            return doc
+def _joined(body: bytes) -> list[dict[str, Any]] | None:
+    """NDJSON parsed as one array, its newlines made commas (JSON text holds no raw newline,
+    so each line is one element): half the time of a call per line. None where that does
+    not give one object per line (blank lines, an error)."""
+    lines = body.count(b"\n") + (not body.endswith(b"\n"))
+    try:
+        doc = orjson.loads(b"[" + body.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
+        return None
+    return doc if len(doc) == lines and set(map(type, doc)) == {dict} else None
+
+
+def _by_line(body: bytes) -> list[dict[str, Any]]:
+    """NDJSON line by line, each made to the rule of pipeline/edge.py; BodyError names the
+    first line that is not a JSON object."""
     records = []
     for n, line in enumerate(body.split(b"\n"), 1):
         if not line.strip():

@@ -19,6 +19,7 @@ from ..plugin import Emit, StreamSource
 
 #: a time field past this many seconds is no epoch time an EventTime holds
 _MAX_SECONDS = 2 ** 32
+_ABSENT: Any = object()
 
 
 class HttpSource(StreamSource):
@@ -124,12 +125,13 @@ class HttpSource(StreamSource):
                 body, content_type = query["json"][-1].encode("latin-1"), "application/json"
             else:
                 raise BodyError("a form needs a json= or msgpack= field")
-        records = decode_body(body, self.conf.format if self.conf.format != "auto" else content_type,
-                              self.conf.max_body_bytes)
-        checked, refused = edge.checked(records)
-        if refused:
-            raise BodyError(f"record refused: {refused[0][1]}")
-        return self._times(checked, _tag(request.path, self.tag), self._query_time(query), request.origin)
+        records, clean = decode_body(body, self.conf.format if self.conf.format != "auto" else content_type,
+                                     self.conf.max_body_bytes)
+        if not clean:
+            records, refused = edge.checked(records)
+            if refused:
+                raise BodyError(f"record refused: {refused[0][1]}")
+        return self._times(records, _tag(request.path, self.tag), self._query_time(query), request.origin)
 
     def _query_time(self, query: dict[str, list[str]]) -> int:
         values = query.get("time")
@@ -151,18 +153,20 @@ class HttpSource(StreamSource):
                 r[address] = host
         if key is None:
             return [(tag, default, r) for r in records]
-        return [(tag, _time(r, key, default), r) for r in records]
+        values = [r.pop(key, _ABSENT) for r in records]
+        if set(map(type, values)) == {int} and 0 <= min(values) and max(values) < _MAX_SECONDS:
+            return [(tag, v * 1_000_000_000, r) for v, r in zip(values, records)]  # the usual case, at C speed
+        return [(tag, _time(r, key, v, default), r) for v, r in zip(values, records)]
 
 
-def _time(record: dict[str, Any], key: str, default: int) -> int:
-    """The record's time field in ns (taken out of it), or `default` when it has none that
-    is a number of epoch seconds (one that is not stays)."""
-    value = record.get(key)
-    if value is None or type(value) is bool or not isinstance(value, (int, float)) \
-            or not 0 <= value < _MAX_SECONDS:
-        return default
-    del record[key]
-    return int(value * 1_000_000_000)
+def _time(record: dict[str, Any], key: str, value: Any, default: int) -> int:
+    """`value`, taken out of the record's `key`, in ns; or `default` when it is no number of
+    epoch seconds, and then it is put back."""
+    if (type(value) is int or type(value) is float) and 0 <= value < _MAX_SECONDS:
+        return int(value * 1_000_000_000)
+    if value is not _ABSENT:
+        record[key] = value
+    return default
 
 
 def _tag(path: str, default: str) -> str:

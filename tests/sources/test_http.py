@@ -132,6 +132,19 @@ def test_a_body_that_does_not_parse_is_refused_whole_with_the_reason(receiver):
     assert errors(receiver)[0]["kind"] == "http_400" and "broken" in errors(receiver)[0]["sample"]
 
 
+def test_records_are_made_to_the_edge_rule(receiver):
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"d": deep}
+    status, text, _ = post(receiver.port, "/deep", json.dumps(deep).encode(), {"Content-Type": "application/json"})
+    assert status == 400 and "nested deeper than 254" in text
+    body = b'{"big": 123456789012345678901234567890, "text": "a\xffb"}\n{"n": 1}\n'
+    assert post(receiver.port, "/edge", body, {"Content-Type": "application/x-ndjson"})[0] == 200
+    assert wait_for(lambda: len(receiver.records()) == 2)
+    first, second = receiver.records()
+    assert first["big"] == "123456789012345678901234567890" and first["text"] == "a\ufffdb" and second["n"] == 1
+
+
 def test_past_max_body_bytes_413_plain_chunked_and_inflated(tmp_path):
     r = Receiver(tmp_path, type="http", source="max_body_bytes: 1KiB")
     try:
@@ -239,7 +252,7 @@ def test_ack_delivery_answers_once_the_next_hop_has_the_records(tmp_path):
         try:
             sending.join(20)
             assert answer == [200]
-            assert [x["a"] for x in final.records()] == [1]
+            assert wait_for(lambda: [x["a"] for x in final.records()] == [1])
         finally:
             final.stop()
     finally:
