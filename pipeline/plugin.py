@@ -178,13 +178,25 @@ class OutputClosed(Exception):
 class DataError(Exception):
     """Raised by a sink for records it can never write, whatever the destination does (the
     other exceptions the runtime takes for such are in sink_runner.DATA_FAILURES). `items`
-    names them, if the sink knows; the sink must raise before writing any of the batch:
+    names them, if the sink knows; the sink must raise before writing any of the batch, or
+    name in `written` what it wrote (a request per tag, some taken before one was refused):
     the runtime sends the bad records to `_errors` and writes the rest again, never
     retrying the bad ones."""
 
-    def __init__(self, reason: str, items: list | None = None):
+    def __init__(self, reason: str, items: list | None = None, written: list | None = None):
         super().__init__(reason)
         self.items = items
+        self.written = written
+
+
+class RetryLater(ConnectionError):
+    """Raised by a sink whose destination refused a write for now (HTTP 429, 503): retried
+    with backoff, waiting at least `retry_after` seconds where the destination said
+    (Retry-After), up to `retry_max_interval`."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class Sink(Plugin):

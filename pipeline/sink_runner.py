@@ -96,10 +96,13 @@ class SinkRunner:
             failures = 0
             self.buffer.commit(chunk)
 
-    def _backoff(self, attempt: int) -> float:
+    def _backoff(self, attempt: int, retry_after: float | None = None) -> float:
         # full jitter: retries of many agents after one outage do not arrive in step
         delay = min(self.conf.retry_max_interval, 0.25 * 2 ** min(attempt, 30))
-        return delay * random.uniform(0.5, 1.0)
+        delay *= random.uniform(0.5, 1.0)
+        if retry_after:  # what the destination asked for (HTTP Retry-After), within reason
+            delay = max(delay, min(retry_after, self.conf.retry_max_interval))
+        return delay
 
     def _parts(self, chunk: Chunk) -> list[list[Item]]:
         """What the sink is given, write by write: the chunk whole, or, for a sink that reads
@@ -177,7 +180,7 @@ class SinkRunner:
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
                     return f"{reason}; gave up after {timeout:g}s"
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(self._backoff(attempt, getattr(e, "retry_after", None)))
                 continue
             self.ctx.observe("write_duration_seconds", time.perf_counter() - begun)
             self.failed_reason = None
@@ -191,6 +194,10 @@ class SinkRunner:
         """A write failed on its data: quarantine the records the sink named, or the one
         record of a batch of one; else write each half apart (a poison record among n costs
         2 log2(n) writes)."""
+        if isinstance(e, DataError) and e.written:
+            self.ctx.count("events_out", self._count(e.written))
+            done = {id(item) for item in e.written}
+            batch = [item for item in batch if id(item) not in done]
         named = {id(item) for item in e.items or ()} if isinstance(e, DataError) else set()
         rest = [item for item in batch if id(item) not in named]
         if len(rest) < len(batch) or len(batch) == 1:

@@ -1,0 +1,157 @@
+"""Sink `http`: records POSTed to a URL (fluentd's out_http, Vector's http sink), as NDJSON,
+a JSON array, msgpack or InfluxDB line protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import http.client
+import ssl
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
+
+from ..addresses import URL
+from ..context import quoted
+from ..encode import TIME_FORMATS, Encoder, encode_influx
+from ..event import Batch
+from ..http import TLS_OPTIONS, Client, HTTPError, reason
+from ..options import Duration, Enum, ListOf, MapOf, Option, Str
+from ..plugin import DataError, RetryLater, Sink
+
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "msgpack": "application/msgpack",
+                 "influx": "text/plain; charset=utf-8"}
+#: statuses that say the destination cannot take anything now (or we may not send): the
+#: same records may be taken later, so they are retried, not sent to `_errors`
+RETRIED = {401, 403, 407, 408, 425, 429}
+#: the most of an answer kept for the log and `_errors`
+ANSWER_BYTES = 64 * 1024
+
+
+class HttpSink(Sink):
+    """POST (or PUT) each chunk of events to a URL: fluentd's out_http, Vector's http sink.
+
+    `format`: ndjson (one JSON object a line), json (an array), msgpack (maps back to back)
+    or influx (InfluxDB line protocol: `measurement`, `tag_keys` as tags, the numbers and
+    booleans as fields; what VictoriaMetrics' and InfluxDB's /write take). `${tag}` in the
+    url is the event's tag as one %-encoded path segment (no `/`, `?`, `#` or `..` can come
+    of it), one request per tag. A 2xx answer is success. Connection errors, timeouts, 5xx,
+    429, 408 and the auth statuses (401, 403, 407) are retried with backoff, waiting at least
+    what a Retry-After says (up to `retry_max_interval`); any other 4xx refuses the data: the
+    chunk is split in halves until the refused records are found, which go to `_errors` with
+    the server's answer, the rest written. Connections are kept alive between writes.
+    """
+
+    options = (
+        Option("url", URL("http", "https"), help="http:// or https:// URL; ${tag} is the event's tag"),
+        Option("method", Enum("POST", "PUT"), "POST", "request method"),
+        Option("format", Enum(*CONTENT_TYPES), "ndjson", "ndjson, json (an array), msgpack or influx"),
+        Option("compress", Enum("none", "gzip"), "none", "gzip: Content-Encoding: gzip"),
+        Option("headers", MapOf(Str(numbers=True)), {}, "request headers", secret=True),
+        Option("token", Str(), None, "send `Authorization: Bearer TOKEN`", secret=True),
+        Option("username", Str(), None, "basic auth user"),
+        Option("password", Str(), None, "basic auth password", secret=True),
+        Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
+        Option("timeout", Duration(min=0.001), 30.0, "connect, send and answer timeout"),
+        Option("tag_key", Str(), None, "json/msgpack: add the tag to each record under this key"),
+        Option("time_key", Str(), None, "json/msgpack: add the time to each record under this key"),
+        Option("time_format", Enum(*TIME_FORMATS), "float", "time_key's format: unix, float or iso8601"),
+        Option("measurement", Str(), None, "influx: the measurement (default: the event's tag)"),
+        Option("tag_keys", ListOf(Str()), [], "influx: record fields written as tags, not fields"),
+    )
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        url = urlsplit(conf.url)
+        self.shown = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no password in a log line
+        self.client = Client(f"{url.scheme}://{url.netloc.rpartition('@')[2]}", conf.timeout, conf.tls,
+                             ANSWER_BYTES, keepalive=True)
+        self.target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self.by_tag = "${tag}" in self.target
+        self.encoder = Encoder("msgpack" if conf.format == "msgpack" else "json", conf.tag_key, conf.time_key,
+                               conf.time_format)
+        self.headers = {"Content-Type": CONTENT_TYPES[conf.format], **conf.headers}
+        if conf.compress == "gzip":
+            self.headers["Content-Encoding"] = "gzip"
+        if conf.token is not None:
+            self.headers["Authorization"] = f"Bearer {conf.token}"
+        elif conf.username is not None:
+            pair = f"{conf.username}:{conf.password or ''}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+
+    async def write(self, batch: Batch) -> None:
+        # everything encoded before anything is sent: a record that cannot be is named
+        # while nothing of the batch is written yet (DataError's contract)
+        requests = [(target, events, self._encode(events)) for target, events in self._targets(batch)]
+        written: Batch = []
+        for target, events, body in requests:
+            if self.conf.compress == "gzip":
+                body = await asyncio.to_thread(gzip.compress, body, 6)
+            try:
+                await self._send(target, body)
+            except DataError as e:
+                e.written = written  # those are not sent again while the refused ones are sought
+                raise
+            self.ctx.counters["bytes_out"] += len(body)
+            written += events
+
+    def _targets(self, batch: Batch) -> list[tuple[str, Batch]]:
+        if not self.by_tag:
+            return [(self.target, batch)]
+        groups: dict[str, Batch] = {}
+        for event in batch:
+            groups.setdefault(event[0], []).append(event)
+        return [(self.target.replace("${tag}", _segment(tag)), events) for tag, events in groups.items()]
+
+    def _encode(self, events: Batch) -> bytes:
+        fmt = self.conf.format
+        if fmt == "influx":
+            body, empty = encode_influx(events, self.conf.measurement, self.conf.tag_keys)
+            if empty:
+                raise DataError("no number or boolean to write as a line protocol field", empty)
+            return body
+        body = self.encoder.encode(events)
+        if fmt == "json":  # JSON lines hold no raw newline: each line is one element
+            return b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]"
+        return body
+
+    async def _send(self, target: str, body: bytes) -> None:
+        where = self.shown if not self.by_tag else f"{self.shown} ({target})"
+        try:
+            response = await self.client.request(self.conf.method, target, self.headers, body)
+        except (OSError, http.client.HTTPException, HTTPError, ssl.SSLError) as e:
+            raise ConnectionError(f"{where}: {reason(e)}") from None
+        status = response.status
+        if 200 <= status < 300:
+            return
+        answer = f"HTTP {status}" + (f": {quoted(response.body.strip())}" if response.body.strip() else "")
+        if 400 <= status < 500 and status not in RETRIED:
+            raise DataError(f"{where} refused the records: {answer}")
+        after = _retry_after(response.headers.get("Retry-After"))
+        raise RetryLater(f"{where} answered {answer}" + (f" (Retry-After: {after:g}s)" if after else ""), after)
+
+    async def stop(self) -> None:
+        self.client.close()
+
+
+def _segment(tag: str) -> str:
+    """A tag as one path segment: %-encoded, and `.` or `..` made literal dots."""
+    part = quote(tag, safe="")
+    return part.replace(".", "%2E") if part in (".", "..") else part
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After's seconds, or its HTTP date from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+PLUGIN = HttpSink
