@@ -12,12 +12,12 @@ import time
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
-from ..addresses import URL
-from ..context import quoted
-from ..encode import TIME_FORMATS, Encoder, encode_influx
+from ..codecs.encode import TIME_FORMATS, Encoder, encode_influx
+from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason
+from ..codecs.quote import quoted
+from ..config.addresses import URL
+from ..config.options import Duration, Enum, ListOf, MapOf, Option, Str
 from ..event import Batch
-from ..http import TLS_OPTIONS, Client, HTTPError, reason
-from ..options import Duration, Enum, ListOf, MapOf, Option, Str
 from ..plugin import DataError, RetryLater, Sink
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "msgpack": "application/msgpack",

@@ -8,13 +8,13 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-from .. import edge
-from ..ack import Ack
-from ..connections import MAX_CONNECTIONS, SERVER_TLS, USER, Connections, idle_timeout, server_tls
+from ..codecs import edge
+from ..codecs.connections import MAX_CONNECTIONS, SERVER_TLS, USER, Connections, idle_timeout, server_tls
+from ..codecs.http_bodies import BodyError, decode_body
+from ..codecs.http_server import HttpServer, Reply, Request
+from ..config.options import Duration, Enum, Int, ListOf, Option, Size, Str
+from ..engine.ack import Ack
 from ..event import Batch, now_ns
-from ..http_bodies import BodyError, decode_body
-from ..http_server import HttpServer, Reply, Request
-from ..options import Duration, Enum, Int, ListOf, Option, Size, Str
 from ..plugin import Emit, StreamSource
 
 #: a time field past this many seconds is no epoch time an EventTime holds
