@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,21 @@ def sender_conf(tmp: Path, sink: str, name: str = "send.yaml", source: str = "{t
 
 def numbered(n: int, start: int = 0) -> bytes:
     return b"".join(b'{"n": %d, "payload": "%s"}\n' % (i, b"x" * 20) for i in range(start, start + n))
+
+
+def feeding(proc: subprocess.Popen, total: int, step: int = 100) -> threading.Thread:
+    """A started thread writing `total` numbered records to the stdin of `proc`, `step` at a
+    time a little apart, then closing it."""
+    def feed() -> None:
+        for start in range(0, total, step):
+            proc.stdin.write(numbered(step, start))
+            proc.stdin.flush()
+            time.sleep(0.02)
+        proc.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    return writer
 
 
 def send(conf: Path, data: bytes, timeout: float = 60):

@@ -15,7 +15,7 @@ import logging
 import resource
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config.options import Duration, Int, Option, Str, Struct
@@ -112,6 +112,20 @@ class Connections:
                 self.max = max(1, soft - FD_RESERVE)
                 self.ctx.log.warning("max_connections %d lowered to %d: the open file limit is %d",
                                      self.wanted, self.max, soft)
+
+    async def listen(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                     host: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+        self.fit_fd_limit()
+        return await asyncio.start_server(handler, host, port, ssl=tls, limit=READ_SIZE, backlog=BACKLOG)
+
+    async def serve(self, server: asyncio.Server) -> None:
+        """Serve until cancelled, closing idle connections."""
+        sweeper = asyncio.create_task(self.close_idle())
+        try:
+            await server.serve_forever()
+        finally:
+            sweeper.cancel()
+            server.close()
 
     def add(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Connection | None:
         """The calling handler's connection, or None (it was closed: no room)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .connections import BACKLOG, READ_SIZE, Connection, Connections
+from .connections import READ_SIZE, Connection, Connections
 from .forward_protocol import ProtocolError, TooLarge, inflate
 
 if TYPE_CHECKING:
@@ -39,8 +39,12 @@ class Request:
     #: names in lower case
     headers: dict[str, str]
     #: inflated, if it came gzipped
-    body: bytes
-    origin: str
+    body: bytes = b""
+    origin: str = ""
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
 
 
 @dataclass
@@ -72,17 +76,10 @@ class HttpServer:
 
     async def serve(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
         """Listen and serve until cancelled."""
-        self.connections.fit_fd_limit()
-        self.server = await asyncio.start_server(self._connection, host, port, ssl=tls, limit=READ_SIZE,
-                                                 backlog=BACKLOG)
+        self.server = await self.connections.listen(self._connection, host, port, tls)
         self.port = self.server.sockets[0].getsockname()[1]
         self.ctx.log.info("listening on %s://%s:%d", "https" if tls else "http", host, self.port)
-        sweeper = asyncio.create_task(self.connections.close_idle())
-        try:
-            await self.server.serve_forever()
-        finally:
-            sweeper.cancel()
-            self.server.close()
+        await self.connections.serve(self.server)
 
     async def stop(self) -> None:
         if self.server is not None:

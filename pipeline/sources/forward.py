@@ -13,9 +13,7 @@ import msgpack
 
 from ..codecs import edge
 from ..codecs.connections import (
-    BACKLOG,
     MAX_CONNECTIONS,
-    READ_SIZE,
     SERVER_TLS,
     USER,
     Connection,
@@ -93,20 +91,16 @@ class ForwardSource(StreamSource):
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
-        self.connections.fit_fd_limit()
-        self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=server_tls(self.conf.tls), limit=READ_SIZE, backlog=BACKLOG)
+        self.server = await self.connections.listen(self._connection, self.conf.bind, self.conf.port,
+                                                    server_tls(self.conf.tls))
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
             self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
-        sweeper = asyncio.create_task(self.connections.close_idle())
         try:
-            await self.server.serve_forever()
+            await self.connections.serve(self.server)
         finally:
-            sweeper.cancel()
-            self.server.close()
             if self.udp is not None:
                 self.udp.close()
 

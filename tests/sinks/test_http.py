@@ -11,13 +11,12 @@ import json
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 
 import pytest
-from forward_peers import Receiver, numbered, send
+from forward_peers import Receiver, feeding, numbered, send
 from helpers import free_port, port_open, start_pipeline, wait_for
 
 from pipeline.buffer.file import read_chunk
@@ -210,17 +209,8 @@ def test_receiver_killed_mid_stream_and_restarted(tmp_path):
                             f"chunk_max_events: 100, buffer: {{type: file, path: {tmp_path / 'buf'}}}")
     conf.write_text(conf.read_text().replace("shutdown_timeout: 5s", "shutdown_timeout: 30s"))
     proc = start_pipeline("run", str(conf), stdin=subprocess.PIPE)
-    total, step = 3000, 100
-
-    def feed():
-        for start in range(0, total, step):
-            proc.stdin.write(numbered(step, start))
-            proc.stdin.flush()
-            time.sleep(0.02)
-        proc.stdin.close()
-
-    writer = threading.Thread(target=feed)
-    writer.start()
+    total = 3000
+    writer = feeding(proc, total)
     assert wait_for(lambda: len(receiver.records()) > 300)
     receiver.kill()  # mid-stream: answers may be lost, what was answered 200 is in its file buffer
     time.sleep(1.0)

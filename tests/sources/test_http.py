@@ -209,16 +209,21 @@ def test_idle_connections_are_closed_and_the_others_served(tmp_path):
     assert "max_connections): closed the one from" in err
 
 
-def test_503_with_retry_after_while_the_buffer_is_full(tmp_path):
-    port, nowhere = free_port(), free_port()
-    conf = tmp_path / "full.yaml"
-    conf.write_text(
-        f"shutdown_timeout: 1s\nsources:\n  in: {{type: http, port: {port}, retry_after: 7s}}\n"
-        f"sinks:\n  fw: {{type: forward, inputs: [in], servers: [{{host: 127.0.0.1, port: {nowhere}}}], "
-        f"buffer: {{max_bytes: 64KiB}}}}\n")
+def relay(tmp_path, source: str, sink: str, downstream: int):
+    """`http source -> forward sink` to `downstream` (a pipeline process), and the source's port."""
+    port = free_port()
+    conf = tmp_path / "relay.yaml"
+    conf.write_text(f"shutdown_timeout: 1s\nsources:\n  in: {{type: http, port: {port}, {source}}}\n"
+                    f"sinks:\n  fw: {{type: forward, inputs: [in], servers: [{{host: 127.0.0.1, port: {downstream}}}], "
+                    f"{sink}}}\n")
     proc = start_pipeline("run", str(conf))
+    assert wait_for(lambda: port_open(port)), proc.stderr
+    return proc, port
+
+
+def test_503_with_retry_after_while_the_buffer_is_full(tmp_path):
+    proc, port = relay(tmp_path, "retry_after: 7s", "buffer: {max_bytes: 64KiB}", free_port())
     try:
-        assert wait_for(lambda: port_open(port)), proc.stderr
         answers = []
         for i in range(40):
             status, text, headers = post(port, "/fill", ndjson(i * 100, 100), {"Content-Type": "application/x-ndjson"})
@@ -233,15 +238,9 @@ def test_503_with_retry_after_while_the_buffer_is_full(tmp_path):
 
 
 def test_ack_delivery_answers_once_the_next_hop_has_the_records(tmp_path):
-    port, downstream = free_port(), free_port()
-    conf = tmp_path / "relay.yaml"
-    conf.write_text(
-        f"shutdown_timeout: 1s\nsources:\n  in: {{type: http, port: {port}, ack: delivery}}\n"
-        f"sinks:\n  fw: {{type: forward, inputs: [in], retry_max_interval: 0.3s, "
-        f"servers: [{{host: 127.0.0.1, port: {downstream}}}]}}\n")
-    relay = start_pipeline("run", str(conf))
+    downstream = free_port()
+    proc, port = relay(tmp_path, "ack: delivery", "retry_max_interval: 0.3s", downstream)
     try:
-        assert wait_for(lambda: port_open(port)), relay.stderr
         answer: list[int] = []
         sending = threading.Thread(target=lambda: answer.append(
             post(port, "/acked", b'{"a": 1}', {"Content-Type": "application/json"})[0]))
@@ -256,5 +255,5 @@ def test_ack_delivery_answers_once_the_next_hop_has_the_records(tmp_path):
         finally:
             final.stop()
     finally:
-        relay.terminate()
-        relay.wait(timeout=20)
+        proc.terminate()
+        proc.wait(timeout=20)
