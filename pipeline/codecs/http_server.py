@@ -41,6 +41,8 @@ class Request:
     #: inflated, if it came gzipped
     body: bytes = b""
     origin: str = ""
+    #: the request target as sent (%-encoded path and query)
+    target: str = ""
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -149,7 +151,7 @@ class HttpServer:
         self.ctx.counters["bytes_in"] += len(head) + len(body)
         url = urlsplit(target)
         query = parse_qs(url.query, keep_blank_values=True) if url.query else {}
-        return Request(method, unquote(url.path), query, headers, body, conn.origin), keep_alive
+        return Request(method, unquote(url.path), query, headers, body, conn.origin, target), keep_alive
 
     async def _body(self, conn: Connection, headers: dict[str, str]) -> bytes:
         limit = self.max_body

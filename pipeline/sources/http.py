@@ -6,7 +6,7 @@ import base64
 import hmac
 import logging
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from ..codecs import edge
 from ..codecs.connections import MAX_CONNECTIONS, SERVER_TLS, USER, Connections, idle_timeout, server_tls
@@ -131,7 +131,7 @@ class HttpSource(StreamSource):
             records, refused = edge.checked(records)
             if refused:
                 raise BodyError(f"record refused: {refused[0][1]}")
-        return self._times(records, _tag(request.path, self.tag), self._query_time(query), request.origin)
+        return self._times(records, _tag(request.target, self.tag), self._query_time(query), request.origin)
 
     def _query_time(self, query: dict[str, list[str]]) -> int:
         values = query.get("time")
@@ -169,8 +169,10 @@ def _time(record: dict[str, Any], key: str, value: Any, default: int) -> int:
     return default
 
 
-def _tag(path: str, default: str) -> str:
-    parts = [p for p in path.split("/") if p]
+def _tag(target: str, default: str) -> str:
+    """fluentd's rule, `/a/b` is `a.b`; each part %-decoded after the split, so that a `%2F`
+    is part of a tag, as the http sink's `${tag}` sends one."""
+    parts = [unquote(p) for p in target.split("?", 1)[0].split("/") if p]
     return ".".join(parts) if parts else default
 
 

@@ -185,15 +185,19 @@ def test_retry_after_of_a_503_is_waited_for(tmp_path):
         receiver.wait(timeout=30)
 
 
-def test_bearer_token_over_tls_on_one_kept_alive_connection(tmp_path, certs):
-    r = Receiver(tmp_path, type="http",
-                 source=f"token: s3cret, tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}, idle_timeout: 1m")
+def test_basic_auth_over_tls_on_one_kept_alive_connection(tmp_path, certs):
+    api = free_port()
+    r = Receiver(tmp_path, type="http", source=f"users: [{{username: ann, password: pw}}], idle_timeout: 1m, "
+                                               f"tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}",
+                 extra=f"api: {{address: 127.0.0.1:{api}}}\n")
     try:
-        conf = sender(tmp_path, f"url: 'https://localhost:{r.port}/secure', token: s3cret, format: msgpack, "
-                                f"tls: {{ca: {certs}/cert.pem}}, chunk_max_events: 10")
+        conf = sender(tmp_path, f"url: 'https://localhost:{r.port}/secure', username: ann, password: pw, "
+                                f"format: msgpack, tls: {{ca: {certs}/cert.pem}}, chunk_max_events: 10")
         result = send(conf, numbered(100))
         assert result.returncode == 0, result.stderr.decode()
         assert sorted(x["n"] for x in r.records()) == list(range(100))
+        counters = components(api)["in"]["counters"]
+        assert counters["requests"] == 10 and counters["connections"] == 1  # kept alive
         bad = sender(tmp_path, f"url: 'https://localhost:{r.port}/secure', token: wrong, tls: {{ca: {certs}/cert.pem}}, "
                                "retry_timeout: 1s", name="bad.yaml")
         result = send(bad, numbered(1))
@@ -201,6 +205,31 @@ def test_bearer_token_over_tls_on_one_kept_alive_connection(tmp_path, certs):
     finally:
         err = r.stop()
     assert err.count("request refused (401)") == 1  # logged once a minute
+
+
+def test_tags_in_the_url_stay_one_path_segment(tmp_path):
+    # the sender's own http source makes the tags: each path segment %-decoded
+    r = Receiver(tmp_path, type="http", source="token: s3cret")
+    port = free_port()
+    conf = sender(tmp_path, f"url: 'http://127.0.0.1:{r.port}/logs/${{tag}}?from=test', method: PUT, format: json, "
+                            "headers: {Authorization: Bearer s3cret}, tag_key: sent_tag, flush_interval: 200ms",
+                  f"{{type: http, port: {port}}}")
+    proc = start_pipeline("run", str(conf))
+    try:
+        assert wait_for(lambda: port_open(port)), proc.stderr
+        for path in ("/%2E%2E", "/..%2Fadmin%3Fx=1%23y", "/plain", "/a/b"):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("POST", path, '[{"i": 1}, {"i": 2}]', {"Content-Type": "application/json"})
+            assert c.getresponse().status == 200
+            c.close()
+        assert wait_for(lambda: len(r.records()) == 8)
+        got = {(x["tag"], x["sent_tag"]) for x in r.records()}
+        assert got == {("logs...", ".."), ("logs.../admin?x=1#y", "../admin?x=1#y"), ("logs.plain", "plain"),
+                       ("logs.a.b", "a.b")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        r.stop()
 
 
 def test_receiver_killed_mid_stream_and_restarted(tmp_path):

@@ -164,6 +164,17 @@ def test_past_max_body_bytes_413_plain_chunked_and_inflated(tmp_path):
         r.stop()
 
 
+def test_format_set_whatever_the_content_type(tmp_path):
+    r = Receiver(tmp_path, type="http", source="format: ndjson")
+    try:  # curl -d says application/x-www-form-urlencoded
+        assert curl("--data-binary", '{"a": 1}\n{"a": 2}', f"http://127.0.0.1:{r.port}/nd") == (200, "")
+        status, text = curl("-d", 'json={"a":3}', f"http://127.0.0.1:{r.port}/nd")
+        assert status == 400 and text.startswith("line 1: not JSON")
+        assert wait_for(lambda: [x["a"] for x in r.records()] == [1, 2])
+    finally:
+        r.stop()
+
+
 def test_bearer_token_and_basic_auth(tmp_path):
     r = Receiver(tmp_path, type="http", source="token: s3cret, users: [{username: ann, password: pw}]")
     try:
