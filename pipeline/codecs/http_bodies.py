@@ -11,11 +11,16 @@ import msgpack
 import orjson
 
 from . import edge
-from .formats import DecodeError, has_long_digits, json_loads
+from .formats import DecodeError, json_loads
 from .forward_protocol import incomplete, unpacker
 
 #: what names NDJSON: the format, and the Content-Types in use (x-ndjson, jsonl, json-lines)
 _NDJSON = ("ndjson", "jsonl", "json-lines", "jsonlines")
+
+
+#: digits made "0", brackets "{", the rest " ": one pass tells long integers and nesting apart
+_SCAN = bytes(48 if 48 <= i <= 57 else 123 if i in (91, 123) else 32 for i in range(256))
+_TWENTY = b"0" * 20
 
 
 class BodyError(ValueError):
@@ -30,7 +35,8 @@ def decode_body(body: bytes, kind: str, max_bytes: int) -> tuple[list[dict[str, 
         return _msgpack(body, max_bytes), False
     if not body.strip():
         return [], True
-    if has_long_digits(body):  # orjson would make such integers floats
+    scan = body.translate(_SCAN)
+    if _TWENTY in scan:  # a long integer, which orjson would make a float
         return _by_line(body), True
     records = None
     if not any(k in kind for k in _NDJSON) and body.lstrip()[:1] in (b"[", b"{"):
@@ -42,14 +48,10 @@ def decode_body(body: bytes, kind: str, max_bytes: int) -> tuple[list[dict[str, 
         records = _joined(body)
     if records is None:
         return _by_line(body), True
-    return records, _shallow(body, len(records))
-
-
-def _shallow(body: bytes, records: int) -> bool:
-    """Whether JSON text of `records` objects cannot nest past edge.MAX_DEPTH: each object
-    takes a `{` at least, so no one of them holds more brackets than the rest leave. Then
-    what orjson gives (valid UTF-8, string keys, no long integers here) needs no check."""
-    return body.count(b"{") + body.count(b"[") - (records - 1) <= edge.MAX_DEPTH
+    # JSON text of n objects cannot nest past MAX_DEPTH when it holds at most MAX_DEPTH + n - 1
+    # brackets (each object takes one at least): then what orjson gives (valid UTF-8, string
+    # keys, no long integers here) meets the rule already
+    return records, scan.count(b"{") - (len(records) - 1) <= edge.MAX_DEPTH
 
 
 def _records(doc: Any, what: str) -> list[dict[str, Any]]:
@@ -65,14 +67,15 @@ def _records(doc: Any, what: str) -> list[dict[str, Any]]:
 
 def _joined(body: bytes) -> list[dict[str, Any]] | None:
     """NDJSON parsed as one array, its newlines made commas (JSON text holds no raw newline,
-    so each line is one element): half the time of a call per line. None where that does
-    not give one object per line (blank lines, an error)."""
-    lines = body.count(b"\n") + (not body.endswith(b"\n"))
+    so each line of valid NDJSON is one element): half the time of a call per line. None
+    where that does not give objects (blank lines, an error). Lenient only with what is no
+    NDJSON: a value broken over lines where a comma is missing at the break is read as if
+    it were there."""
     try:
         doc = orjson.loads(b"[" + body.rstrip(b"\r\n").replace(b"\n", b",") + b"]")
     except orjson.JSONDecodeError:
         return None
-    return doc if len(doc) == lines and set(map(type, doc)) == {dict} else None
+    return doc if set(map(type, doc)) == {dict} else None
 
 
 def _by_line(body: bytes) -> list[dict[str, Any]]:
