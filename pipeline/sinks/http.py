@@ -16,7 +16,7 @@ from ..codecs.encode import TIME_FORMATS, Encoder, encode_influx
 from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason
 from ..codecs.quote import quoted
 from ..config.addresses import URL
-from ..config.options import Duration, Enum, ListOf, MapOf, Option, Str
+from ..config.options import Duration, Enum, Invalid, ListOf, MapOf, Option, Str
 from ..event import Batch
 from ..plugin import DataError, RetryLater, Sink
 
@@ -27,6 +27,16 @@ CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "
 RETRIED = {401, 403, 407, 408, 425, 429}
 #: the most of an answer kept for the log and `_errors`
 ANSWER_BYTES = 64 * 1024
+
+
+class _URL(URL):
+    """The sink's url: `${tag}` in its path or query, never in the host it goes to."""
+
+    def convert(self, value, path, errors, node):
+        value = super().convert(value, path, errors, node)
+        if "${tag}" in urlsplit(value).netloc:
+            raise Invalid("${tag} may be in the url's path or query, not in its host")
+        return value
 
 
 class HttpSink(Sink):
@@ -44,7 +54,7 @@ class HttpSink(Sink):
     """
 
     options = (
-        Option("url", URL("http", "https"), help="http:// or https:// URL; ${tag} is the event's tag"),
+        Option("url", _URL("http", "https"), help="http:// or https:// URL; ${tag} is the event's tag"),
         Option("method", Enum("POST", "PUT"), "POST", "request method"),
         Option("format", Enum(*CONTENT_TYPES), "ndjson", "ndjson, json (an array), msgpack or influx"),
         Option("compress", Enum("none", "gzip"), "none", "gzip: Content-Encoding: gzip"),

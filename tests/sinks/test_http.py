@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 from forward_peers import Receiver, feeding, numbered, send
-from helpers import free_port, port_open, start_pipeline, wait_for
+from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 
 from pipeline.buffer.file import read_chunk
 
@@ -230,6 +230,12 @@ def test_tags_in_the_url_stay_one_path_segment(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         r.stop()
+
+
+def test_a_tag_cannot_name_the_host(tmp_path):
+    conf = sender(tmp_path, "url: 'http://${tag}.example.com/in'")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 2 and b"sinks.out.url: ${tag} may be in the url's path or query" in result.stderr
 
 
 def test_receiver_killed_mid_stream_and_restarted(tmp_path):
