@@ -25,8 +25,6 @@ CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "
 #: statuses that say the destination cannot take anything now (or we may not send): the
 #: same records may be taken later, so they are retried, not sent to `_errors`
 RETRIED = {401, 403, 407, 408, 425, 429}
-#: the most of an answer kept for the log and `_errors`
-ANSWER_BYTES = 64 * 1024
 
 
 class _URL(URL):
@@ -75,8 +73,9 @@ class HttpSink(Sink):
         super().__init__(ctx, conf)
         url = urlsplit(conf.url)
         self.shown = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()  # no password in a log line
+        # answers are read whole (16MiB at most) so that the connection can be used again
         self.client = Client(f"{url.scheme}://{url.netloc.rpartition('@')[2]}", conf.timeout, conf.tls,
-                             ANSWER_BYTES, keepalive=True)
+                             keepalive=True)
         self.target = (url.path or "/") + (f"?{url.query}" if url.query else "")
         self.by_tag = "${tag}" in self.target
         self.encoder = Encoder("msgpack" if conf.format == "msgpack" else "json", conf.tag_key, conf.time_key,
