@@ -65,12 +65,16 @@ class Refused(Exception):
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+#: told of a request refused here: (status, why, origin, what of the body was read)
+OnRefused = Callable[[int, str, str, bytes], Awaitable[None]]
 
 
 class HttpServer:
-    def __init__(self, ctx: Context, handler: Handler, *, max_body: int, connections: Connections):
+    def __init__(self, ctx: Context, handler: Handler, on_refused: OnRefused, *, max_body: int,
+                 connections: Connections):
         self.ctx = ctx
         self.handler = handler
+        self.on_refused = on_refused
         self.max_body = max_body
         self.connections = connections
         self.server: asyncio.Server | None = None
@@ -97,7 +101,7 @@ class HttpServer:
                 try:
                     request, keep_alive = await self._request(conn)
                 except Refused as e:
-                    self.ctx.error(f"request refused ({e.status}): {e}", origin=conn.origin, kind=f"http_{e.status}")
+                    await self.on_refused(e.status, str(e), conn.origin, b"")
                     self._send(writer, Reply(e.status, f"{e}\n"), keep_alive=False)
                     await writer.drain()
                     return

@@ -60,7 +60,8 @@ class HttpSource(StreamSource):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.connections = Connections(ctx, conf.max_connections, conf.idle_timeout)
-        self.server = HttpServer(ctx, self._request, max_body=conf.max_body_bytes, connections=self.connections)
+        self.server = HttpServer(ctx, self._request, self._refused, max_body=conf.max_body_bytes,
+                                 connections=self.connections)
         self.credentials = [f"Bearer {conf.token}".encode()] if conf.token is not None else []
         self.credentials += [b"Basic " + base64.b64encode(f"{u.username}:{u.password}".encode()) for u in conf.users]
         self.retry_after = str(max(1, round(conf.retry_after)))
@@ -77,6 +78,13 @@ class HttpSource(StreamSource):
     async def stop(self) -> None:
         await self.server.stop()
 
+    async def _refused(self, status: int, why: str, origin: str, body: bytes) -> None:
+        """Counted, logged once a minute, and sent to `_errors` now (an empty emit takes the
+        error record along)."""
+        self.ctx.error(f"request refused ({status}): {why}", origin=origin, data=body or None, kind=f"http_{status}")
+        if self._emit is not None:
+            await self._emit([])
+
     def _authorized(self, request: Request) -> bool:
         given = request.headers.get("authorization", "").encode("latin-1")
         # every credential compared, in constant time: how long it takes tells nothing
@@ -88,15 +96,13 @@ class HttpSource(StreamSource):
         if request.method not in ("POST", "PUT"):
             return Reply(405, "POST records here\n", {"Allow": "POST, PUT"})
         if self.credentials and not self._authorized(request):
-            self.ctx.error("request refused (401): no valid credentials", origin=request.origin, kind="http_401")
+            await self._refused(401, "no valid credentials", request.origin, b"")
             scheme = "Bearer" if self.conf.token is not None else 'Basic realm="pipeline"'
             return Reply(401, "credentials required\n", {"WWW-Authenticate": scheme})
         try:
             batch = self._events(request)
         except BodyError as e:
-            self.ctx.error(f"request refused (400): {e}", origin=request.origin, data=request.body,
-                           kind="http_400")
-            await self._emit([])  # the error record on its way to `_errors` now
+            await self._refused(400, str(e), request.origin, request.body)
             return Reply(400, f"{e}\n")
         full = self._emit.blocked_by(batch)
         if full is not None:

@@ -126,10 +126,16 @@ def test_a_body_that_does_not_parse_is_refused_whole_with_the_reason(receiver):
     assert (status, text) == (400, "the body: element 1 is not an object\n")
     status, text, _ = post(receiver.port, "/bad", b"\x93\x01", {"Content-Type": "application/msgpack"})
     assert status == 400 and "msgpack" in text
+    c = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
+    c.request("POST", "/big", b"x", {"Content-Length": str(1 << 40)})
+    assert c.getresponse().status == 413
+    # in `_errors` now, not with the next good body
+    assert wait_for(lambda: len(errors(receiver)) == 4)
     assert post(receiver.port, "/good", ndjson(0, 1), {"Content-Type": "application/x-ndjson"})[0] == 200
-    assert wait_for(lambda: len(errors(receiver)) == 3 and receiver.records())
+    assert wait_for(lambda: receiver.records())
     assert [r["tag"] for r in receiver.records()] == ["good"]  # nothing of a refused body
     assert errors(receiver)[0]["kind"] == "http_400" and "broken" in errors(receiver)[0]["sample"]
+    assert errors(receiver)[3]["kind"] == "http_413" and errors(receiver)[3]["origin"].startswith("127.0.0.1:")
 
 
 def test_records_are_made_to_the_edge_rule(receiver):
