@@ -149,3 +149,18 @@ def run_rsyslog(tmp: Path) -> dict[str, list[bytes]]:
         return out
     finally:
         _stop(proc)
+
+
+def logger_datagrams(tmp: Path, calls: list[list[str]]) -> list[bytes]:
+    """What `logger` sends to a unix datagram socket, as programs send to /dev/log (a syslog
+    daemon reads these, with no hostname in RFC 3164's default): one datagram per call."""
+    logger = need("logger")
+    path = tmp / "devlog"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(10)
+        out = []
+        for args in calls:
+            subprocess.run([logger, "-u", str(path), *args], check=True)
+            out.append(sock.recv(65536))
+        return out
