@@ -190,13 +190,13 @@ class DataError(Exception):
 
 
 class RetryLater(ConnectionError):
-    """Raised by a sink whose destination refused a write for now (HTTP 429, 503): retried
-    with backoff, waiting at least `retry_after` seconds where the destination said
-    (Retry-After), up to `retry_max_interval`."""
+    """Raised by a sink whose destination asked for a wait (HTTP 429 or 503 with Retry-After):
+    retried as any destination failure, after `after` seconds (up to retry_max_interval)
+    rather than the backoff's guess."""
 
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, after: float | None = None):
         super().__init__(reason)
-        self.retry_after = retry_after
+        self.after = after
 
 
 class Sink(Plugin):

@@ -8,12 +8,10 @@ import base64
 import gzip
 import http.client
 import ssl
-import time
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 from ..codecs.encode import TIME_FORMATS, Encoder, encode_influx
-from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason
+from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
 from ..codecs.quote import quoted
 from ..config.addresses import URL
 from ..config.options import Duration, Enum, Invalid, ListOf, MapOf, Option, Str
@@ -22,9 +20,6 @@ from ..plugin import DataError, RetryLater, Sink
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "msgpack": "application/msgpack",
                  "influx": "text/plain; charset=utf-8"}
-#: statuses that say the destination cannot take anything now (or we may not send): the
-#: same records may be taken later, so they are retried, not sent to `_errors`
-RETRIED = {401, 403, 407, 408, 425, 429}
 
 
 class _URL(URL):
@@ -135,9 +130,9 @@ class HttpSink(Sink):
         if 200 <= status < 300:
             return
         answer = f"HTTP {status}" + (f": {quoted(response.body.strip())}" if response.body.strip() else "")
-        if 400 <= status < 500 and status not in RETRIED:
+        if 400 <= status < 500 and not retryable(status):
             raise DataError(f"{where} refused the records: {answer}")
-        after = _retry_after(response.headers.get("Retry-After"))
+        after = retry_after(response.headers)
         raise RetryLater(f"{where} answered {answer}" + (f" (Retry-After: {after:g}s)" if after else ""), after)
 
     async def stop(self) -> None:
@@ -148,19 +143,6 @@ def _segment(tag: str) -> str:
     """A tag as one path segment: %-encoded, and `.` or `..` made literal dots."""
     part = quote(tag, safe="")
     return part.replace(".", "%2E") if part in (".", "..") else part
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After's seconds, or its HTTP date from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 PLUGIN = HttpSink

@@ -21,7 +21,7 @@ def parse_cli(tmp_path, fmt: str, lines: list[bytes]) -> tuple[list[dict], list[
     run.mkdir()
     conf, out, err = run / "c.yaml", run / "out.jsonl", run / "errors.jsonl"
     conf.write_text(f"sources:\n  in: {{type: stdin, format: {fmt}}}\n"
-                    f"sinks:\n  out: {{type: file, inputs: [in], path: '{out}', time_key: t, time_format: float}}\n"
+                    f"sinks:\n  out: {{type: file, inputs: [in], path: '{out}', time_key: t, time_format: float, tag_key: ''}}\n"
                     f"  err: {{type: file, inputs: [_errors], path: '{err}'}}\n")
     result = run_pipeline("run", "--once", str(conf), input=b"\n".join(lines) + b"\n")
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,5 @@
-"""Sink http against the real VictoriaMetrics (`victoria-metrics` from Debian: /api/v1/import
-JSON lines and InfluxDB line protocol on /write, read back through /api/v1/export) and against
+"""Sink http against the real VictoriaMetrics (remote_write_peers: /api/v1/import JSON lines and
+InfluxDB line protocol on /write, read back through /api/v1/export) and against
 our own http source: refused records found by halving, Retry-After, auth and TLS, and nothing
 lost when either side is killed and started again."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import http.client
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -18,52 +17,24 @@ import urllib.request
 import pytest
 from forward_peers import Receiver, feeding, numbered, send
 from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
+from remote_write_peers import VictoriaMetrics
 
 from pipeline.buffer.file import read_chunk
 
-
-def now_s() -> int:
-    return int(time.time()) - 600
-
-
-class VictoriaMetrics:
-    def __init__(self, tmp):
-        exe = shutil.which("victoria-metrics")
-        if exe is None:
-            pytest.skip("victoria-metrics is not installed (apt-get install victoria-metrics)")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(tmp / "vm.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([exe, f"-storageDataPath={tmp / 'vm-data'}", f"-httpListenAddr=127.0.0.1:{self.port}",
-                                      "-search.latencyOffset=0s", "-search.disableCache"],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        if not wait_for(lambda: urllib.request.urlopen(f"{self.url}/health", timeout=1).status == 200, 30):
-            self.stop()
-            pytest.skip(f"victoria-metrics did not start: {(tmp / 'vm.log').read_text()[-500:]}")
-
-    def export(self, match: str) -> dict[str, list[tuple[int, float]]]:
-        """Series name with labels -> its samples [(timestamp ms, value)], every one that
-        /api/v1/export gives (a sample written twice is there twice)."""
-        query = urllib.parse.urlencode({"match[]": match, "start": "0"})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as r:
-            out = {}
-            for line in r.read().splitlines():
-                doc = json.loads(line)
-                labels = ",".join(f"{k}={v}" for k, v in sorted(doc["metric"].items()) if k != "__name__")
-                out[f"{doc['metric']['__name__']}{{{labels}}}"] = sorted(zip(doc["timestamps"], doc["values"]))
-            return out
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.log.close()
+#: sample times, in seconds (the VictoriaMetrics of remote_write_peers keeps 100 years)
+T0 = 1_700_000_000
 
 
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory):
     peer = VictoriaMetrics(tmp_path_factory.mktemp("vm"))
+    peer.start()
     yield peer
     peer.stop()
+
+
+def series(name: str, **labels: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"__name__": name, **labels}.items()))
 
 
 def sender(tmp_path, sink: str, source: str = "{type: stdin, tag: app.test}", name: str = "send.yaml",
@@ -75,43 +46,37 @@ def sender(tmp_path, sink: str, source: str = "{type: stdin, tag: app.test}", na
 
 
 def test_json_lines_to_victoriametrics_import_gzipped(tmp_path, vm):
-    t = now_s()
+    t = T0
     lines = b"".join(json.dumps({"metric": {"__name__": "pipeline_import", "job": "test", "n": str(i % 3)},
                                  "values": [i * 1.5], "timestamps": [(t + i) * 1000]}).encode() + b"\n"
                      for i in range(300))
-    conf = sender(tmp_path, f"url: '{vm.url}/api/v1/import', compress: gzip, chunk_max_events: 50")
+    conf = sender(tmp_path, f"url: '{vm.base}/api/v1/import', compress: gzip, chunk_max_events: 50")
     result = send(conf, lines)
     assert result.returncode == 0, result.stderr.decode()
-    want = {f"pipeline_import{{job=test,n={k}}}": [((t + i) * 1000, i * 1.5) for i in range(k, 300, 3)]
-            for k in range(3)}
-    assert wait_for(lambda: vm.export('{__name__="pipeline_import"}') == want, 30), vm.export('{__name__="pipeline_import"}')
+    want = sorted((series("pipeline_import", job="test", n=str(i % 3)), (t + i) * 1000, i * 1.5) for i in range(300))
+    assert wait_for(lambda: vm.samples('{__name__="pipeline_import"}') == want, 30)
 
 
 def test_influx_line_protocol_to_victoriametrics_write(tmp_path, vm):
-    t = now_s()
+    t = T0
     lines = b"".join(json.dumps({"host": f"web-{i % 2}", "cpu": i / 4, "requests": i, "up": True, "name": "x",
                                  "mem": {"rss": 1000 + i}, "time": t + i}).encode() + b"\n" for i in range(100))
     source = "{type: stdin, tag: app.stats, format: {type: json, time_key: time, time_format: unix}}"
-    conf = sender(tmp_path, f"url: '{vm.url}/write', format: influx, measurement: app, tag_keys: [host]", source)
+    conf = sender(tmp_path, f"url: '{vm.base}/write', format: influx, measurement: app, tag_keys: [host]", source)
     result = send(conf, lines)
     assert result.returncode == 0, result.stderr.decode()
-
-    def series():
-        return vm.export('{__name__=~"app_.*"}')
-
-    assert wait_for(lambda: len(series()) == 8 and sum(map(len, series().values())) == 400, 30), series()
-    got = series()
-    assert got["app_cpu{host=web-0}"] == [((t + i) * 1000, i / 4) for i in range(0, 100, 2)]
-    assert got["app_requests{host=web-1}"] == [((t + i) * 1000, i) for i in range(1, 100, 2)]
-    assert got["app_mem.rss{host=web-0}"][1] == ((t + 2) * 1000, 1002) and {v for _, v in got["app_up{host=web-1}"]} == {1}
+    want = sorted((series(f"app_{field}", host=f"web-{i % 2}"), (t + i) * 1000, float(value))
+                  for i in range(100)
+                  for field, value in (("cpu", i / 4), ("requests", i), ("up", 1), ("mem.rss", 1000 + i)))
+    assert wait_for(lambda: vm.samples('{__name__=~"app_.*"}') == want, 30)
 
 
 def test_records_a_server_refuses_are_found_by_halving_and_go_to_errors(tmp_path, vm):
     # VictoriaMetrics refuses an extra_label without `=`: the events of the tag `broken`
-    t = now_s()
+    t = T0
     port = free_port()
     errors = tmp_path / "errors.jsonl"
-    conf = sender(tmp_path, f"url: '{vm.url}/api/v1/import?extra_label=${{tag}}', flush_interval: 1s",
+    conf = sender(tmp_path, f"url: '{vm.base}/api/v1/import?extra_label=${{tag}}', flush_interval: 1s",
                   f"{{type: http, port: {port}}}",
                   extra=f"  err: {{type: file, inputs: [_errors], path: {errors}}}\n")
     proc = start_pipeline("run", str(conf))
@@ -125,9 +90,10 @@ def test_records_a_server_refuses_are_found_by_halving_and_go_to_errors(tmp_path
             assert c.getresponse().status == 200
             c.close()
         assert wait_for(lambda: errors.exists() and len(errors.read_text().splitlines()) == 20, 30)
-        want = {f"pipeline_refused{{env={e},i={i}}}": [((t + i) * 1000, i)] for e in ("prod", "dev") for i in range(20)}
+        want = sorted((series("pipeline_refused", env=e, i=str(i)), (t + i) * 1000, float(i))
+                      for e in ("prod", "dev") for i in range(20))
         # each written once: the request of another tag, taken before, is not sent again while halving
-        assert wait_for(lambda: vm.export('{__name__="pipeline_refused"}') == want, 30)
+        assert wait_for(lambda: vm.samples('{__name__="pipeline_refused"}') == want, 30)
         rows = [json.loads(line) for line in errors.read_text().splitlines()]
         assert {r["tag"] for r in rows} == {"broken"} and "HTTP 400" in rows[0]["error"]
         assert "extra_label" in rows[0]["error"]  # VictoriaMetrics' own answer
