@@ -4,19 +4,16 @@ a JSON array, msgpack or InfluxDB line protocol."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import gzip
-import http.client
-import ssl
 from urllib.parse import quote, urlsplit
 
 from ..codecs.encode import TIME_FORMATS, Encoder, encode_influx
-from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
-from ..codecs.quote import quoted
+from ..codecs.http import Client
 from ..config.addresses import URL
-from ..config.options import Duration, Enum, Invalid, ListOf, MapOf, Option, Str
+from ..config.options import Enum, Invalid, ListOf, Option, Str
 from ..event import Batch
-from ..plugin import DataError, RetryLater, Sink
+from ..plugin import DataError, Sink
+from ._http import CLIENT_OPTIONS, client_headers, send
 
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json", "msgpack": "application/msgpack",
                  "influx": "text/plain; charset=utf-8"}
@@ -51,12 +48,7 @@ class HttpSink(Sink):
         Option("method", Enum("POST", "PUT"), "POST", "request method"),
         Option("format", Enum(*CONTENT_TYPES), "ndjson", "ndjson, json (an array), msgpack or influx"),
         Option("compress", Enum("none", "gzip"), "none", "gzip: Content-Encoding: gzip"),
-        Option("headers", MapOf(Str(numbers=True)), {}, "request headers", secret=True),
-        Option("token", Str(), None, "send `Authorization: Bearer TOKEN`", secret=True),
-        Option("username", Str(), None, "basic auth user"),
-        Option("password", Str(), None, "basic auth password", secret=True),
-        Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
-        Option("timeout", Duration(min=0.001), 30.0, "connect, send and answer timeout"),
+        *CLIENT_OPTIONS,
         Option("tag_key", Str(), None, "json/msgpack: add the tag to each record under this key"),
         Option("time_key", Str(), None, "json/msgpack: add the time to each record under this key"),
         Option("time_format", Enum(*TIME_FORMATS), "float", "time_key's format: unix, float or iso8601"),
@@ -75,14 +67,8 @@ class HttpSink(Sink):
         self.by_tag = "${tag}" in self.target
         self.encoder = Encoder("msgpack" if conf.format == "msgpack" else "json", conf.tag_key, conf.time_key,
                                conf.time_format)
-        self.headers = {"Content-Type": CONTENT_TYPES[conf.format], **conf.headers}
-        if conf.compress == "gzip":
-            self.headers["Content-Encoding"] = "gzip"
-        if conf.token is not None:
-            self.headers["Authorization"] = f"Bearer {conf.token}"
-        elif conf.username is not None:
-            pair = f"{conf.username}:{conf.password or ''}".encode()
-            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self.headers = client_headers(conf, {"Content-Type": CONTENT_TYPES[conf.format],
+                                             **({"Content-Encoding": "gzip"} if conf.compress == "gzip" else {})})
 
     async def write(self, batch: Batch) -> None:
         # everything encoded before anything is sent: a record that cannot be is named
@@ -93,7 +79,8 @@ class HttpSink(Sink):
             if self.conf.compress == "gzip":
                 body = await asyncio.to_thread(gzip.compress, body, 6)
             try:
-                await self._send(target, body)
+                await send(self.client, self.conf.method, target, self.headers, body,
+                           self.shown if not self.by_tag else f"{self.shown} ({target})")
             except DataError as e:
                 e.written = written  # those are not sent again while the refused ones are sought
                 raise
@@ -119,21 +106,6 @@ class HttpSink(Sink):
         if fmt == "json":  # JSON lines hold no raw newline: each line is one element
             return b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]"
         return body
-
-    async def _send(self, target: str, body: bytes) -> None:
-        where = self.shown if not self.by_tag else f"{self.shown} ({target})"
-        try:
-            response = await self.client.request(self.conf.method, target, self.headers, body)
-        except (OSError, http.client.HTTPException, HTTPError, ssl.SSLError) as e:
-            raise ConnectionError(f"{where}: {reason(e)}") from None
-        status = response.status
-        if 200 <= status < 300:
-            return
-        answer = f"HTTP {status}" + (f": {quoted(response.body.strip())}" if response.body.strip() else "")
-        if 400 <= status < 500 and not retryable(status):
-            raise DataError(f"{where} refused the records: {answer}")
-        after = retry_after(response.headers)
-        raise RetryLater(f"{where} answered {answer}" + (f" (Retry-After: {after:g}s)" if after else ""), after)
 
     async def stop(self) -> None:
         self.client.close()

@@ -151,21 +151,23 @@ def test_retry_after_of_a_503_is_waited_for(tmp_path):
         receiver.wait(timeout=30)
 
 
-def test_basic_auth_over_tls_on_one_kept_alive_connection(tmp_path, certs):
+def test_basic_auth_and_bearer_token_over_tls_on_one_kept_alive_connection(tmp_path, certs):
     api = free_port()
-    r = Receiver(tmp_path, type="http", source=f"users: [{{username: ann, password: pw}}], idle_timeout: 1m, "
-                                               f"tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}",
+    r = Receiver(tmp_path, type="http", source=f"users: [{{username: ann, password: pw}}], token: s3cret, "
+                                               f"idle_timeout: 1m, tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}",
                  extra=f"api: {{address: 127.0.0.1:{api}}}\n")
+    url = f"url: 'https://localhost:{r.port}/secure', tls: {{ca: {certs}/cert.pem}}"
     try:
-        conf = sender(tmp_path, f"url: 'https://localhost:{r.port}/secure', username: ann, password: pw, "
-                                f"format: msgpack, tls: {{ca: {certs}/cert.pem}}, chunk_max_events: 10")
+        conf = sender(tmp_path, f"{url}, username: ann, password: pw, format: msgpack, chunk_max_events: 10")
         result = send(conf, numbered(100))
         assert result.returncode == 0, result.stderr.decode()
         assert sorted(x["n"] for x in r.records()) == list(range(100))
         counters = components(api)["in"]["counters"]
         assert counters["requests"] == 10 and counters["connections"] == 1  # kept alive
-        bad = sender(tmp_path, f"url: 'https://localhost:{r.port}/secure', token: wrong, tls: {{ca: {certs}/cert.pem}}, "
-                               "retry_timeout: 1s", name="bad.yaml")
+        bearer = sender(tmp_path, f"{url}, bearer_token: s3cret", name="bearer.yaml")
+        assert send(bearer, numbered(1, 100)).returncode == 0
+        assert wait_for(lambda: len(r.records()) == 101)
+        bad = sender(tmp_path, f"{url}, bearer_token: wrong, retry_timeout: 1s", name="bad.yaml")
         result = send(bad, numbered(1))
         assert result.returncode == 1 and b"HTTP 401" in result.stderr  # retried, then given up: not data's fault
     finally:
