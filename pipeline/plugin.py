@@ -113,6 +113,11 @@ class Emit(Protocol):
 
     async def packed(self, items: list[Packed], ack: Ack | None = None) -> None: ...
 
+    def blocked_by(self, batch: Batch) -> str | None:
+        """The id of a sink whose full buffer an emit of `batch` would wait for now (None:
+        none), for a source that can tell its sender to come back later (http's 503)."""
+        ...
+
 
 class StreamSource(Source):
     """A source that produces events as they come (stdin, tail, forward)."""
@@ -179,13 +184,15 @@ class OutputClosed(Exception):
 class DataError(Exception):
     """Raised by a sink for records it can never write, whatever the destination does (the
     other exceptions the runtime takes for such are in sink_runner.DATA_FAILURES). `items`
-    names them, if the sink knows; the sink must raise before writing any of the batch:
+    names them, if the sink knows; the sink must raise before writing any of the batch, or
+    name in `written` what it wrote (a request per tag, some taken before one was refused):
     the runtime sends the bad records to `_errors` and writes the rest again, never
     retrying the bad ones."""
 
-    def __init__(self, reason: str, items: list | None = None):
+    def __init__(self, reason: str, items: list | None = None, written: list | None = None):
         super().__init__(reason)
         self.items = items
+        self.written = written
 
 
 class RetryLater(ConnectionError):

@@ -56,3 +56,13 @@ def podman(tmp_path_factory):
         pytest.skip(f"podman's Docker API cannot run here: {e}")
     yield peer
     peer.stop()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1 (cert.pem, key.pem), by openssl."""
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return d

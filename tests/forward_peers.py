@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,19 @@ from helpers import free_port, port_open, run_pipeline, start_pipeline, wait_for
 
 
 class Receiver:
-    """`pipeline run` with a forward source writing every event to a JSON-lines file."""
+    """`pipeline run` with a forward (or `type`) source writing every event to a JSON-lines file."""
 
     def __init__(self, tmp: Path, name: str = "recv", port: int | None = None, source: str = "", sink: str = "",
-                 **popen: Any):
+                 type: str = "forward", extra: str = "", **popen: Any):
         self.dir = tmp / name
         self.dir.mkdir(exist_ok=True)
         self.port = port or free_port()
         self.out = self.dir / "out.jsonl"
         self.conf = self.dir / "conf.yaml"
         self.conf.write_text(
-            f"sources:\n  in: {{type: forward, port: {self.port}{', ' + source if source else ''}}}\n"
+            f"sources:\n  in: {{type: {type}, port: {self.port}{', ' + source if source else ''}}}\n"
             f"sinks:\n  out: {{type: file, inputs: [in], path: {self.out}, tag_key: tag, time_key: time, "
-            f"time_format: float{', ' + sink if sink else ''}}}\n")
+            f"time_format: float{', ' + sink if sink else ''}}}\n{extra}")
         self.proc: subprocess.Popen | None = None
         self.popen = popen
         self.start()
@@ -63,6 +65,21 @@ def sender_conf(tmp: Path, sink: str, name: str = "send.yaml", source: str = "{t
 
 def numbered(n: int, start: int = 0) -> bytes:
     return b"".join(b'{"n": %d, "payload": "%s"}\n' % (i, b"x" * 20) for i in range(start, start + n))
+
+
+def feeding(proc: subprocess.Popen, total: int, step: int = 100) -> threading.Thread:
+    """A started thread writing `total` numbered records to the stdin of `proc`, `step` at a
+    time a little apart, then closing it."""
+    def feed() -> None:
+        for start in range(0, total, step):
+            proc.stdin.write(numbered(step, start))
+            proc.stdin.flush()
+            time.sleep(0.02)
+        proc.stdin.close()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    return writer
 
 
 def send(conf: Path, data: bytes, timeout: float = 60):

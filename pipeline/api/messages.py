@@ -10,17 +10,9 @@ from typing import Any
 
 import orjson
 
+from ..codecs.http_server import Request
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else default
+__all__ = ["Request", "Response", "json_response"]
 
 
 @dataclass

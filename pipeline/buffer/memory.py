@@ -78,6 +78,8 @@ class Buffer:
         self.nbytes = 0
         #: the last put found no room (blocked, or dropped by the overflow policy)
         self.full = False
+        #: puts waiting for room (overflow: block)
+        self.waiting_puts = 0
         self._changed = asyncio.Condition()
 
     async def open(self) -> None:
@@ -136,10 +138,21 @@ class Buffer:
                                kind="buffer_overflow")
             return True
         self.ctx.count("blocked")
-        async with self._changed:
-            # an empty buffer takes any batch, so one batch larger than max_bytes cannot hang
-            await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + held <= self.max_bytes)
+        self.waiting_puts += 1
+        try:
+            async with self._changed:
+                # an empty buffer takes any batch, so one batch larger than max_bytes cannot hang
+                await self._changed.wait_for(lambda: self.nbytes == 0 or self.nbytes + held <= self.max_bytes)
+        finally:
+            self.waiting_puts -= 1
         return True
+
+    def would_block(self, batch: list[Item]) -> bool:
+        """Whether putting `batch` now would wait for room (overflow: block)."""
+        if self.overflow != "block" or not batch:
+            return False
+        held = estimate_bytes(batch) * self._weight(type(batch[0]) is Packed)
+        return self.waiting_puts > 0 or (self.nbytes > 0 and self.nbytes + held > self.max_bytes)
 
     def _parts(self, batch: list[Item], size: int) -> Iterator[tuple[list[Item], int, int]]:
         """`batch` in the parts that fill the open chunk, then new ones: (items, events, bytes)."""

@@ -3,6 +3,7 @@ protocol (pipeline/codecs/mackerel.py)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -115,6 +116,21 @@ def _encode_ltsv(records: Iterable[Record]) -> bytes:
     return ("\n".join(lines) + "\n").encode() if lines else b""
 
 
+def _numeric_items(record: Record, prefix: str, skip: Iterable[str] = (),
+                   bools: bool = False) -> Iterable[tuple[str, float | int]]:
+    """(dotted name, value) of the finite numbers in a record and its maps (and `bools`)."""
+    for k, v in record.items():
+        if k in skip:
+            continue
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            yield from _numeric_items(v, name, (), bools)
+        elif isinstance(v, (int, float)) and (bools or not isinstance(v, bool)):
+            if isinstance(v, float) and not math.isfinite(v):
+                continue
+            yield name, v
+
+
 class Encoder:
     """`mackerel`: a MackerelEncoder (pipeline/codecs/mackerel.py), which the sink gives the
     fields its inputs carry and whose counters' last values it keeps between runs."""
@@ -136,3 +152,30 @@ class Encoder:
         if self.fmt == "msgpack":
             return _encode_msgpack(records)
         return _encode_ltsv(records)
+
+
+_INFLUX_NAME = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+_INFLUX_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
+
+
+def encode_influx(batch: Batch, measurement: str | None = None,
+                  tag_keys: list[str] | tuple[str, ...] = ()) -> tuple[bytes, list[Any]]:
+    """InfluxDB line protocol, one line per record: `measurement` (default: the event's
+    tag), the record's `tag_keys` as tags, its numbers and booleans as fields (nested maps'
+    as `a.b`), the time in ns. Also the events that have no field (no line can hold them)."""
+    lines, empty = [], []
+    for event in batch:
+        tag, t, record = event
+        head = (measurement or tag).translate(_INFLUX_NAME)
+        for k in tag_keys:
+            v = record.get(k)
+            if v is not None and v != "":
+                head += f",{k.translate(_INFLUX_KEY)}={str(v).translate(_INFLUX_KEY)}"
+        fields = [f"{name.translate(_INFLUX_KEY)}="
+                  + (("true" if v else "false") if type(v) is bool else f"{v}i" if type(v) is int else repr(v))
+                  for name, v in _numeric_items(record, "", tag_keys, bools=True)]
+        if fields:
+            lines.append(f"{head} {','.join(fields)} {t}\n")
+        else:
+            empty.append(event)
+    return "".join(lines).encode(), empty

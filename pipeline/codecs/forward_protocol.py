@@ -32,6 +32,10 @@ class ProtocolError(ValueError):
     """Input that breaks the protocol: the connection it came on is closed."""
 
 
+class TooLarge(ProtocolError):
+    """Input past its size bound."""
+
+
 def event_time_data(time_ns: int) -> bytes:
     """The 8 bytes of an EventTime (msgpack ext type 0)."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
@@ -247,9 +251,10 @@ _FIRST_PIECE = 512
 _CALL_COST = 256
 
 
-def inflate(blob: bytes, max_bytes: int) -> Iterator[bytes]:
+def inflate(blob: bytes, max_bytes: int, limit: str = "max_message_bytes") -> Iterator[bytes]:
     """The inflated parts of a blob of gzip members (any number back to back), a step of
-    work at a time (a part may be b""); ProtocolError past `max_bytes` inflated.
+    work at a time (a part may be b""); TooLarge past `max_bytes` inflated (`limit` names
+    that bound), ProtocolError for what is not gzip.
 
     Linear in the blob's size, however many members it holds: zlib copies the input left
     after a member's end (unused_data), so it is given pieces that start small and grow
@@ -273,7 +278,7 @@ def inflate(blob: bytes, max_bytes: int) -> Iterator[bytes]:
         pos += used
         total += len(out)
         if total > max_bytes:
-            raise ProtocolError(f"compressed blob inflates past max_message_bytes ({max_bytes})")
+            raise TooLarge(f"compressed blob inflates past {limit} ({max_bytes})")
         if d.eof:
             if pos < end:  # another member follows
                 d = zlib.decompressobj(wbits=31)

@@ -1,4 +1,4 @@
-"""HTTP/1.1 requests for the polling sources (http_json, prometheus, docker, uwsgi).
+"""HTTP/1.1 requests for the polling sources (http_json, prometheus, docker, uwsgi) and the http sink.
 
 Python's http.client does the protocol (chunked bodies, keep-alive, TLS); requests run in
 worker threads so a slow server never stalls the event loop. It imports in a few
@@ -109,13 +109,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 class Client:
     """One server: `http://host:port`, `https://...`, or `unix:///path.sock` (path in the
-    request target); a new connection per request."""
+    request target); a new connection per request, or with `keepalive` the connections of
+    earlier requests again (a sink's writes)."""
 
-    def __init__(self, base: str, timeout: float, tls: Any = None, max_bytes: int = MAX_DOCUMENT_BYTES):
+    def __init__(self, base: str, timeout: float, tls: Any = None, max_bytes: int = MAX_DOCUMENT_BYTES,
+                 keepalive: bool = False):
         self.base = urlsplit(base)
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.tls = tls_context(tls) if self.base.scheme == "https" else None
+        self.idle: list[http.client.HTTPConnection] | None = [] if keepalive else None
 
     def _connection(self) -> http.client.HTTPConnection:
         b = self.base
@@ -128,15 +131,37 @@ class Client:
     def request_sync(self, method: str, target: str, headers: dict[str, str] | None = None,
                      body: bytes | None = None, abort: _Abort | None = None) -> Response:
         abort = abort or _Abort()
-        conn = abort.conn = self._connection()
+        reused = bool(self.idle)
+        conn = abort.conn = self.idle.pop() if self.idle else self._connection()
+        keep = False
         try:
-            conn.connect()
+            if not reused:
+                conn.connect()
             abort.check()
-            conn.request(method, target, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return Response(response.status, response.headers, self._body(response, abort))
+            try:
+                conn.request(method, target, body=body, headers=headers or {})
+                response = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                if not reused:
+                    raise
+                # the server closed it while it was idle, before reading this request: a new one
+                conn.close()
+                conn = abort.conn = self._connection()
+                conn.connect()
+                conn.request(method, target, body=body, headers=headers or {})
+                response = conn.getresponse()
+            answer = Response(response.status, response.headers, self._body(response, abort))
+            keep = self.idle is not None and not response.will_close
+            return answer
         finally:
-            conn.close()
+            if keep and not abort.done:
+                self.idle.append(conn)  # type: ignore[union-attr]
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
 
     def _body(self, response: http.client.HTTPResponse, abort: _Abort) -> bytes:
         limit = self.max_bytes
@@ -163,6 +188,7 @@ class Client:
             parts.append(block)
         if inflate is not None and not inflate.eof:
             raise HTTPError("gzip answer cut short")
+        response.read()  # b"", but marks the answer done (read1 does not): the connection is free again
         return b"".join(parts)
 
     async def request(self, method: str, target: str, headers: dict[str, str] | None = None,
@@ -171,8 +197,9 @@ class Client:
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(self.request_sync, method, target, headers, body, abort), self.timeout * 2)
-        finally:
-            abort()  # done, timed out or cancelled: whatever the thread still reads is not wanted
+        except BaseException:
+            abort()  # timed out or cancelled: whatever the thread still reads is not wanted
+            raise
 
 
 def check(response: Response, what: str = "") -> bytes:

@@ -66,6 +66,7 @@ class LifeCycle:
         def install_signals(self, loop: asyncio.AbstractEventLoop) -> None: ...
         async def _emit_from_filter(self, node: Node, batch: Any, *, gated: bool = True) -> None: ...
         async def _flush_errors(self, ack: Any = None) -> None: ...
+        def _downstream(self, producer: str) -> set[Node]: ...
 
     async def _save_state_loop(self) -> None:
         while True:
@@ -220,16 +221,6 @@ class LifeCycle:
         if self.output_closed:
             return EXIT_OUTPUT_CLOSED
         return 0 if ok and not self.failures else 1
-
-    def _downstream(self, producer: str) -> set[Node]:
-        found: set[Node] = set()
-        todo = list(self.consumers[producer])
-        while todo:
-            node = todo.pop()
-            if node not in found:
-                found.add(node)
-                todo += self.consumers[node.id]
-        return found
 
     def _log_summary(self) -> None:
         for cid, ctx in self.contexts.items():

@@ -98,6 +98,8 @@ class Routing:
 
     async def emit(self, producer: str, batch: Batch, ack: Ack | None = None) -> None:
         if not batch:
+            if self._errors_pending:  # a source's bad input with nothing good beside it
+                await self._errors_later()
             return
         if not self._gate.is_set():
             await self._gate.wait()
@@ -107,6 +109,24 @@ class Routing:
         out: list[tuple[Node, list[Item]]] = []
         self.route(producer, batch, out)
         await self._put(out, ack)
+
+    def blocked_by(self, producer: str, batch: Batch) -> str | None:
+        """The id of a sink downstream of `producer` whose buffer has no room for `batch`
+        (as it is: filters may change it), so that an emit would wait (overflow: block)."""
+        for node in self._downstream(producer):
+            if node.runner is not None and node.runner.buffer.would_block(batch):  # type: ignore[arg-type]
+                return node.id
+        return None
+
+    def _downstream(self, producer: str) -> set[Node]:
+        found: set[Node] = set()
+        todo = list(self.consumers[producer])
+        while todo:
+            node = todo.pop()
+            if node not in found:
+                found.add(node)
+                todo += self.consumers[node.id]
+        return found
 
     async def emit_packed(self, producer: str, items: list[Packed], ack: Ack | None = None) -> None:
         """Packed runs go to sink buffers as they are; a filter gets them decoded (once)."""

@@ -39,6 +39,9 @@ class Emitter:
     async def packed(self, items: list[Packed], ack: Ack | None = None) -> None:
         await self.runtime.emit_packed(self.producer, items, ack)
 
+    def blocked_by(self, batch: Batch) -> str | None:
+        return self.runtime.blocked_by(self.producer, batch)
+
 
 async def run_source(rt: Runtime, source: Source) -> None:
     if isinstance(source, PollSource):

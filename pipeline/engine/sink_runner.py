@@ -206,6 +206,10 @@ class SinkRunner:
         """A write failed on its data: quarantine the records the sink named, or the one
         record of a batch of one; else write each half apart (a poison record among n costs
         2 log2(n) writes)."""
+        if isinstance(e, DataError) and e.written:
+            self.ctx.count("events_out", self._count(e.written))
+            done = {id(item) for item in e.written}
+            batch = [item for item in batch if id(item) not in done]
         named = {id(item) for item in e.items or ()} if isinstance(e, DataError) else set()
         rest = [item for item in batch if id(item) not in named]
         if len(rest) < len(batch) or len(batch) == 1:

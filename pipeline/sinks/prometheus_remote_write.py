@@ -3,20 +3,18 @@ Mimir, Thanos or any remote-write receiver."""
 
 from __future__ import annotations
 
-import base64
-import http.client
 from urllib.parse import urlsplit
 
 from .. import __version__
 from ..codecs import remote_write as rw
-from ..codecs.http import TLS_OPTIONS, Client, HTTPError, reason, retry_after, retryable
+from ..codecs.http import Client
 from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, check_labels, label_name
-from ..codecs.quote import quoted
 from ..config.addresses import URL
-from ..config.options import Bool, Duration, MapOf, Option, Str
+from ..config.options import Bool, MapOf, Option, Str
 from ..event import Batch
 from ..metrics.rates import time_ns
-from ..plugin import DataError, RetryLater, Sink
+from ..plugin import Sink
+from ._http import CLIENT_OPTIONS, client_headers, send
 
 #: what a receiver's answer is read to, for the log and `_errors`
 MAX_ANSWER = 64 * 1024
@@ -48,12 +46,7 @@ class PrometheusRemoteWriteSink(Sink):
                "take the sample time from this field (RFC 3339 or epoch seconds) instead of the event "
                "time, where a record has it"),
         Option("metadata", Bool(), True, "send each metric's type (counter or gauge) and help"),
-        Option("headers", MapOf(Str(numbers=True)), {}, "request headers, e.g. X-Scope-OrgID", secret=True),
-        Option("bearer_token", Str(), None, "sent as `Authorization: Bearer TOKEN`", secret=True),
-        Option("username", Str(), None, "basic auth user"),
-        Option("password", Str(), None, "basic auth password", secret=True),
-        Option("tls", TLS_OPTIONS, {}, "https: {ca, cert, key, verify}"),
-        Option("timeout", Duration(min=0.001), 30.0, "connect and answer timeout of each request"),
+        *CLIENT_OPTIONS,
     )
 
     def __init__(self, ctx, conf):
@@ -63,14 +56,9 @@ class PrometheusRemoteWriteSink(Sink):
         self.target = url.path + (f"?{url.query}" if url.query else "") or "/"
         self.names = SeriesNames(conf, ctx.id, conf.inputs)
         self.static = {label_name(k): v for k, v in conf.static_labels.items() if v != ""}
-        self.headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
-                        "X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": f"pipeline/{__version__}"}
-        if conf.bearer_token is not None:
-            self.headers["Authorization"] = f"Bearer {conf.bearer_token}"
-        elif conf.username is not None:
-            pair = f"{conf.username}:{conf.password or ''}".encode()
-            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        self.headers.update(conf.headers)
+        self.headers = client_headers(conf, {
+            "Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0", "User-Agent": f"pipeline/{__version__}"})
         #: (metric, record labels) -> its encoded TimeSeries.labels
         self._labels: dict[tuple[str, rw.Labels], bytes] = {}
 
@@ -111,18 +99,8 @@ class PrometheusRemoteWriteSink(Sink):
         if not request:
             return
         body = rw.snappy_block(request)
-        try:
-            response = await self.client.request("POST", self.target, self.headers, body)
-        except (HTTPError, http.client.HTTPException) as e:  # a garbled or oversized answer
-            raise ConnectionError(f"{self.conf.url}: {reason(e)}") from None
-        if 200 <= response.status < 300:
-            self.ctx.counters["bytes_out"] += len(body)
-            return
-        answer = response.body.strip()
-        why = f"{self.conf.url} answered HTTP {response.status}" + (f": {quoted(answer)}" if answer else "")
-        if retryable(response.status):
-            raise RetryLater(why, retry_after(response.headers))
-        raise DataError(why)
+        await send(self.client, "POST", self.target, self.headers, body, self.conf.url)
+        self.ctx.counters["bytes_out"] += len(body)
 
 
 PLUGIN = PrometheusRemoteWriteSink

@@ -79,6 +79,9 @@ def test_secrets_stay_masked_in_a_struct_list(tmp_path):
         _, doc = get_json(port, "/api/components")
         by_id = {c["id"]: c for c in doc["components"]}
         assert by_id["out_forward"]["config"]["shared_key"] == "********"
+        assert by_id["http"]["config"]["token"] == "********"
+        assert by_id["http"]["config"]["users"] == [{"username": "u", "password": "********"}]
+        assert by_id["out_http"]["config"]["headers"] == {"X-Scope": "********"}
         assert by_id["grep"]["config"]["regexp"][0]["pattern"] == "^5"
         assert by_id["aggregate"]["config"]["metrics"] == {"p99": "p99(n)", "mean": "avg(n)"}
         assert by_id["stdin"]["config"]["format"]["pattern"] == r"^(?P<word>\w+)"

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import collections
 import signal
-import threading
 import time
 
-from forward_peers import Receiver, numbered, send, sender_conf
+from forward_peers import Receiver, feeding, numbered, send, sender_conf
 from helpers import free_port, start_pipeline, wait_for
 
 from pipeline.buffer.file import read_chunk
@@ -27,17 +26,8 @@ def test_receiver_killed_mid_stream_and_restarted(tmp_path):
                                  f"retry_max_interval: 0.5s, buffer: {{type: file, path: {tmp_path / 'buf'}}}")
     conf.write_text(conf.read_text().replace("shutdown_timeout: 3s", "shutdown_timeout: 30s"))
     sender = start_pipeline("run", str(conf), stdin=-1)
-    total, step = 3000, 100
-
-    def feed():
-        for start in range(0, total, step):
-            sender.stdin.write(numbered(step, start))
-            sender.stdin.flush()
-            time.sleep(0.02)
-        sender.stdin.close()
-
-    writer = threading.Thread(target=feed)
-    writer.start()
+    total = 3000
+    writer = feeding(sender, total)
     assert wait_for(lambda: len(receiver.records()) > 300)
     receiver.kill()  # mid-stream: acks may be lost, events in its memory buffer are lost
     time.sleep(1.0)
