@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-import resource
 import socket
-import ssl
-import time
 from typing import Any
 
 import msgpack
@@ -32,26 +28,15 @@ from ..forward_protocol import (
     unpacker,
 )
 from ..json_stream import JsonStream, JsonStreamError
-from ..options import Bool, Duration, Enum, Int, ListOf, Option, Size, Str, Struct
+from ..options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
 from ..plugin import Emit, StreamSource
+from ._connections import BACKLOG, TLS, Connection, Connections, server_tls
+from ._connections import OPTIONS as CONNECTION_OPTIONS
 
 READ_SIZE = 256 * 1024
-#: connections accepted at once before any is looked at (asyncio's accept loop). Room is
-#: kept for three such bursts (a closed connection's descriptor is freed two turns of the
-#: event loop later, and each turn may accept a burst) and for everything else (buffers,
-#: sinks, the listener): past the limit minus these, accept() would fail with EMFILE for all
-BACKLOG = 100
-FD_RESERVE = 3 * BACKLOG + 64
 
 USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password", secret=True),
               name="user")
-TLS = Struct(
-    Option("cert", Str(), help="server certificate file"),
-    Option("key", Str(), help="server key file"),
-    Option("ca", Str(), None, "CA file: when set, clients must present a certificate it signed"),
-    name="tls",
-)
-
 
 class ForwardSource(StreamSource):
     """Listen for the forward protocol: Message, Forward, PackedForward and
@@ -90,10 +75,7 @@ class ForwardSource(StreamSource):
         Option("ack", Enum("buffer", "delivery"), "buffer",
                "when a chunk's ack is sent: once its events are in every sink's buffer, or once "
                "every sink has written them (delivery: a connection waits for that before reading on)"),
-        Option("max_connections", Int(min=1), 1000,
-               "connections open at once; past it the one idle longest is closed for the new one"),
-        Option("idle_timeout", Duration(min=0.01), 300.0, "close a connection that sends nothing this long"),
-    )
+    ) + CONNECTION_OPTIONS
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
@@ -101,44 +83,19 @@ class ForwardSource(StreamSource):
         self.server: asyncio.Server | None = None
         self.udp: asyncio.DatagramTransport | None = None
         self.port: int = conf.port
-        self.connections: dict[asyncio.Task[None], _Connection] = {}
-        self.max_connections: int = conf.max_connections
-
-    def _tls(self) -> ssl.SSLContext | None:
-        tls = self.conf.tls
-        if tls is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca)
-        ctx.load_cert_chain(tls.cert, tls.key)
-        if tls.ca:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    def _fit_fd_limit(self) -> None:
-        want = self.conf.max_connections + FD_RESERVE
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < want:
-            soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            except (ValueError, OSError):
-                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            if soft < want:
-                self.max_connections = max(1, soft - FD_RESERVE)
-                self.ctx.log.warning("max_connections %d lowered to %d: the open file limit is %d",
-                                     self.conf.max_connections, self.max_connections, soft)
+        self.connections = Connections(self.ctx, conf)
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
-        self._fit_fd_limit()
+        self.connections.fit_fd_limit()
         self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG)
+                                                 ssl=server_tls(self.conf.tls), limit=READ_SIZE, backlog=BACKLOG)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
             self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
-        sweeper = asyncio.create_task(self._close_idle())
+        sweeper = asyncio.create_task(self.connections.sweep())
         try:
             await self.server.serve_forever()
         finally:
@@ -147,76 +104,24 @@ class ForwardSource(StreamSource):
             if self.udp is not None:
                 self.udp.close()
 
-    def _make_room(self, origin: str) -> bool:
-        """At max_connections: close the connection waiting longest for input, if any."""
-        waiting = [c for c in self.connections.values() if c.waiting_since is not None]
-        if not waiting:
-            self.ctx.count("connections_refused")
-            self.ctx.limited(logging.WARNING, "connections_refused",
-                             f"{self.max_connections} connections (max_connections), all busy: "
-                             f"the new one from {origin} is closed")
-            return False
-        oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
-        self.ctx.count("connections_replaced")
-        self.ctx.limited(logging.WARNING, "connections_replaced",
-                         f"{self.max_connections} connections (max_connections): closed the one from "
-                         f"{oldest.origin}, idle {time.monotonic() - (oldest.waiting_since or 0.0):.0f}s, "
-                         f"for a new one from {origin}")
-        oldest.close("replaced by a new connection (max_connections)")
-        del self.connections[oldest.task]  # now: the next new one in this burst needs room too
-        return True
-
-    async def _close_idle(self) -> None:
-        timeout = self.conf.idle_timeout
-        while True:
-            await asyncio.sleep(min(timeout, 60.0) / 4)
-            now = time.monotonic()
-            for conn in list(self.connections.values()):
-                if conn.waiting_since is not None and now - conn.waiting_since >= timeout:
-                    self.ctx.count("connections_idle_closed")
-                    conn.close(f"idle for {timeout:g}s (idle_timeout)")
-
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        origin = f"{peer[0]}:{peer[1]}"
-        self.ctx.count("connections")
-        task = asyncio.current_task()
-        assert task is not None
-        if len(self.connections) >= self.max_connections and not self._make_room(origin):
-            writer.transport.abort()
-            return
-        conn = self.connections[task] = _Connection(task, reader, writer, origin)
-        self.ctx.gauges["connections"] = len(self.connections)
-        try:
-            unpack = unpacker(self.conf.max_message_bytes, records=True)
-            if self.conf.shared_key is not None:
-                await self._handshake(conn, writer, unpack)
-                await self._msgpack(conn, writer, unpack, b"")
-                return
-            first = await conn.read()
-            self.ctx.counters["bytes_in"] += len(first)
-            if first[:1] in (b"{", b"["):
-                await self._json(conn, writer, first)
-            elif first:
-                await self._msgpack(conn, writer, unpack, first)
-        except (ProtocolError, JsonStreamError) as e:
-            self.ctx.error(f"connection closed: {e}", origin=origin, kind="protocol_error")
-        except (ConnectionError, ssl.SSLError, TimeoutError) as e:
-            self.ctx.count("connection_errors")
-            self.ctx.log.debug("connection from %s: %s", origin, e)
-        except asyncio.CancelledError:
-            # stopping, or closed by _close_idle/_make_room: what was not acked will be sent
-            # again. Not re-raised: Python 3.11's stream server logs a cancelled handler as
-            # an error with a traceback
-            self.ctx.log.debug("connection from %s closed: %s", origin, conn.closed or "shutdown")
-        except Exception as e:  # a bug must cost this connection only, and one log line a minute
-            self.ctx.unexpected("connection handler", e, origin=origin)
-        finally:
-            self.connections.pop(task, None)
-            self.ctx.gauges["connections"] = len(self.connections)
-            writer.close()
+        await self.connections.serve(reader, writer, self._converse, (ProtocolError, JsonStreamError))
 
-    async def _msgpack(self, conn: _Connection, writer, unpack, data: bytes) -> None:
+    async def _converse(self, conn: Connection) -> None:
+        writer = conn.writer
+        unpack = unpacker(self.conf.max_message_bytes, records=True)
+        if self.conf.shared_key is not None:
+            await self._handshake(conn, writer, unpack)
+            await self._msgpack(conn, writer, unpack, b"")
+            return
+        first = await conn.read(READ_SIZE)
+        self.ctx.counters["bytes_in"] += len(first)
+        if first[:1] in (b"{", b"["):
+            await self._json(conn, writer, first)
+        elif first:
+            await self._msgpack(conn, writer, unpack, first)
+
+    async def _msgpack(self, conn: Connection, writer, unpack, data: bytes) -> None:
         while True:
             try:
                 unpack.feed(data)
@@ -241,7 +146,7 @@ class ForwardSource(StreamSource):
                 # what came before a bad message is taken and acked, as each was whole
                 await self._accept(self._checked(batch, conn.origin) if batch else batch, packed, acks, writer,
                                    json_replies=False)
-            data = await conn.read()
+            data = await conn.read(READ_SIZE)
             self.ctx.counters["bytes_in"] += len(data)
             if not data:
                 if incomplete(unpack):
@@ -258,7 +163,7 @@ class ForwardSource(StreamSource):
         message[1] = b"".join(parts)
         message[2] = {**message[2], "compressed": "text"}
 
-    async def _json(self, conn: _Connection, writer, data: bytes) -> None:
+    async def _json(self, conn: Connection, writer, data: bytes) -> None:
         stream = JsonStream(self.conf.max_message_bytes)
         while data:
             for value in stream.feed(data):
@@ -273,7 +178,7 @@ class ForwardSource(StreamSource):
                 self._message(message, batch, [], acks, conn.origin)
                 await self._accept(self._checked(batch, conn.origin) if batch else batch, [], acks, writer,
                                    json_replies=True)
-            data = await conn.read()
+            data = await conn.read(READ_SIZE)
             self.ctx.counters["bytes_in"] += len(data)
         if stream.pending:
             raise ProtocolError("connection closed in the middle of a JSON message")
@@ -351,14 +256,14 @@ class ForwardSource(StreamSource):
                     continue
             self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
 
-    async def _handshake(self, conn: _Connection, writer, unpack) -> None:
+    async def _handshake(self, conn: Connection, writer, unpack) -> None:
         nonce = os.urandom(16)
         auth = os.urandom(16) if self.conf.users else b""
         writer.write(helo(nonce, auth))
         await writer.drain()
         message = None
         while message is None:
-            data = await asyncio.wait_for(conn.read(), 30)
+            data = await asyncio.wait_for(conn.read(READ_SIZE), 30)
             if not data:
                 raise ConnectionError("closed during the handshake")
             try:
@@ -388,40 +293,12 @@ class ForwardSource(StreamSource):
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-        for conn in list(self.connections.values()):
-            conn.close("shutdown")
-        await asyncio.gather(*self.connections, return_exceptions=True)
+        await self.connections.close_all()
 
 
 def _gzipped(message: Any) -> bool:
     return (type(message) is list and len(message) > 2 and isinstance(message[1], (str, bytes))
             and isinstance(message[2], dict) and message[2].get("compressed") == "gzip")
-
-
-class _Connection:
-    """One connection: `waiting_since` is when it began to wait for input (None while its
-    input is worked on), what _close_idle and _make_room go by."""
-
-    __slots__ = ("task", "reader", "writer", "origin", "waiting_since", "closed")
-
-    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 origin: str) -> None:
-        self.task, self.reader, self.writer, self.origin = task, reader, writer, origin
-        self.waiting_since: float | None = None
-        self.closed = ""
-
-    async def read(self) -> bytes:
-        self.waiting_since = time.monotonic()
-        try:
-            return await self.reader.read(READ_SIZE)
-        finally:
-            self.waiting_since = None
-
-    def close(self, reason: str) -> None:
-        """Now: its descriptor is free before the next accept()."""
-        self.closed, self.waiting_since = reason, None
-        self.writer.transport.abort()
-        self.task.cancel()
 
 
 class _Heartbeat(asyncio.DatagramProtocol):
