@@ -106,6 +106,7 @@ class ForwardSource(StreamSource):
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.connections.serve(reader, writer, self._converse, (ProtocolError, JsonStreamError))
+        await self._emit([])  # the error records of a connection closed on bad input
 
     async def _converse(self, conn: Connection) -> None:
         writer = conn.writer

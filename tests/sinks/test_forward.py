@@ -33,15 +33,6 @@ def test_delivers_everything(tmp_path, options):
         r.stop()
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
-    return d
-
-
 def test_tls_and_shared_key(tmp_path, certs):
     r = Receiver(tmp_path, source=f"shared_key: s3cret, tls: {{cert: {certs}/cert.pem, key: {certs}/key.pem}}")
     try:
