@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -70,13 +71,9 @@ def numbered(n: int, start: int = 0, prefix: str = "n") -> bytes:
 
 
 def numbers(texts, prefix: str = "n") -> list[int]:
-    """The message numbers found in `texts`, sorted (duplicates kept)."""
-    out = []
-    for text in texts:
-        for word in text.split():
-            if word.startswith(prefix + "=") and word[len(prefix) + 1:].isdigit():
-                out.append(int(word[len(prefix) + 1:]))
-    return sorted(out)
+    """The message numbers (`n=12`) found in `texts`, sorted (duplicates kept)."""
+    pattern = re.compile(rf"(?:^|[\s:]){prefix}=(\d+)")
+    return sorted(int(m) for text in texts for m in pattern.findall(text))
 
 
 class SyslogReceiver:
