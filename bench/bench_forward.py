@@ -144,7 +144,7 @@ def blast(port: int, messages: list[bytes], connections: int) -> float:
 
 
 def encoded(n: int) -> list[bytes]:
-    from pipeline import forward_protocol as fp
+    from pipeline.codecs import forward_protocol as fp
 
     messages = []
     for start in range(0, n, CHUNK):
@@ -218,10 +218,10 @@ def our_sink(port: int, records: list[dict]) -> float:
     import asyncio
 
     from pipeline.buffer import make_buffer
-    from pipeline.context import Context
-    from pipeline.options import Errors, resolve
+    from pipeline.config.options import Errors, resolve
+    from pipeline.engine.context import Context
+    from pipeline.engine.sink_runner import SinkRunner
     from pipeline.plugin import load
-    from pipeline.sink_runner import SinkRunner
 
     cls = load("sink", "forward")
     problems = Errors()

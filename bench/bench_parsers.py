@@ -35,10 +35,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import best_of, peak_rss_mib, run_graph  # noqa: E402
+from pipeline.engine.process import tune_gc  # noqa: E402
 from pipeline.parsers import CONVERTERS  # noqa: E402
 from pipeline.parsers._time import parser_of  # noqa: E402
 from pipeline.parsers.nginx import PATTERN  # noqa: E402
-from pipeline.process import tune_gc  # noqa: E402
 from tests.helpers import make_plugin  # noqa: E402
 
 AGENTS = ["curl/7.88.1", "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from pipeline.config import build_graph
-from pipeline.options import Errors
-from pipeline.runtime import Runtime
+from pipeline.config.graph import build_graph
+from pipeline.config.options import Errors
+from pipeline.engine.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -13,8 +13,7 @@ import pkgutil
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .event import Batch, Event, Packed, Record, now_ns
-from .options import (
+from .config.options import (
     Duration,
     Enum,
     Int,
@@ -25,11 +24,12 @@ from .options import (
     Str,
     Struct,
 )
+from .event import Batch, Event, Packed, Record, now_ns
 
 if TYPE_CHECKING:
-    from .ack import Ack
-    from .context import Context
-    from .fields import Check, Fields
+    from .config.fields import Check, Fields
+    from .engine.ack import Ack
+    from .engine.context import Context
 
 KINDS = ("source", "filter", "sink")
 
@@ -55,7 +55,7 @@ class Plugin:
     @classmethod
     def fields(cls, conf: SimpleNamespace, upstream: Fields | None, check: Check) -> Fields | None:
         """The numeric fields of this component's records, told from its config and what its
-        inputs' records carry (None: cannot be told); see pipeline/fields.py."""
+        inputs' records carry (None: cannot be told); see pipeline/config/fields.py."""
         return None
 
     @classmethod
@@ -114,7 +114,7 @@ class StreamSource(Source):
     async def run(self, emit: Emit) -> None:
         """Read until the end of input or until cancelled; `await emit(batch)` per batch
         (or `await emit.packed(items)` for Packed runs). Either returns once the events
-        are in every buffer they go to; an `ack` given with them (pipeline/ack.py) fires
+        are in every buffer they go to; an `ack` given with them (pipeline/engine/ack.py) fires
         once they are delivered: written by every sink, or fsynced in its file buffer."""
         raise NotImplementedError
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.context import Context
-from pipeline.options import Errors, resolve
+from pipeline.config.options import Errors, resolve
+from pipeline.engine.context import Context
 from pipeline.plugin import Plugin, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +128,7 @@ def event_time(time_ns: int):
     """An EventTime as msgpack's packer writes it, for hand-made forward messages."""
     import msgpack
 
-    from pipeline.forward_protocol import event_time_data
+    from pipeline.codecs.forward_protocol import event_time_data
 
     return msgpack.ExtType(0, event_time_data(time_ns))
 
@@ -144,6 +144,6 @@ def promtool(*args: str, input: bytes | None = None) -> subprocess.CompletedProc
 
 def gunzip(blob: bytes, max_bytes: int) -> bytes:
     """A compressed forward blob inflated at once (the source inflates it in steps)."""
-    from pipeline.forward_protocol import inflate
+    from pipeline.codecs.forward_protocol import inflate
 
     return b"".join(inflate(blob, max_bytes))

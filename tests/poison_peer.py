@@ -11,7 +11,7 @@ from pathlib import Path
 import msgpack
 from helpers import free_port, port_open, start_pipeline, wait_for
 
-from pipeline import forward_protocol as fp
+from pipeline.codecs import forward_protocol as fp
 
 T0 = 1700000000
 

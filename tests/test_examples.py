@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, run_pipeline
 
-from pipeline.options import Errors
-from pipeline.yaml_loader import parse_yaml
+from pipeline.config.options import Errors
+from pipeline.config.yaml_loader import parse_yaml
 
 CONFS = sorted((ROOT / "conf").glob("*.yaml"))
 

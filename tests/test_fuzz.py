@@ -21,12 +21,12 @@ from helpers import ROOT, event_time, gunzip, make_plugin
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline import forward_protocol as fp
-from pipeline.config import ConfigError, build_graph
-from pipeline.formats import DECODE_FORMATS, decoder
-from pipeline.json_stream import JsonStreamError
-from pipeline.options import Errors
-from pipeline.yaml_loader import parse_yaml
+from pipeline.codecs import forward_protocol as fp
+from pipeline.codecs.formats import DECODE_FORMATS, decoder
+from pipeline.codecs.json_stream import JsonStreamError
+from pipeline.config.graph import ConfigError, build_graph
+from pipeline.config.options import Errors
+from pipeline.config.yaml_loader import parse_yaml
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -1,6 +1,8 @@
 """The api: a small HTTP server inside `pipeline run` (/healthz, /metrics, /api/components,
-taps), and the figures it serves, read from the runtime's counters, buffers and runners.
-
+taps, the dashboard), serving what the engine's read-only view (engine/figures.py) shows.
 Nothing here is imported unless the config has `api:` (or `run --api`), `tap` or `top`
-runs, or an internal_metrics source is used: a `--once` run does not pay for it.
+runs: a `--once` run does not pay for it.
+
+May import: config, codecs, metrics, engine.figures (the view it is handed) and
+engine.tagmatch; never the runtime itself. Started by the cli, which hands it the view.
 """

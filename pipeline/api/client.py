@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..addresses import parse_listen
+from ..config.addresses import parse_listen
 
 
 class ApiUnreachable(Exception):

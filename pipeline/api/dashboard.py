@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from .messages import Request, Response, json_response
 from .series import Store
-from .server import Request, Response, json_response
 
 if TYPE_CHECKING:
     from .server import ApiServer
@@ -45,7 +45,7 @@ class Dashboard:
         self.files = _static_files()
         self.unseen_after = conf.unseen_after
         for name in self.store.by_input:
-            api.runtime.taps.setdefault(name, []).append(self.store)
+            api.figures.taps.setdefault(name, []).append(self.store)
         api.route("GET", "/", self.page)
         api.route("GET", "/static/", self.static)
         api.route("GET", "/api/series", self.series)

@@ -21,8 +21,8 @@ from bisect import bisect_left
 from types import SimpleNamespace
 from typing import Any
 
+from ..config.dashboard import guess_unit
 from ..event import Batch, get_path
-from .panels import guess_unit
 
 log = logging.getLogger("pipeline.api")
 

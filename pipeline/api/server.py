@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
-
-from ..addresses import parse_listen
-from .figures import Figures, exposition
+from ..config.addresses import parse_listen
+from ..engine.figures import Figures, exposition
+from .messages import Request, Response, json_response
 from .status import components, health
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 log = logging.getLogger("pipeline.api")
 
@@ -32,32 +27,6 @@ MAX_HEAD = 16 * 1024
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             413: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-
-    def arg(self, name: str, default: str | None = None) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else default
-
-
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    #: pieces sent chunked as they come (a tap); `body` is then unused
-    stream: AsyncGenerator[bytes, None] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def json_response(doc: Any, status: int = 200) -> Response:
-    return Response(status, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
 
 
 Handler = Callable[["ApiServer", Request], Awaitable[Response]]
@@ -79,7 +48,7 @@ async def _components(api: ApiServer, req: Request) -> Response:
 async def _tap(api: ApiServer, req: Request) -> Response:
     from .tap import tap_response
 
-    return tap_response(api.runtime, req)
+    return tap_response(api.figures, req)
 
 
 #: what every server answers; ApiServer.route() adds to its own copy
@@ -92,9 +61,9 @@ ROUTES: dict[str, dict[str, Handler]] = {
 
 
 class ApiServer:
-    def __init__(self, runtime: Runtime, conf: SimpleNamespace):
-        self.runtime = runtime
-        self.figures = Figures(runtime)
+    def __init__(self, figures: Figures, conf: SimpleNamespace):
+        #: all the api sees of the running graph: what the engine hands it
+        self.figures = figures
         self.host, self.port = parse_listen(conf.address)
         self.routes = {path: dict(methods) for path, methods in ROUTES.items()}
         self.server: asyncio.Server | None = None
@@ -126,7 +95,7 @@ class ApiServer:
             self.server.close()
         if self.dashboard is not None:
             self.dashboard.watch.cancel()
-        for taps in list(self.runtime.taps.values()):
+        for taps in list(self.figures.taps.values()):
             for tap in taps:
                 tap.close()
         if self.connections:  # taps send their last lines; a slow client is not waited for long
@@ -212,7 +181,7 @@ class ApiServer:
             await response.stream.aclose()
 
 
-async def start_api(runtime: Runtime, conf: SimpleNamespace) -> ApiServer:
-    api = ApiServer(runtime, conf)
+async def start_api(figures: Figures, conf: SimpleNamespace) -> ApiServer:
+    api = ApiServer(figures, conf)
     await api.start()
     return api

@@ -6,30 +6,10 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from ..options import ListOf, Option, Struct
-from .figures import Figures, Part, buffer_state
+from ..config.options import ListOf, Option, Struct
+from ..engine.figures import Figures, Part, buffer_state, problems
 
 MASK = "********"
-
-
-def problems(part: Part, unhealthy_after: float) -> list[str]:
-    """Why a component is unhealthy: the health its context tracks (a source's polls), a
-    sink retrying longer than `unhealthy_after`, a full buffer."""
-    out = []
-    runner = part.runner
-    if runner is None:
-        if part.ctx.failing:
-            out.append(part.ctx.last_failure or "failing")
-        return out
-    since = runner.failing_since
-    if since is not None and time.monotonic() - since >= unhealthy_after:
-        out.append(f"retrying for {time.monotonic() - since:.0f}s: {runner.failed_reason}")
-    if runner.closed:
-        out.append("its output is closed")
-    buf = buffer_state(runner)
-    if buf["full"]:
-        out.append(f"buffer full ({buf['bytes']} of {buf['max_bytes']} bytes, overflow {buf['overflow']})")
-    return out
 
 
 def health(figures: Figures) -> tuple[int, dict[str, Any]]:
@@ -83,4 +63,4 @@ def component(part: Part, unhealthy_after: float) -> dict[str, Any]:
 def components(figures: Figures) -> dict[str, Any]:
     after = figures.unhealthy_after
     return {"components": [component(p, after) for p in figures.parts()],
-            "taps": sum(len(t) for t in figures.runtime.taps.values())}
+            "taps": sum(len(t) for t in figures.taps.values())}

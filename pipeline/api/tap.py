@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from ..codecs.formats import json_dumps
+from ..engine.tagmatch import matcher
 from ..event import Batch
-from ..formats import json_dumps
-from ..tagmatch import matcher
-from .server import Request, Response, json_response
+from .messages import Request, Response, json_response
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from ..engine.figures import Figures
 
 #: events a tap holds for its reader; past that, new ones are dropped
 QUEUE_EVENTS = 1000
@@ -124,8 +124,8 @@ class Tap:
         yield orjson.dumps({"dropped": self.dropped, "end": end}, option=orjson.OPT_APPEND_NEWLINE)
 
 
-def _problem(runtime: Runtime, ids: list[str], limit: str | None, rate: str | None) -> tuple[int, str] | None:
-    comps = runtime.graph.components
+def _problem(figures: Figures, ids: list[str], limit: str | None, rate: str | None) -> tuple[int, str] | None:
+    comps = figures.graph.components
     tappable = [c.id for c in comps.values() if c.kind != "sink"]
     if not ids:
         return 400, "name the components to tap: ?id=ID&id=ID2"
@@ -142,27 +142,27 @@ def _problem(runtime: Runtime, ids: list[str], limit: str | None, rate: str | No
     return None
 
 
-def tap_response(runtime: Runtime, req: Request) -> Response:
+def tap_response(figures: Figures, req: Request) -> Response:
     ids = req.query.get("id", [])
     limit = req.arg("limit")
     rate = req.arg("rate")
-    problem = _problem(runtime, ids, limit, rate)
+    problem = _problem(figures, ids, limit, rate)
     if problem is not None:
         return json_response({"error": problem[1]}, problem[0])
     tap = Tap(req.arg("match"), int(limit) if limit else None, RATE if rate is None else int(rate))
 
     async def stream() -> AsyncGenerator[bytes, None]:
         for cid in ids:
-            runtime.taps.setdefault(cid, []).append(tap)
+            figures.taps.setdefault(cid, []).append(tap)
         try:
             async for piece in tap.lines():
                 yield piece
         finally:
             for cid in ids:
-                taps = runtime.taps.get(cid, [])
+                taps = figures.taps.get(cid, [])
                 if tap in taps:
                     taps.remove(tap)
                 if not taps:
-                    runtime.taps.pop(cid, None)  # untapped again: the hot path's test is false
+                    figures.taps.pop(cid, None)  # untapped again: the hot path's test is false
 
     return Response(200, content_type="application/x-ndjson", stream=stream())

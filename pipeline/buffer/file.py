@@ -30,11 +30,11 @@ from pathlib import Path
 
 import msgpack
 
-from ..ack import Ack
+from ..codecs.forward_protocol import bin_header
+from ..engine.ack import Ack
 from ..event import Item, Packed
 from ..fileio import TornWrite, append_whole
-from ..forward_protocol import bin_header
-from . import Buffer, Chunk
+from .memory import Buffer, Chunk
 
 SUFFIX = ".chunk"
 #: 0xc1 never starts a msgpack value: a chunk of an earlier version (bare entries) starts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..options import Invalid, Str
+from ..config.options import Invalid, Str
 
 
 def getter(path: str) -> Callable[[dict], Any]:

@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..aggregates import (
+from ..config.options import Bool, Duration, Enum, Float, Int, Invalid, ListOf, MapOf, Option, Str
+from ..event import Batch, Record
+from ..metrics.aggregates import (
     SCALARS,
     Distinct,
     FieldPath,
@@ -18,10 +20,8 @@ from ..aggregates import (
     hashable,
     kind_of,
 )
-from ..event import Batch, Record
-from ..options import Bool, Duration, Enum, Float, Int, Invalid, ListOf, MapOf, Option, Str
+from ..metrics.sketch import Mapping
 from ..plugin import Filter
-from ..sketch import Mapping
 
 NS = 1_000_000_000
 #: after a long stop, at most this many empty windows in a row are emitted (emit_empty)

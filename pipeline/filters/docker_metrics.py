@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import docker_stats as ds
+from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
-from ..options import Duration, Int, Option, Str
+from ..metrics import docker_stats as ds
+from ..metrics.rates import RateTracker, parse_rfc3339_ns
 from ..plugin import Filter
-from ..rates import RateTracker, parse_rfc3339_ns
 
 RATED = ("net_rx_bytes", "net_tx_bytes", "blkio_read_bytes", "blkio_write_bytes")
 
@@ -36,7 +36,7 @@ class DockerMetricsFilter(Filter):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.rates = RateTracker(ctx, max_gap=conf.max_gap, max_series=conf.max_series * len(RATED),
+        self.rates = RateTracker(ctx.counters, max_gap=conf.max_gap, max_series=conf.max_series * len(RATED),
                                  state_ttl=conf.state_ttl)
         # container -> (cpu ns, system ns, online cpus, read ns) of its last sample
         self.cpu: dict[Any, tuple[int | float, int | float, int, int]] = {}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..config.fields import LIST, fields_of
+from ..config.options import ListOf, Option, Str
 from ..event import Batch, Record, get_path
-from ..fields import LIST, fields_of
-from ..options import ListOf, Option, Str
 from ..plugin import Filter
 
 

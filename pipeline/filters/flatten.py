@@ -6,9 +6,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..config.fields import LIST, fields_of
+from ..config.options import Enum, Int, ListOf, Option, Str
 from ..event import Batch, Record
-from ..fields import LIST, fields_of
-from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import Filter
 
 _NORIKRA_BAD = re.compile(r"[^A-Za-z0-9_$]")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config.options import ListOf, Option, Regex, Struct
 from ..event import Batch
-from ..options import ListOf, Option, Regex, Struct
 from ..plugin import Filter
 from ._paths import KeyPath, getter
 

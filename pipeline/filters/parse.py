@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..config.options import Bool, Option, Str
 from ..event import Batch
-from ..options import Bool, Option, Str
 from ..parsers import Format, ParseError, build
 from ..plugin import Filter
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ..config.fields import fields_of
+from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..event import Batch, get_path
-from ..fields import fields_of
-from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str
+from ..metrics.rates import RateTracker, parse_rfc3339_ns
 from ..plugin import Filter
-from ..rates import RateTracker, parse_rfc3339_ns
 
 #: records after which a configured field never seen is reported (once)
 UNSEEN_AFTER = 100
@@ -57,7 +57,7 @@ class RateFilter(Filter):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.tracker = RateTracker(ctx, per=conf.per, on_reset=conf.on_reset, max_gap=conf.max_gap,
+        self.tracker = RateTracker(ctx.counters, per=conf.per, on_reset=conf.on_reset, max_gap=conf.max_gap,
                                    max_series=conf.max_series, state_ttl=conf.state_ttl)
         # plain names are looked up; only real globs are matched against every key
         self.names = [f for f in conf.fields if not any(c in f for c in "*?[")]

@@ -7,8 +7,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from ..config.options import Invalid, ListOf, MapOf, Option, Str, Type
 from ..event import Batch
-from ..options import Invalid, ListOf, MapOf, Option, Str, Type
 from ..plugin import Filter
 from ._paths import getter
 

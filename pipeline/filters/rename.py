@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..config.fields import fields_of
+from ..config.options import MapOf, Option, Str
 from ..event import Batch
-from ..fields import fields_of
-from ..options import MapOf, Option, Str
 from ..plugin import Filter
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..config.fields import fields_of
+from ..config.options import ListOf, Option, Str
 from ..event import Batch
-from ..fields import fields_of
-from ..options import ListOf, Option, Str
 from ..plugin import Filter
 
 

@@ -19,10 +19,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import plugin
-from ..context import Context
-from ..event import Batch, Event, Record, now_ns
-from ..formats import LineDecoder
-from ..options import (
+from ..codecs.formats import LineDecoder
+from ..config.options import (
     Bool,
     Enum,
     Errors,
@@ -35,6 +33,8 @@ from ..options import (
     _kind,
     resolve,
 )
+from ..engine.context import Context
+from ..event import Batch, Event, Record, now_ns
 from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..options import Invalid, Type, _kind
+from ..config.options import Invalid, Type, _kind
 
 NAMED_FORMATS = ("iso8601", "unix", "unix_ms", "unix_ns", "syslog")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 
+from ..config.options import Invalid, ListOf, Option, Str
 from ..event import Record
-from ..options import Invalid, ListOf, Option, Str
 from . import ParseError, Parser, time_options
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from ..codecs.formats import DecodeError, has_long_digits, json_loads
 from ..event import Record
-from ..formats import DecodeError, has_long_digits, json_loads
 from . import ParseError, Parser, time_options
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..config.options import Option, Str
 from ..event import Record, now_ns
-from ..options import Option, Str
 from . import Parser
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..config.options import Option, Str
 from ..event import Record
-from ..options import Option, Str
 from . import ParseError, Parser, time_options
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ..config.options import Option, Regex
 from ..event import Record
-from ..options import Option, Regex
 from . import ParseError, Parser, time_options
 
 #: what `records_of` gives for each line that does not match: one error, the same for all

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..config.options import Enum, Option
 from ..event import Record
-from ..options import Enum, Option
 from . import ParseError, Parser, time_options
 
 # `<PRI>` is on the wire and in files written with a template that keeps it (rsyslog's

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.options import Bool, Duration, Enum, Option, Size, Str
 from ..event import Batch
 from ..fileio import append_whole
-from ..options import Bool, Duration, Enum, Option, Size, Str
 from ..plugin import Sink
 from .stdout import FORMAT_OPTIONS, make_encoder
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import msgpack
 
-from ..event import Event, Item
-from ..forward_protocol import (
+from ..codecs.forward_protocol import (
     as_bytes,
     by_tag,
     new_chunk_id,
@@ -22,7 +21,8 @@ from ..forward_protocol import (
     shared_key_digest,
     unpacker,
 )
-from ..options import Bool, Duration, Enum, Int, ListOf, Option, Str, Struct
+from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Str, Struct
+from ..event import Event, Item
 from ..plugin import Sink
 
 SERVER = Struct(

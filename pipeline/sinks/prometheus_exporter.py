@@ -9,8 +9,8 @@ import time
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ..config.options import Duration, Int, ListOf, Option, Str
 from ..event import Batch
-from ..options import Duration, Int, ListOf, Option, Str
 from ..plugin import Sink
 
 _BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from ..encode import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_graphs
+from ..codecs.encode import ENCODE_FORMATS, TIME_FORMATS, Encoder, mackerel_graphs
+from ..codecs.formats import json_dumps
+from ..config.fields import merge
+from ..config.options import Enum, ListOf, Option, Str
 from ..event import Batch
-from ..fields import merge
-from ..formats import json_dumps
-from ..options import Enum, ListOf, Option, Str
 from ..plugin import OutputClosed, Sink
 
 FORMAT_OPTIONS = (

@@ -13,10 +13,7 @@ import termios
 from collections import deque
 from typing import Any
 
-from ..event import Batch
-from ..options import Duration, Enum, Int, Option, Size, Str
-from ..plugin import Sink
-from ..syslog_protocol import (
+from ..codecs.syslog import (
     FACILITIES,
     FACILITY_NUMBERS,
     SEVERITIES,
@@ -27,6 +24,9 @@ from ..syslog_protocol import (
     message_text,
     structured_data,
 )
+from ..config.options import Duration, Enum, Int, Option, Size, Str
+from ..event import Batch
+from ..plugin import Sink
 from .forward import TLS, client_tls
 
 _TCP_INFO_STATE = 0  # the first byte of struct tcp_info

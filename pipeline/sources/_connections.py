@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..context import Context
-from ..options import Duration, Int, Option, Str, Struct
+from ..config.options import Duration, Int, Option, Str, Struct
+from ..engine.context import Context
 
 #: connections accepted at once before any is looked at (asyncio's accept loop). Room is
 #: kept for three such bursts (a closed connection's descriptor is freed two turns of the

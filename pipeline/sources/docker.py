@@ -7,11 +7,11 @@ import http.client
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..addresses import URL
+from ..codecs.formats import DecodeError, json_loads
+from ..codecs.http import MAX_BYTES_OPTION, Client, HTTPError, Response, check, reason
+from ..config.addresses import URL
+from ..config.options import Duration, ListOf, MapOf, Option, Str
 from ..event import Batch, now_ns
-from ..formats import DecodeError, json_loads
-from ..http import MAX_BYTES_OPTION, Client, HTTPError, Response, check, reason
-from ..options import Duration, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
 
 #: API versions from which stats take one-shot=true (one sample, no 1 s wait for precpu)

@@ -7,10 +7,10 @@ import os
 import shlex
 import signal
 
-from ..context import quoted
+from ..codecs.formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, decoder
+from ..codecs.quote import quoted
+from ..config.options import Bool, Duration, ListOf, MapOf, OneOf, Option, Size, Str
 from ..event import Batch, now_ns
-from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, decoder
-from ..options import Bool, Duration, ListOf, MapOf, OneOf, Option, Size, Str
 from ..parsers import Format, ParsedLines, build, events_of
 from ..plugin import PollSource
 

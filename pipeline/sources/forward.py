@@ -10,25 +10,23 @@ from typing import Any
 
 import msgpack
 
-from .. import edge
-from ..ack import Ack
-from ..context import quoted
-from ..event import Batch, Packed, now_ns
-from ..forward_protocol import (
+from ..codecs import edge
+from ..codecs.forward_messages import ack_replies, is_gzipped, read_message
+from ..codecs.forward_protocol import (
     ProtocolError,
     as_bytes,
-    count_entries,
-    decode_entries,
     helo,
     incomplete,
     inflate,
     password_digest,
     shared_key_digest,
-    to_ns,
     unpacker,
 )
-from ..json_stream import JsonStream, JsonStreamError
-from ..options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
+from ..codecs.json_stream import JsonStream, JsonStreamError
+from ..codecs.quote import quoted
+from ..config.options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
+from ..engine.ack import Ack
+from ..event import Batch, Packed
 from ..plugin import Emit, StreamSource
 from ._connections import BACKLOG, TLS, Connection, Connections, server_tls
 from ._connections import OPTIONS as CONNECTION_OPTIONS
@@ -136,7 +134,7 @@ class ForwardSource(StreamSource):
             acks: list[Any] = []
             try:
                 for message in unpack:
-                    if _gzipped(message):
+                    if is_gzipped(message):
                         await self._inflate(message)
                     self._message(message, batch, packed, acks, conn.origin)
             except (ValueError, TypeError, msgpack.UnpackException) as e:  # TypeError: a map as a map key
@@ -174,7 +172,7 @@ class ForwardSource(StreamSource):
                     raise ProtocolError(f"malformed JSON: {e}") from None
                 batch: Batch = []
                 acks: list[Any] = []
-                if _gzipped(message):
+                if is_gzipped(message):
                     await self._inflate(message)
                 self._message(message, batch, [], acks, conn.origin)
                 await self._accept(self._checked(batch, conn.origin) if batch else batch, [], acks, writer,
@@ -185,7 +183,7 @@ class ForwardSource(StreamSource):
             raise ProtocolError("connection closed in the middle of a JSON message")
 
     def _checked(self, batch: Batch, origin: str) -> Batch:
-        """The events made to the rule of pipeline/edge.py, the refused ones reported (Packed
+        """The events made to the rule of pipeline/codecs/edge.py, the refused ones reported (Packed
         runs are checked when decoded)."""
         given = [e[2] for e in batch]
         records, refused = edge.checked(given)
@@ -209,53 +207,15 @@ class ForwardSource(StreamSource):
             delivered.release()
             await delivered.wait()
         if acks:
-            # the chunk id goes back as it came, even a str that is not UTF-8 (see unpacker()):
-            # one that fails to encode would leave the sender resending what was taken
-            if json_replies:
-                replies = [json.dumps({"ack": a}, ensure_ascii=False).encode("utf-8", "surrogateescape")
-                           for a in acks]
-            else:
-                replies = [msgpack.packb({"ack": a}, unicode_errors="surrogateescape") for a in acks]
-            writer.write(b"".join(replies))
+            writer.write(ack_replies(acks, json_replies))
             await writer.drain()
 
     def _message(self, message: Any, batch: Batch, packed: list[Packed], acks: list[Any], origin: str) -> None:
-        if message is None:
-            return  # fluentd keeps nil as an in-band no-op
-        if not isinstance(message, list) or len(message) < 2 or not isinstance(message[0], str):
-            raise ProtocolError(f"not a forward message: {quoted(message)}")
-        tag, second = edge.text(message[0]), message[1]
-        now = now_ns()
-        if isinstance(second, list):  # Forward
-            option = message[2] if len(message) > 2 else None
-            entries = second
-        elif isinstance(second, (str, bytes)):  # PackedForward, maybe compressed
-            option = message[2] if len(message) > 2 else None
-            blob = as_bytes(second)  # inflated already (_inflate)
-            count = count_entries(blob)
-            if count is None:  # not starting with [EventTime, map]: decoded here, times made ns
-                entries = decode_entries(blob)
-            else:
-                entries = []
-                if count:
-                    packed.append(Packed(tag, blob, count, origin))
-        else:  # Message
-            option = message[3] if len(message) > 3 else None
-            entries = [message[1:3]]
-        self._entries(tag, entries, now, origin, batch)
-        self.ctx.counters["messages"] += 1
-        chunk = option.get("chunk") if isinstance(option, dict) else None
-        if chunk is not None:
-            acks.append(chunk)
+        if read_message(message, batch, packed, acks, origin, self._bad_entry):
+            self.ctx.counters["messages"] += 1
 
-    def _entries(self, tag: str, entries: list, now: int, origin: str, batch: Batch) -> None:
-        for entry in entries:
-            if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
-                t = to_ns(entry[0], now)
-                if t is not None:
-                    batch.append((tag, t, entry[1]))
-                    continue
-            self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
+    def _bad_entry(self, entry: Any, origin: str) -> None:
+        self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
 
     async def _handshake(self, conn: Connection, writer, unpack) -> None:
         nonce = os.urandom(16)
@@ -295,11 +255,6 @@ class ForwardSource(StreamSource):
         if self.server is not None:
             self.server.close()
         await self.connections.close_all()
-
-
-def _gzipped(message: Any) -> bool:
-    return (type(message) is list and len(message) > 2 and isinstance(message[1], (str, bytes))
-            and isinstance(message[2], dict) and message[2].get("compressed") == "gzip")
 
 
 class _Heartbeat(asyncio.DatagramProtocol):

@@ -6,11 +6,11 @@ import http.client
 import ssl
 from urllib.parse import urlsplit
 
-from ..addresses import URL
+from ..codecs.formats import DecodeError, json_loads
+from ..codecs.http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
+from ..config.addresses import URL
+from ..config.options import Bool, Duration, Enum, MapOf, Option, Str
 from ..event import Batch, get_path, now_ns
-from ..formats import DecodeError, json_loads
-from ..http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
-from ..options import Bool, Duration, Enum, MapOf, Option, Str
 from ..plugin import PollSource
 
 

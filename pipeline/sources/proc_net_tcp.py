@@ -9,10 +9,10 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from ..codecs.netlink_diag import tcp_listeners
+from ..config.fields import fields_of
+from ..config.options import Enum, Int, ListOf, Option, Str
 from ..event import Batch, Record, now_ns
-from ..fields import fields_of
-from ..netlink_diag import tcp_listeners
-from ..options import Enum, Int, ListOf, Option, Str
 from ..plugin import PollSource
 
 LISTEN = "0A"

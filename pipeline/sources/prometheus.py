@@ -7,12 +7,12 @@ import ssl
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
-from ..addresses import URL
+from ..codecs.http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
+from ..codecs.prometheus_text import ParseError, Sample, parse
+from ..config.addresses import URL
+from ..config.options import Duration, Enum, ListOf, MapOf, Option, Str
 from ..event import Batch, Record, now_ns
-from ..http import MAX_BYTES_OPTION, TLS_OPTIONS, Client, HTTPError, check, reason
-from ..options import Duration, Enum, ListOf, MapOf, Option, Str
 from ..plugin import PollSource
-from ..prometheus_text import ParseError, Sample, parse
 
 ACCEPT = ("application/openmetrics-text;version=1.0.0;q=0.9,"
           "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")

@@ -7,9 +7,9 @@ import os
 import sys
 import threading
 
+from ..codecs.formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, decoder
+from ..config.options import Option, Size
 from ..event import now_ns
-from ..formats import DECODE_FORMATS, MAX_DOCUMENT_BYTES, MAX_LINE_BYTES, decoder
-from ..options import Option, Size
 from ..parsers import Format, ParsedLines, build, events_of
 from ..plugin import Emit, StreamSource
 

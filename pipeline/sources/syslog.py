@@ -12,11 +12,11 @@ import stat
 import struct
 from typing import Any
 
+from ..codecs.syslog import FACILITY_OF_PRI, SEVERITY_OF_PRI, FramingError, detect
+from ..config.options import Enum, Int, Option, Size, Str
 from ..event import Batch
-from ..options import Enum, Int, Option, Size, Str
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
-from ..syslog_protocol import FACILITY_OF_PRI, SEVERITY_OF_PRI, FramingError, detect
 from ._connections import BACKLOG, TLS, Connection, Connections, server_tls
 from ._connections import OPTIONS as CONNECTION_OPTIONS
 

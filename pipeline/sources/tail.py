@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from ..ack import InOrder
+from ..codecs.formats import MAX_LINE_BYTES
+from ..config.options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Regex, Size, Str, Struct
+from ..engine.ack import InOrder
 from ..event import Batch
-from ..formats import MAX_LINE_BYTES
-from ..options import Bool, Duration, Int, Invalid, ListOf, OneOf, Option, Regex, Size, Str, Struct
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
 from ..tail import positions

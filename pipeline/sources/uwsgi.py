@@ -6,12 +6,12 @@ import asyncio
 import http.client
 from urllib.parse import urlsplit
 
-from ..addresses import URL
+from ..codecs.formats import DecodeError, json_loads
+from ..codecs.http import BLOCK, MAX_BYTES_OPTION, Client, HTTPError, TooLarge, check, reason
+from ..config.addresses import URL
+from ..config.fields import LIST, fields_of
+from ..config.options import Duration, ListOf, Option, Str
 from ..event import Batch, now_ns
-from ..fields import LIST, fields_of
-from ..formats import DecodeError, json_loads
-from ..http import BLOCK, MAX_BYTES_OPTION, Client, HTTPError, TooLarge, check, reason
-from ..options import Duration, ListOf, Option, Str
 from ..plugin import PollSource
 
 #: parts of the stats document that `include` can leave out (`cores` sits in each worker)

@@ -30,7 +30,7 @@ def test_a_put_on_a_full_disk_waits_with_the_chunk_whole_and_goes_on_when_there_
     from types import SimpleNamespace
 
     from pipeline.buffer.file import FileBuffer, read_chunk
-    from pipeline.context import Context
+    from pipeline.engine.context import Context
 
     errors: list = []
     conf = SimpleNamespace(type="file", path=str(small_disk / "buffer"), max_bytes=10**9, overflow="block")

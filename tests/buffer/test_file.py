@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import forward_protocol as fp
 from pipeline.buffer import file as file_buffer
 from pipeline.buffer.file import BufferLocked, FileBuffer, read_chunk
-from pipeline.context import Context
+from pipeline.codecs import forward_protocol as fp
+from pipeline.engine.context import Context
 from pipeline.event import Packed
 
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from helpers import FIXTURES
 
-from pipeline.buffer import MEMORY_PER_MSGPACK_BYTE, Buffer, estimate_bytes
-from pipeline.context import Context
+from pipeline.buffer.memory import MEMORY_PER_MSGPACK_BYTE, Buffer, estimate_bytes
+from pipeline.engine.context import Context
+from pipeline.engine.sink_runner import SinkRunner
 from pipeline.plugin import Sink
-from pipeline.sink_runner import SinkRunner
 
 
 def buffer(max_bytes=10**9, overflow="block", events=100, nbytes=10**9):
@@ -132,7 +132,7 @@ def test_max_bytes_of_a_memory_buffer_is_the_memory_its_events_take():
 
 
 def test_a_record_reading_sink_gets_packed_runs_one_by_one_and_none_twice():
-    from pipeline import forward_protocol as fp
+    from pipeline.codecs import forward_protocol as fp
     from pipeline.event import Packed
 
     class FailsOnce(FlakySink):

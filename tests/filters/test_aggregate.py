@@ -13,7 +13,7 @@ import msgpack
 import pytest
 from helpers import make_plugin, run_pipeline
 
-from pipeline.sketch import Mapping, Sketch
+from pipeline.metrics.sketch import Mapping, Sketch
 
 S = 1_000_000_000
 # windows an hour ahead: never late, and closed only when a test says so with tick(now)

@@ -48,7 +48,7 @@ def test_one_shot_samples_use_the_previous_sample_and_rates_use_read():
                           for d in docs[:2]]
     online = docs[1]["cpu_stats"]["online_cpus"]
     assert second["cpu_percent"] == pytest.approx((c1 - c0) / (s1 - s0) * online * 100, abs=0.05)
-    from pipeline.rates import parse_rfc3339_ns
+    from pipeline.metrics.rates import parse_rfc3339_ns
 
     dt = (parse_rfc3339_ns(docs[2]["read"]) - parse_rfc3339_ns(docs[1]["read"])) / 1e9
     assert third["net_rx_bytes_rate"] == pytest.approx((third["net_rx_bytes"] - second["net_rx_bytes"]) / dt)

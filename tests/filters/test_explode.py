@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import FIXTURES, make_plugin
 
-from pipeline.formats import json_loads
+from pipeline.codecs.formats import json_loads
 
 
 def explode(record, **options):

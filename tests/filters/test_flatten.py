@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import FIXTURES, make_plugin
 
-from pipeline.formats import json_loads
+from pipeline.codecs.formats import json_loads
 
 NESTED = {"version": "2.0", "workers": [{"id": 1, "cores": [{"requests": 3}]}, {"id": 2, "cores": []}],
           "load": {"avg": 0.5}}

@@ -9,8 +9,8 @@ from datetime import datetime
 import pytest
 from helpers import FIXTURES, run_pipeline
 
-from pipeline.context import Context
-from pipeline.options import Errors
+from pipeline.config.options import Errors
+from pipeline.engine.context import Context
 from pipeline.parsers import Format, build
 from pipeline.parsers._time import parser_of, rfc3164_year
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import msgpack
 from helpers import event_time, make_plugin
 
-from pipeline.buffer import Buffer
+from pipeline.buffer.memory import Buffer
+from pipeline.engine.sink_runner import SinkRunner
 from pipeline.event import Packed
-from pipeline.sink_runner import SinkRunner
 
 
 def test_drops_events_and_packed_runs_without_decoding_them():

@@ -192,7 +192,7 @@ def test_several_chunks_in_flight_each_on_its_own_connection(tmp_path, in_flight
 
 
 def test_an_integer_msgpack_cannot_hold_is_sent_as_its_digits(tmp_path):
-    """Made a string at the edge (pipeline/edge.py): it was skipped by the sink before."""
+    """Made a string at the edge (pipeline/codecs/edge.py): it was skipped by the sink before."""
     r = Receiver(tmp_path)
     try:
         conf = sender_conf(tmp_path, f"servers: [{{host: 127.0.0.1, port: {r.port}}}]")

@@ -8,7 +8,7 @@ from urllib.request import urlopen
 
 from helpers import make_plugin, promtool
 
-from pipeline import prometheus_text
+from pipeline.codecs import prometheus_text
 
 
 def test_latest_values_labels_types_and_expiry():

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_pipeline
 from mackerel_rules import parse_meta, uncovered, value_names
 
-from pipeline.encode import Encoder
+from pipeline.codecs.encode import Encoder
 
 
 def run(tmp_path, **sink):

@@ -12,7 +12,7 @@ import pytest
 from forward_peers import Receiver, talk
 from helpers import event_time, wait_for
 
-from pipeline import forward_protocol as fp
+from pipeline.codecs import forward_protocol as fp
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from forward_peers import Receiver
 from helpers import event_time, wait_for
 
-from pipeline import forward_protocol as fp
+from pipeline.codecs import forward_protocol as fp
 
 MiB = 1024 * 1024
 

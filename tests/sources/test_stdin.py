@@ -38,7 +38,7 @@ def test_bad_lines_and_invalid_utf8_do_not_stop_the_rest(tmp_path):
 
 
 def test_big_integers_survive_exactly(tmp_path):
-    """64-bit ones as numbers; past that as their digits (pipeline/edge.py: no msgpack holds them)."""
+    """64-bit ones as numbers; past that as their digits (pipeline/codecs/edge.py: no msgpack holds them)."""
     data = b'{"big": 123456789012345678901234567890, "u64": 18446744073709551615, "neg": -9223372036854775808}\n'
     result = run_pipeline("run", "--once", conf(tmp_path, "json_lines"), input=data)
     assert json.loads(result.stdout) == {"big": "123456789012345678901234567890", "u64": 18446744073709551615,

@@ -11,7 +11,7 @@ import pytest
 from helpers import free_port, wait_for
 from syslog_peers import Rsyslog, SyslogReceiver, logger, numbered, numbers, settle
 
-from pipeline.context import Context
+from pipeline.engine.context import Context
 from pipeline.parsers import build
 
 N = 300

@@ -1,0 +1,36 @@
+"""The api's requests and answers, apart from the server so that its pages (tap, dashboard)
+and the server that routes to them do not import each other."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    #: pieces sent chunked as they come (a tap); `body` is then unused
+    stream: AsyncGenerator[bytes, None] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(doc: Any, status: int = 200) -> Response:
+    return Response(status, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
