@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from helpers import ROOT, free_port, port_open, wait_for
@@ -81,6 +82,7 @@ class SyslogReceiver:
     a JSON-lines file."""
 
     def __init__(self, tmp: Path, source: str, name: str = "recv", port: int | None = None):
+        self.api_port = free_port()
         self.dir = tmp / name
         self.dir.mkdir(exist_ok=True)
         self.port = port or free_port()
@@ -89,6 +91,7 @@ class SyslogReceiver:
         self.starts = 0
         self.conf = self.dir / "conf.yaml"
         self.conf.write_text(
+            f"api: {{address: 127.0.0.1:{self.api_port}}}\n"
             f"sources:\n  in: {{type: syslog, port: {self.port}, {source}}}\n"
             f"sinks:\n  out: {{type: file, inputs: [in], path: {self.out}}}\n"
             f"  errors: {{type: file, inputs: [_errors], path: {self.errors}}}\n")
@@ -109,6 +112,12 @@ class SyslogReceiver:
 
     def records(self) -> list[dict]:
         return _jsonl(self.out)
+
+    def source_counters(self) -> dict:
+        """The source's counters, from the api of the running pipeline."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/api/components", timeout=5) as r:
+            found = [c for c in json.load(r)["components"] if c["id"] == "in"]
+        return found[0]["counters"]
 
     def error_records(self) -> list[dict]:
         return _jsonl(self.errors)

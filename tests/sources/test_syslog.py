@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from helpers import free_port, wait_for
+from helpers import free_port, run_pipeline, wait_for
 from syslog_peers import Rsyslog, SyslogReceiver, logger, numbered, numbers, settle
 
 from pipeline.engine.context import Context
@@ -142,15 +142,19 @@ def test_messages_through_a_restart_of_rsyslog(tmp_path):
         r.stop()
 
 
-@pytest.mark.parametrize("fmt", [pytest.param("", marks=needs_hostless), "--rfc3164", "--rfc5424"],
-                         ids=["local", "rfc3164", "rfc5424"])
-def test_unix_datagram_socket_as_dev_log(tmp_path, fmt):
+@pytest.mark.parametrize("mode, fmt", [pytest.param("unix_datagram", "", marks=needs_hostless),
+                                       ("unix_datagram", "--rfc3164"), ("unix_datagram", "--rfc5424"),
+                                       ("unix_stream", "--rfc5424")],
+                         ids=["local", "rfc3164", "rfc5424", "stream"])
+def test_unix_socket_as_dev_log(tmp_path, mode, fmt):
     path = tmp_path / "log.sock"
-    r = SyslogReceiver(tmp_path, f"mode: unix_datagram, path: {path}, source_address_key: peer")
+    r = SyslogReceiver(tmp_path, f"mode: {mode}, path: {path}, source_address_key: peer")
+    kind = "-T" if mode == "unix_stream" else "-d"
     try:
         assert path.stat().st_mode & 0o777 == 0o666  # every user's programs may log
         for i in range(50):
-            logger("-u", str(path), "-t", "app", "--id=99", "-p", "mail.err", *([fmt] if fmt else []), f"n={i}")
+            logger("-u", str(path), kind, "-t", "app", "--id=99", "-p", "mail.err", *([fmt] if fmt else []),
+                   f"n={i}")
         assert wait_for(lambda: len(r.records()) >= 50), r.stderr()
         records = r.records()
         assert numbers(r.messages()) == list(range(50))
@@ -254,3 +258,34 @@ def test_idle_and_surplus_connections_are_closed(tmp_path):
         assert "2 connections (max_connections): closed the one from" in r.stderr()
     finally:
         r.stop()
+
+
+def test_datagrams_the_kernel_drops_are_counted_and_said(tmp_path):
+    """A receive buffer of the kernel's least size and a sender much faster than the pipeline:
+    what the kernel drops is not silent."""
+    r = SyslogReceiver(tmp_path, "mode: udp, receive_buffer_bytes: 1")
+    sent = 20_000
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(sent):
+                s.sendto(b"<13>Jan  1 00:00:00 h app: n=%d" % i, ("127.0.0.1", r.port))
+        assert wait_for(lambda: len(r.records()) + r.source_counters().get("datagrams_dropped", 0) == sent), \
+            (len(r.records()), r.source_counters())
+        assert r.source_counters()["datagrams_dropped"] > 0
+        assert "the kernel dropped" in r.stderr()
+    finally:
+        r.stop()
+
+
+def test_config_mistakes_are_refused_at_check(tmp_path):
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("sources:\n  a: {type: syslog, mode: unix_datagram}\n"
+                    "  b: {type: syslog, mode: udp, tls: {cert: c, key: k}, permissions: '999'}\n"
+                    "sinks:\n  s: {type: syslog, inputs: [a, b], host: h, mode: udp, tls: {}}\n")
+    result = run_pipeline("check", str(conf))
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[:4] == [
+        f"{conf}:2: sources.a.path: mode unix_datagram needs path: (the socket file, e.g. /dev/log)",
+        f"{conf}:3: sources.b.tls: TLS is for mode tcp, not udp",
+        f"{conf}:3: sources.b.permissions: expected an octal mode like 0666, got '999'",
+        f"{conf}:5: sinks.s.tls: TLS is for mode tcp, not udp"]
