@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pipeline.engine.process import tune_gc  # noqa: E402
 from pipeline.engine.runtime import Runtime  # noqa: E402
 from pipeline.parsers import build  # noqa: E402
 from pipeline.sources.syslog import READ_SIZE  # noqa: E402
+from tests.helpers import free_port, port_open  # noqa: E402
 
 APPS = [("nginx", "GET /api/v1/items?page=2 HTTP/1.1 200 5123"), ("sshd", "Accepted publickey for deploy from 10.0.3.7"),
         ("app", "request done in 12.3 ms user=42 path=/login"), ("cron", "(root) CMD (run-parts /etc/cron.hourly)")]
@@ -94,12 +94,6 @@ class Sender:
         assert self.proc.wait(60) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _until(predicate, step: float = 0.002) -> None:
     while not predicate():
         await asyncio.sleep(step)
@@ -113,7 +107,7 @@ def pipeline(data_path: str, n: int) -> float:
     async def run() -> float:
         rt = Runtime(graph)
         task = asyncio.create_task(rt.run())
-        await _until(lambda: "in" in rt.contexts and rt.contexts["in"].log.name and _listening(port), 0.01)
+        await _until(lambda: port_open(port), 0.01)
         sender = await asyncio.to_thread(Sender, data_path, port)
         written = rt.contexts["out"].counters
         started = sender.go()
@@ -126,14 +120,6 @@ def pipeline(data_path: str, n: int) -> float:
             raise SystemExit(f"pipeline: {written['events_out']} of {n} records, {rt.contexts['in'].counters}")
         return elapsed
     return asyncio.run(run())
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-        return True
-    except OSError:
-        return False
 
 
 def bare(data_path: str, n: int, parse: bool, octet: bool) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .formats import LineDecoder
+from .formats import LineDecoder, text_lines
 
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
               "ftp", "ntp", "security", "console", "solaris-cron",
@@ -45,13 +45,7 @@ class LineFrames(LineDecoder):
         return f"message longer than max_message_bytes ({self.max_line}), skipped", line[:256]
 
     def lines(self, block: bytes) -> tuple[list[str], list]:
-        text = block.decode("utf-8", "replace")
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").removesuffix("\r")
-        lines = text.split("\n")
-        if "" in lines:
-            lines = [line for line in lines if line]
-        return lines, []
+        return text_lines(block), []
 
 
 class OctetFrames:

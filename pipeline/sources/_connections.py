@@ -162,6 +162,15 @@ class Connections:
         del self.open_ones[oldest.task]  # now: the next new one in this burst needs room too
         return True
 
+    async def serve_forever(self, server: asyncio.Server) -> None:
+        """Run `server` until cancelled, closing idle connections meanwhile; then close it."""
+        sweeper = asyncio.create_task(self.sweep())
+        try:
+            await server.serve_forever()
+        finally:
+            sweeper.cancel()
+            server.close()
+
     async def sweep(self) -> None:
         """Close the connections idle for idle_timeout, until cancelled."""
         timeout = self.idle_timeout

@@ -93,12 +93,9 @@ class ForwardSource(StreamSource):
             loop = asyncio.get_running_loop()
             self.udp, _ = await loop.create_datagram_endpoint(_Heartbeat, local_addr=(self.conf.bind, self.port))
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
-        sweeper = asyncio.create_task(self.connections.sweep())
         try:
-            await self.server.serve_forever()
+            await self.connections.serve_forever(self.server)
         finally:
-            sweeper.cancel()
-            self.server.close()
             if self.udp is not None:
                 self.udp.close()
 

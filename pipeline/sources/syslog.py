@@ -102,12 +102,9 @@ class SyslogSource(StreamSource):
             self.server = await asyncio.start_unix_server(self._connection, sock=self._unix_socket(socket.SOCK_STREAM),
                                                           limit=READ_SIZE, backlog=BACKLOG)
             self.ctx.log.info("listening on %s (unix stream)", self.conf.path)
-        sweeper = asyncio.create_task(self.connections.sweep())
         try:
-            await self.server.serve_forever()
+            await self.connections.serve_forever(self.server)
         finally:
-            sweeper.cancel()
-            self.server.close()
             self._unlink()
 
     def _datagram_socket(self) -> socket.socket:

@@ -44,6 +44,18 @@ def sender_conf(tmp, sink: str) -> str:
     return str(conf)
 
 
+def send_to_rsyslog(tmp, sink: str, data: bytes, count: int, protocol: str = "tcp") -> tuple[list[str], str]:
+    """`data` (JSON lines) through `stdin -> syslog sink` (its options `sink`) into rsyslogd:
+    the lines of rsyslog's file once it holds `count`, and what the pipeline logged."""
+    rsyslog, port, out = receiver(tmp, protocol)
+    try:
+        result = run_pipeline("run", "--once", sender_conf(tmp, f"port: {port}, {sink}"), input=data)
+        assert result.returncode == 0, result.stderr.decode()
+        return wait_lines(out, lambda lines: len(lines) >= count), result.stderr.decode()
+    finally:
+        rsyslog.stop()
+
+
 def records(n: int, start: int = 0) -> bytes:
     return b"".join(json.dumps({"message": f"n={i} café", "severity": "err" if i % 2 else "warning",
                                 "facility": "local4", "ident": "web", "pid": 1234, "msgid": "REQ",
@@ -56,55 +68,35 @@ def records(n: int, start: int = 0) -> bytes:
     ("mode: tcp", "tcp"), ("mode: tcp, framing: lf", "tcp"), ("mode: udp", "udp"),
     ("mode: tcp, format: rfc3164", "tcp")], ids=["tcp-octet-counted", "tcp-lf", "udp", "tcp-rfc3164"])
 def test_numbered_messages_into_rsyslog(tmp_path, sink, protocol):
-    rsyslog, port, out = receiver(tmp_path, protocol)
-    try:
-        result = run_pipeline("run", "--once", sender_conf(tmp_path, f"port: {port}, {sink}"), input=records(300))
-        assert result.returncode == 0, result.stderr.decode()
-        lines = wait_lines(out, lambda lines: len(lines) >= 300)
-        assert numbers(lines) == list(range(300))
-        fields = lines[1].split(" ", 7)
-        if "rfc3164" in sink:  # no MSGID nor STRUCTURED-DATA in RFC 3164
-            assert fields[:5] == ["local4", "err", "origin-host", "web", "1234"]
-            assert lines[1].endswith("msg: n=1 café")
-        else:
-            assert fields == ["local4", "err", "origin-host", "web", "1234", "REQ",
-                              '[req@32473', 'id="1" q="a \\"b\\" \\]"] msg:n=1 café']
-        assert lines[0].startswith("local4 warning ")
-    finally:
-        rsyslog.stop()
+    lines, _ = send_to_rsyslog(tmp_path, sink, records(300), 300, protocol)
+    assert numbers(lines) == list(range(300))
+    fields = lines[1].split(" ", 7)
+    if "rfc3164" in sink:  # no MSGID nor STRUCTURED-DATA in RFC 3164
+        assert fields[:5] == ["local4", "err", "origin-host", "web", "1234"]
+        assert lines[1].endswith("msg: n=1 café")
+    else:
+        assert fields == ["local4", "err", "origin-host", "web", "1234", "REQ",
+                          '[req@32473', 'id="1" q="a \\"b\\" \\]"] msg:n=1 café']
+    assert lines[0].startswith("local4 warning ")
 
 
 def test_header_defaults_and_a_record_without_a_message(tmp_path):
-    rsyslog, port, out = receiver(tmp_path)
-    try:
-        conf = sender_conf(tmp_path, f"port: {port}, facility: daemon, severity: notice, hostname: h1")
-        data = b'{"n": 1, "severity": "bogus"}\n{"message": "two\\nlines", "ident": "x y"}\n'
-        result = run_pipeline("run", "--once", conf, input=data)
-        assert result.returncode == 0, result.stderr.decode()
-        lines = wait_lines(out, lambda lines: len(lines) >= 2)
-        # a severity it does not know: the default, said once; the tag where there is no ident
-        assert lines[0] == 'daemon notice h1 app.web - - - msg:{"n":1,"severity":"bogus"}'
-        assert "field 'severity' holds 'bogus'" in result.stderr.decode()
-        # octet counting keeps the line break inside the message (rsyslog writes it as #012);
-        # a space cannot be in an APP-NAME
-        assert lines[1] == "daemon notice h1 x_y - - - msg:two#012lines"
-    finally:
-        rsyslog.stop()
+    data = b'{"n": 1, "severity": "bogus"}\n{"message": "two\\nlines", "ident": "x y"}\n'
+    lines, stderr = send_to_rsyslog(tmp_path, "facility: daemon, severity: notice, hostname: h1", data, 2)
+    # a severity it does not know: the default, said once; the tag where there is no ident
+    assert lines[0] == 'daemon notice h1 app.web - - - msg:{"n":1,"severity":"bogus"}'
+    assert "field 'severity' holds 'bogus'" in stderr
+    # octet counting keeps the line break inside the message (rsyslog writes it as #012);
+    # a space cannot be in an APP-NAME
+    assert lines[1] == "daemon notice h1 x_y - - - msg:two#012lines"
 
 
 def test_long_messages_are_cut_at_max_message_bytes(tmp_path):
-    rsyslog, port, out = receiver(tmp_path)
-    try:
-        conf = sender_conf(tmp_path, f"port: {port}, max_message_bytes: 120")
-        data = json.dumps({"message": "é" * 200}).encode() + b'\n{"message": "short"}\n'
-        result = run_pipeline("run", "--once", conf, input=data)
-        assert result.returncode == 0, result.stderr.decode()
-        lines = wait_lines(out, lambda lines: len(lines) >= 2)
-        cut = lines[0].split("msg:")[1]
-        assert set(cut) == {"é"} and 10 < len(cut) < 60  # cut whole characters, within 120 bytes
-        assert lines[1].endswith("msg:short")
-    finally:
-        rsyslog.stop()
+    data = json.dumps({"message": "é" * 200}).encode() + b'\n{"message": "short"}\n'
+    lines, _ = send_to_rsyslog(tmp_path, "max_message_bytes: 120", data, 2)
+    cut = lines[0].split("msg:")[1]
+    assert set(cut) == {"é"} and 10 < len(cut) < 60  # cut whole characters, within 120 bytes
+    assert lines[1].endswith("msg:short")
 
 
 def test_tls_into_rsyslog(tmp_path, certs):
