@@ -119,7 +119,7 @@ class StreamSource(Source):
         raise NotImplementedError
 
 
-_INPUTS = Option("inputs", ListOf(Str()), help="ids of the sources and filters to read from")
+_INPUTS = Option("inputs", ListOf(Str(), one=True), help="ids of the sources and filters to read from (one id or a list)")
 _MATCH = Option("match", OneOf(Str(), ListOf(Str())), None,
                 "fluentd tag patterns (*, **, {a,b}); only matching events are taken")
 

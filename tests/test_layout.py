@@ -31,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "sources": {"event", "plugin", "config", "codecs", "engine", "metrics", "parsers", "tail", "fileio", "sources"},
     "filters": {"event", "plugin", "config", "codecs", "engine", "metrics", "parsers"},
     "sinks": {"event", "plugin", "config", "codecs", "engine", "metrics", "fileio"},
-    "api": {"event", "config", "codecs", "metrics", "engine.figures", "engine.tagmatch"},
+    "api": {"event", "config", "codecs", "metrics", "engine.figures", "engine.tagmatch", "engine.context"},
     "cli": {"event", "plugin", "config", "codecs", "engine", "metrics", "api", "parsers", "sinks", "__init__"},
     "__main__": {"cli"},
     "__init__": set(),

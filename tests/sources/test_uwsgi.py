@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
@@ -173,6 +174,7 @@ class FakeStatsServer:
 
 
 def test_down_garbage_and_half_documents_log_per_state_change(tmp_path, caplog):
+    caplog.set_level(logging.INFO)  # the recovery is said at info
     path = tmp_path / "s.sock"
     source = make_plugin("source", "uwsgi", address=f"unix://{path}")
     asyncio.run(source.start())
