@@ -266,6 +266,18 @@ class SyslogSink(Sink):
             self.conn = None
 
     async def stop(self) -> None:
+        """What a server that reset the connection since the last write may not have read is
+        sent again now: no later write would carry it."""
+        if self.conn is not None and self.conn.state() == _CLOSE:
+            self._drop(self.conn, True)
+        if self.resend:
+            owed = sum(map(len, self.resend))
+            try:
+                await self._send_tcp(b"")
+            except (OSError, TimeoutError) as e:
+                self.ctx.count("errors")
+                self.ctx.log.error("%d bytes the server may not have read before it reset the connection "
+                                   "could not be sent again at shutdown: %s", owed, e)
         if self.conn is not None:
             self.conn.writer.close()
             self.conn = None

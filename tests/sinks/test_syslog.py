@@ -147,10 +147,11 @@ def test_nothing_lost_across_rsyslog_restarts(tmp_path):
         rsyslog.stop()
 
 
-def test_what_a_killed_rsyslog_had_not_read_is_sent_again(tmp_path):
+@pytest.mark.parametrize("more", [True, False], ids=["with-the-next-write", "at-shutdown"])
+def test_what_a_killed_rsyslog_had_not_read_is_sent_again(tmp_path, more):
     """rsyslogd stopped (SIGSTOP) takes no more from its socket while its kernel still
     acknowledges what comes; killed then, the connection is reset with those messages unread:
-    they are sent again once it is back."""
+    they are sent again once it is back, ahead of the next write, or at shutdown if none comes."""
     rsyslog, port, out = receiver(tmp_path)
     conf = sender_conf(tmp_path, f"port: {port}")
     sender = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--once", conf], stdin=subprocess.PIPE,
@@ -167,11 +168,13 @@ def test_what_a_killed_rsyslog_had_not_read_is_sent_again(tmp_path):
         rsyslog.proc.kill()
         rsyslog.proc.wait()
         rsyslog.start(port)
-        sender.stdin.write(records(100, 300))
+        total = 400 if more else 300
+        if more:
+            sender.stdin.write(records(100, 300))
         sender.stdin.close()
         assert sender.wait(60) == 0, sender.stderr.read().decode()
-        got = numbers(wait_lines(out, lambda lines: set(numbers(lines)) >= set(range(400)), 30))
-        assert set(got) == set(range(400))
+        got = numbers(wait_lines(out, lambda lines: set(numbers(lines)) >= set(range(total)), 30))
+        assert set(got) == set(range(total))
         assert "sending again the last" in sender.stderr.read().decode()
     finally:
         if sender.poll() is None:
