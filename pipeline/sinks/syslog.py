@@ -29,6 +29,8 @@ from ..event import Batch
 from ..plugin import Sink
 from .forward import TLS, client_tls
 
+MAX_DATAGRAM = 65507  # an IPv4 UDP payload
+_TAG_UNSAFE = str.maketrans("[]:", "___")
 _TCP_INFO_STATE = 0  # the first byte of struct tcp_info
 _ESTABLISHED, _CLOSE, _CLOSE_WAIT = 1, 7, 8  # linux/tcp_states.h; CLOSE_WAIT: the server closed, having read all
 
@@ -137,8 +139,9 @@ class SyslogSink(Sink):
         app_key, pid_key, msgid_key, sd_key, msg_key = (conf.app_name_key, conf.procid_key, conf.msgid_key,
                                                         conf.structured_data_key, conf.message_key)
         facility, severity = FACILITY_NUMBERS[conf.facility], SEVERITY_NUMBERS[conf.severity]
-        limit, octets, stamp = conf.max_message_bytes, conf.framing == "octet_counted", self.stamp
-        udp = conf.mode == "udp"
+        octets, stamp, udp = conf.framing == "octet_counted", self.stamp, conf.mode == "udp"
+        # a datagram larger than UDP carries would fail its every retry
+        limit = min(conf.max_message_bytes, MAX_DATAGRAM) if udp else conf.max_message_bytes
         frames = []
         for tag, t, record in batch:
             pri = (self._number(record, fac_key, FACILITY_NUMBERS, facility) * 8
@@ -152,9 +155,9 @@ class SyslogSink(Sink):
                         f"{header_field(pid, 128)} {header_field(record.get(msgid_key) if msgid_key else None, 32)} "
                         f"{structured_data(record.get(sd_key) if sd_key else None)} {message}")
             else:
-                ident = header_field(app, 32)
+                ident = header_field(app, 32).translate(_TAG_UNSAFE)  # a reader ends the TAG at these
                 line = (f"<{pri}>{stamp(t)} {header_field(host or self.hostname, 255)} "
-                        f"{ident}{f'[{header_field(pid, 128)}]' if pid is not None else ''}: {message}")
+                        f"{ident}{f'[{header_field(pid, 128).translate(_TAG_UNSAFE)}]' if pid is not None else ''}: {message}")
             data = line.encode("utf-8", "replace")
             if len(data) > limit:
                 data = cut_utf8(data, limit)

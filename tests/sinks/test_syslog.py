@@ -91,6 +91,13 @@ def test_header_defaults_and_a_record_without_a_message(tmp_path):
     assert lines[1] == "daemon notice h1 x_y - - - msg:two#012lines"
 
 
+def test_rfc3164_tags_keep_to_what_a_reader_can_tell_apart(tmp_path):
+    data = b'{"message": "m: [x]", "ident": "a:b[1]", "pid": "7]"}\n'
+    lines, _ = send_to_rsyslog(tmp_path, "format: rfc3164, hostname: h1", data, 1)
+    assert lines[0].startswith("user info h1 a_b_1_ 7_ - - msg:")
+    assert lines[0].endswith("m: [x]")
+
+
 def test_long_messages_are_cut_at_max_message_bytes(tmp_path):
     data = json.dumps({"message": "é" * 200}).encode() + b'\n{"message": "short"}\n'
     lines, _ = send_to_rsyslog(tmp_path, "max_message_bytes: 120", data, 2)
