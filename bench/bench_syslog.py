@@ -8,6 +8,7 @@ against bare asyncio servers in the same run fed the same bytes by the same send
   source does: the floor of what a syslog server that gives records can do in this process.
 
     python bench/bench_syslog.py [--messages N] [--rounds R] [--framing lf|octet] [--format rfc5424|rfc3164]
+                                 [--parser syslog|none]
 
 Each side is timed from the sender's first byte to the last record counted (for the pipeline:
 written by the discard sink), best of R rounds, alternating. Targets: >= 200,000 records/s,
@@ -99,9 +100,9 @@ async def _until(predicate, step: float = 0.002) -> None:
         await asyncio.sleep(step)
 
 
-def pipeline(data_path: str, n: int) -> float:
+def pipeline(data_path: str, n: int, parser: str) -> float:
     port = free_port()
-    graph = build_graph({"sources": {"in": {"type": "syslog", "mode": "tcp", "port": port}},
+    graph = build_graph({"sources": {"in": {"type": "syslog", "mode": "tcp", "port": port, "format": parser}},
                          "sinks": {"out": {"type": "discard", "inputs": ["in"]}}}, Errors(file="<bench>"))
 
     async def run() -> float:
@@ -122,9 +123,9 @@ def pipeline(data_path: str, n: int) -> float:
     return asyncio.run(run())
 
 
-def bare(data_path: str, n: int, parse: bool, octet: bool) -> float:
+def bare(data_path: str, n: int, parse: bool, octet: bool, parser_name: str) -> float:
     """A bare asyncio server: reads, splits into messages (and parses them), counts."""
-    parser = build("syslog", Context("bare", "source"))
+    parser = build(parser_name, Context("bare", "source"))
     facility, severity = FACILITY_OF_PRI, SEVERITY_OF_PRI
 
     async def run() -> float:
@@ -185,6 +186,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--framing", choices=("lf", "octet"), default="lf")
     ap.add_argument("--format", choices=("rfc3164", "rfc5424"), default="rfc5424")
+    ap.add_argument("--parser", default="syslog",
+                    help="the source's format: syslog, or none (each message whole in `message`: the "
+                         "cost of intake alone)")
     args = ap.parse_args()
     octet = args.framing == "octet"
     n = args.messages
@@ -193,15 +197,16 @@ def main() -> None:
         data_path = os.path.join(tmp, "messages")
         data = messages(n, args.format == "rfc5424", octet)
         Path(data_path).write_bytes(data)
-        runs = {"pipeline (syslog -> discard)": lambda: pipeline(data_path, n),
-                "bare: read + split": lambda: bare(data_path, n, False, octet),
-                "bare: read + split + parse": lambda: bare(data_path, n, True, octet)}
+        runs = {"pipeline (syslog -> discard)": lambda: pipeline(data_path, n, args.parser),
+                "bare: read + split": lambda: bare(data_path, n, False, octet, args.parser),
+                "bare: read + split + parse": lambda: bare(data_path, n, True, octet, args.parser)}
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(args.rounds):
             for name, run in runs.items():
                 best[name] = min(best[name], run())
     size = len(data) / n
-    print(f"syslog TCP intake, {args.framing} framing: {n:,} {args.format} messages ({size:.0f} bytes each), "
+    print(f"syslog TCP intake, {args.framing} framing, format: {args.parser}: {n:,} {args.format} messages "
+          f"({size:.0f} bytes each), "
           f"best of {args.rounds}, load average {os.getloadavg()[0]:.2f}")
     mine = n / best["pipeline (syslog -> discard)"]
     for name, seconds in best.items():

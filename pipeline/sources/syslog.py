@@ -134,8 +134,10 @@ class SyslogSource(StreamSource):
                 with socket.socket(socket.AF_UNIX, kind) as probe:
                     try:
                         probe.connect(path)
-                    except OSError:
+                    except ConnectionRefusedError:  # nobody there: the file is stale
                         os.unlink(path)
+                    except OSError as e:  # a socket of the other kind (EPROTOTYPE): may be live
+                        raise OSError(e.errno, f"{path}: a socket file that may be in use ({e.strerror})") from None
                     else:
                         raise OSError(errno.EADDRINUSE, f"{path}: another program listens on it")
         except FileNotFoundError:

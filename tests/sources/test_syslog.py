@@ -177,6 +177,10 @@ def test_a_stale_socket_file_is_replaced_a_live_one_is_not(tmp_path):
         with pytest.raises(AssertionError):
             SyslogReceiver(tmp_path, f"mode: unix_datagram, path: {path}", name="second")
         assert "another program listens on it" in (tmp_path / "second" / "stderr.log").read_text()
+        # nor by a stream socket, which cannot tell whether the datagram one is live
+        with pytest.raises(AssertionError):
+            SyslogReceiver(tmp_path, f"mode: unix_stream, path: {path}", name="third")
+        assert "a socket file that may be in use" in (tmp_path / "third" / "stderr.log").read_text()
         logger("-u", str(path), "--rfc5424", "-t", "app", "n=2")
         assert wait_for(lambda: len(r.records()) == 2), r.stderr()
     finally:
