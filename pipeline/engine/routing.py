@@ -80,18 +80,17 @@ class Routing:
             self.route(node.id, result, out)
 
     async def emit(self, producer: str, batch: Batch, ack: Ack | None = None) -> None:
-        """An empty batch routes the error records reported since the last one (a source's
-        connection it closed on bad input): they would wait for the next events otherwise."""
-        if not batch and not self._errors_pending:
+        if not batch:
+            if self._errors_pending:  # a source's bad input with nothing good beside it
+                await self._errors_later()
             return
         if not self._gate.is_set():
             await self._gate.wait()
+        self.contexts[producer].counters["events_out"] += len(batch)
+        if self.taps:
+            self._tap(producer, batch)
         out: list[tuple[Node, list[Item]]] = []
-        if batch:
-            self.contexts[producer].counters["events_out"] += len(batch)
-            if self.taps:
-                self._tap(producer, batch)
-            self.route(producer, batch, out)
+        self.route(producer, batch, out)
         await self._put(out, ack)
 
     async def emit_packed(self, producer: str, items: list[Packed], ack: Ack | None = None) -> None:
