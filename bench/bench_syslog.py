@@ -37,7 +37,7 @@ from pipeline.engine.context import Context  # noqa: E402
 from pipeline.engine.process import tune_gc  # noqa: E402
 from pipeline.engine.runtime import Runtime  # noqa: E402
 from pipeline.parsers import build  # noqa: E402
-from pipeline.sources.syslog import READ_SIZE  # noqa: E402
+from pipeline.sources._connections import READ_SIZE  # noqa: E402
 from tests.helpers import free_port, port_open  # noqa: E402
 
 APPS = [("nginx", "GET /api/v1/items?page=2 HTTP/1.1 200 5123"), ("sshd", "Accepted publickey for deploy from 10.0.3.7"),

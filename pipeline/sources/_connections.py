@@ -15,6 +15,7 @@ from typing import Any
 from ..config.options import Duration, Int, Option, Str, Struct
 from ..engine.context import Context
 
+READ_SIZE = 256 * 1024
 #: connections accepted at once before any is looked at (asyncio's accept loop). Room is
 #: kept for three such bursts (a closed connection's descriptor is freed two turns of the
 #: event loop later, and each turn may accept a burst) and for everything else (buffers,
@@ -59,10 +60,10 @@ class Connection:
         self.waiting_since: float | None = None
         self.closed = ""
 
-    async def read(self, size: int) -> bytes:
+    async def read(self) -> bytes:
         self.waiting_since = time.monotonic()
         try:
-            return await self.reader.read(size)
+            return await self.reader.read(READ_SIZE)
         finally:
             self.waiting_since = None
 

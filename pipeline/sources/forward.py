@@ -28,10 +28,8 @@ from ..config.options import Bool, Enum, Int, ListOf, Option, Size, Str, Struct
 from ..engine.ack import Ack
 from ..event import Batch, Packed
 from ..plugin import Emit, StreamSource
-from ._connections import BACKLOG, TLS, Connection, Connections, server_tls
+from ._connections import BACKLOG, READ_SIZE, TLS, Connection, Connections, server_tls
 from ._connections import OPTIONS as CONNECTION_OPTIONS
-
-READ_SIZE = 256 * 1024
 
 USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password", secret=True),
               name="user")
@@ -110,7 +108,7 @@ class ForwardSource(StreamSource):
             await self._handshake(conn, writer, unpack)
             await self._msgpack(conn, writer, unpack, b"")
             return
-        first = await conn.read(READ_SIZE)
+        first = await conn.read()
         self.ctx.counters["bytes_in"] += len(first)
         if first[:1] in (b"{", b"["):
             await self._json(conn, writer, first)
@@ -142,7 +140,7 @@ class ForwardSource(StreamSource):
                 # what came before a bad message is taken and acked, as each was whole
                 await self._accept(self._checked(batch, conn.origin) if batch else batch, packed, acks, writer,
                                    json_replies=False)
-            data = await conn.read(READ_SIZE)
+            data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
             if not data:
                 if incomplete(unpack):
@@ -174,7 +172,7 @@ class ForwardSource(StreamSource):
                 self._message(message, batch, [], acks, conn.origin)
                 await self._accept(self._checked(batch, conn.origin) if batch else batch, [], acks, writer,
                                    json_replies=True)
-            data = await conn.read(READ_SIZE)
+            data = await conn.read()
             self.ctx.counters["bytes_in"] += len(data)
         if stream.pending:
             raise ProtocolError("connection closed in the middle of a JSON message")
@@ -221,7 +219,7 @@ class ForwardSource(StreamSource):
         await writer.drain()
         message = None
         while message is None:
-            data = await asyncio.wait_for(conn.read(READ_SIZE), 30)
+            data = await asyncio.wait_for(conn.read(), 30)
             if not data:
                 raise ConnectionError("closed during the handshake")
             try:

@@ -17,10 +17,9 @@ from ..config.options import Enum, Int, Option, Size, Str
 from ..event import Batch
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
-from ._connections import BACKLOG, TLS, Connection, Connections, server_tls
+from ._connections import BACKLOG, READ_SIZE, TLS, Connection, Connections, server_tls
 from ._connections import OPTIONS as CONNECTION_OPTIONS
 
-READ_SIZE = 256 * 1024
 #: datagrams taken in one turn, as one batch: the rest wait in the socket's buffer meanwhile
 DATAGRAMS_PER_BATCH = 5000
 #: Linux's SO_RXQ_OVFL (asm-generic/socket.h), which Python does not name: each datagram comes
@@ -244,7 +243,7 @@ class SyslogSource(StreamSource):
         await self._emit([])  # the error records of a connection closed on bad input
 
     async def _stream(self, conn: Connection) -> None:
-        data = await conn.read(READ_SIZE)
+        data = await conn.read()
         if not data:
             return
         frames = detect(data, self.conf.max_message_bytes)
@@ -260,7 +259,7 @@ class SyslogSource(StreamSource):
                 raise FramingError(frames.broken)
             if not data:
                 return
-            data = await conn.read(READ_SIZE)
+            data = await conn.read()
 
     async def stop(self) -> None:
         if self.server is not None:
