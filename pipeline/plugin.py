@@ -182,6 +182,16 @@ class DataError(Exception):
         self.items = items
 
 
+class RetryLater(ConnectionError):
+    """Raised by a sink whose destination asked for a wait (HTTP 429 or 503 with Retry-After):
+    retried as any destination failure, after `after` seconds (up to retry_max_interval)
+    rather than the backoff's guess."""
+
+    def __init__(self, reason: str, after: float | None = None):
+        super().__init__(reason)
+        self.after = after
+
+
 class Sink(Plugin):
     """`write(batch)`, behind a buffer the runtime owns (batching, retry, overflow)."""
 
