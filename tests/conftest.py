@@ -15,6 +15,16 @@ def _own_state_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
 
 
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1 (cert.pem, key.pem), its own CA."""
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return d
+
+
 @pytest.fixture(autouse=True)
 def _no_process_left():
     from helpers import STARTED

@@ -10,7 +10,8 @@ bodies), connections.py (a server's bounded, idle-closed connections and TLS), n
 (sock_diag), edge.py (the rule every record entering the pipeline is made to), quote.py (peer
 bytes shown safely in one log line), prometheus_names.py (records as Prometheus series: the
 exporter's and remote write's declaration), remote_write.py (Prometheus' remote-write
-WriteRequest and snappy).
+WriteRequest and snappy), syslog.py (facility and severity names, RFC 6587 framing, writing
+RFC 5424 and 3164).
 
 May import: pipeline.event and config (option types); nothing of the engine, api, cli or
 plugins.

@@ -139,6 +139,18 @@ class JsonDocument(Decoder):
             return [], [(f"not a JSON document: {e}", data)]
 
 
+def text_lines(block: bytes) -> list[str]:
+    """A block of whole lines (without the last line break) as text: UTF-8 (bad bytes become
+    U+FFFD), CRLF or LF ends, empty lines left out. One decode and one split for the block."""
+    text = block.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").removesuffix("\r")
+    lines = text.split("\n")
+    if "" in lines:
+        lines = [line for line in lines if line]
+    return lines
+
+
 class LineDecoder(Decoder):
     """Whole lines to `lines`; a line longer than `max_line_bytes` is one problem, and the
     rest of it is skipped to the next line break without being held."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .. import plugin
-from ..codecs.formats import LineDecoder
+from ..codecs.formats import LineDecoder, text_lines
 from ..config.options import (
     Bool,
     Enum,
@@ -258,13 +258,7 @@ class ParsedLines(LineDecoder):
         self.parser, self.tag, self.origin = parser, tag, origin
 
     def lines(self, block):
-        text = block.decode("utf-8", "replace")
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").removesuffix("\r")
-        lines = text.split("\n")
-        if "" in lines:
-            lines = [line for line in lines if line]
-        return self.parser.parse_lines(lines, self.tag, self.origin), []
+        return self.parser.parse_lines(text_lines(block), self.tag, self.origin), []
 
 
 def events_of(decoded: list[Any]) -> Batch:

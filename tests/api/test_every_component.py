@@ -49,7 +49,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": str(tmp_path / "home"),
             "RELAY_PORT": str(free_port()), "EXPORTER_PORT": str(free_port()),
             "UWSGI_STATS": f"unix://{tmp_path}/absent.sock", "DOCKER_ENDPOINT": f"unix://{tmp_path}/absent.sock",
-            "NGINX_LOGS": str(tmp_path / "nginx"), "APP_STATS_FILE": str(tmp_path / "absent.jsonl")}
+            "NGINX_LOGS": str(tmp_path / "nginx"), "APP_STATS_FILE": str(tmp_path / "absent.jsonl"),
+            "SYSLOG_PORT": str(free_port()), "SYSLOG_SOCKET": str(tmp_path / "log.sock")}
 
 
 @pytest.mark.parametrize("conf", [EVERY_PLUGIN, *CONFS], ids=["every-plugin", *(c.name for c in CONFS)])
