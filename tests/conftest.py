@@ -44,3 +44,22 @@ def podman(tmp_path_factory):
         pytest.skip(f"podman's Docker API cannot run here: {e}")
     yield peer
     peer.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    """One real Apache Kafka 4 broker (KRaft, kafka_peer) for the whole session; tests make
+    topics of their own on it. A test that kills it starts it again before it ends."""
+    import shutil
+
+    from kafka_peer import KafkaBroker, Unavailable
+
+    if shutil.which("kcat") is None:
+        pytest.skip("no `kcat`, the independent Kafka client of the tests (Debian: apt-get install kcat)")
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except Unavailable as e:
+        pytest.skip(f"no Kafka broker: {e}")
+    yield broker
+    broker.stop()
