@@ -42,8 +42,10 @@ share.coordinator.state.topic.min.isr=1
 # topics are made by the tests, with the partitions and limits each needs: a name the
 # pipeline gets wrong must fail, not appear
 auto.create.topics.enable=false
-# a group's first member starts at once rather than waiting 3 s for others
+# a group's first member starts at once rather than waiting 3 s for others, and a killed
+# member's partitions move after the 2 s session its pipeline asks for (the least is 6 s)
 group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
 # a SIGKILLed node's old registration would block the restarted one for 9 s (the default
 # session): the restart tests wait 2 s instead
 broker.heartbeat.interval.ms=500
