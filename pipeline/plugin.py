@@ -119,7 +119,7 @@ class StreamSource(Source):
         raise NotImplementedError
 
 
-_INPUTS = Option("inputs", ListOf(Str()), help="ids of the sources and filters to read from")
+_INPUTS = Option("inputs", ListOf(Str(), one=True), help="ids of the sources and filters to read from (one id or a list)")
 _MATCH = Option("match", OneOf(Str(), ListOf(Str())), None,
                 "fluentd tag patterns (*, **, {a,b}); only matching events are taken")
 
@@ -180,6 +180,16 @@ class DataError(Exception):
     def __init__(self, reason: str, items: list | None = None):
         super().__init__(reason)
         self.items = items
+
+
+class RetryLater(ConnectionError):
+    """Raised by a sink whose destination asked for a wait (HTTP 429 or 503 with Retry-After):
+    retried as any destination failure, after `after` seconds (up to retry_max_interval)
+    rather than the backoff's guess."""
+
+    def __init__(self, reason: str, after: float | None = None):
+        super().__init__(reason)
+        self.after = after
 
 
 class Sink(Plugin):

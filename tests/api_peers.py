@@ -15,9 +15,9 @@ from helpers import free_port, port_open, start_pipeline, wait_for
 
 
 @contextmanager
-def serving(port: int, *args: str, env: dict[str, str] | None = None):
+def serving(port: int, *args: str, env: dict[str, str] | None = None, **kw: Any):
     """`pipeline ARGS`, once it listens on `port`; yields the process, stopped at the end."""
-    proc = start_pipeline(*args, env=env)
+    proc = start_pipeline(*args, env=env, **kw)
     try:
         assert wait_for(lambda: port_open(port) or proc.poll() is not None), "the api did not start"
         assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]

@@ -15,6 +15,18 @@ def _own_state_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
 
 
+@pytest.fixture(autouse=True)
+def _no_process_left():
+    from helpers import STARTED
+
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    STARTED.clear()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 4 MiB tmpfs of the test's own, to fill up (`helpers.fill`); root only."""

@@ -31,10 +31,20 @@ def run_pipeline(*args: str, input: bytes | None = None, timeout: float = 60,
                           timeout=timeout, env=full_env, cwd=cwd)
 
 
+#: processes a test started: whatever is still running when the test ends (it failed, or
+#: skipped half way) is killed then (conftest.py), not left to run beside the next tests
+STARTED: list[subprocess.Popen] = []
+
+
+def started(proc: subprocess.Popen) -> subprocess.Popen:
+    STARTED.append(proc)
+    return proc
+
+
 def start_pipeline(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return started(subprocess.Popen([sys.executable, "-m", "pipeline", *args], env=full_env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw))
 
 
 # VmHWM, not the rusage of the child: Linux carries the forking parent's peak (this test

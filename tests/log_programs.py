@@ -57,21 +57,27 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_nginx(tmp: Path) -> tuple[list[bytes], list[bytes]]:
-    """access.log and error.log after three requests."""
-    exe = need("nginx")
-    port = free_port()
-    (tmp / "www").mkdir()
-    (tmp / "www" / "index.html").write_text("hi\n")
+def start_nginx(tmp: Path, http: str) -> subprocess.Popen:
+    """nginx in the foreground with its pid, error log and temp files in `tmp`; `http` is what
+    goes inside `http { }`."""
     temp = "".join(f"  {k}_temp_path {tmp}/tmp;\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (tmp / "nginx.conf").write_text(
         f"daemon off;\nmaster_process off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log info;\n"
         + ("user root;\n" if os.geteuid() == 0 else "")
         + "events { worker_connections 64; }\n"
-        f"http {{\n  access_log {tmp}/access.log combined;\n{temp}"
-        f"  server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}\n}}\n")
-    proc = subprocess.Popen([exe, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+        f"http {{\n{temp}{http}}}\n")
+    return subprocess.Popen([need("nginx"), "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_nginx(tmp: Path) -> tuple[list[bytes], list[bytes]]:
+    """access.log and error.log after three requests."""
+    need("nginx")
+    port = free_port()
+    (tmp / "www").mkdir()
+    (tmp / "www" / "index.html").write_text("hi\n")
+    proc = start_nginx(tmp, f"  access_log {tmp}/access.log combined;\n"
+                            f"  server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}\n")
     try:
         assert wait_for(lambda: port_open(port)), "nginx did not start"
         _requests(port)
@@ -149,3 +155,18 @@ def run_rsyslog(tmp: Path) -> dict[str, list[bytes]]:
         return out
     finally:
         _stop(proc)
+
+
+def logger_datagrams(tmp: Path, calls: list[list[str]]) -> list[bytes]:
+    """What `logger` sends to a unix datagram socket, as programs send to /dev/log (a syslog
+    daemon reads these, with no hostname in RFC 3164's default): one datagram per call."""
+    logger = need("logger")
+    path = tmp / "devlog"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(10)
+        out = []
+        for args in calls:
+            subprocess.run([logger, "-u", str(path), *args], check=True)
+            out.append(sock.recv(65536))
+        return out

@@ -43,7 +43,7 @@ class Relay:
             f"sources:\n  in: {{type: forward, port: {self.port}{', ' + source if source else ''}}}\n"
             f"sinks:\n"
             f"  out: {{type: file, inputs: [in], path: '{path or self.out}', time_key: time,"
-            f" time_format: iso8601, retry_max_interval: 0.2s,"
+            f" time_format: iso8601, tag_key: '', retry_max_interval: 0.2s,"
             f" buffer: {{type: file, path: '{tmp / 'buffer'}'}}{', ' + sink if sink else ''}}}\n"
             f"  errors: {{type: file, inputs: [_errors], path: '{self.errors}'}}\n")
         self.start()

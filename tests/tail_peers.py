@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_pipeline, start_pipeline, wait_for
+from helpers import run_pipeline, start_pipeline, started, wait_for
 
 # an application's log writer: O_APPEND writes of whole lines, the file reopened by path on
 # SIGHUP (logrotate's postrotate), the number of lines written printed at SIGTERM
@@ -47,8 +47,8 @@ while True:
 class Writer:
     def __init__(self, path: Path, rate: float = 400):
         self.path = path
-        self.proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(rate)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = started(subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(rate)],
+                                             stdout=subprocess.PIPE, text=True))
         assert wait_for(lambda: path.exists() and path.stat().st_size > 0), "writer did not start"
 
     def hup(self) -> None:

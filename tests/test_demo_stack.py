@@ -41,7 +41,7 @@ def test_the_stack_is_app_load_pipeline_fluentd_prometheus():
             assert host.exists() and host.is_relative_to(ROOT), f"{name} mounts {host}, which is not here"
     # the addresses agree with each other: pipeline -> app's stats, pipeline -> fluentd, prometheus -> pipeline
     env = SERVICES["pipeline"]["environment"]
-    assert env["UWSGI_STATS"] == "tcp://app" + SERVICES["app"]["environment"]["DEMO_STATS"]
+    assert env["DEMO_UWSGI_STATS"] == "tcp://app" + SERVICES["app"]["environment"]["DEMO_STATS"]
     assert env["FLUENTD_HOST"] == "fluentd" and f"port {env['FLUENTD_PORT']}" in fluentd_sections()["source"]
     targets = yaml.safe_load((ROOT / "demo" / "prometheus.yml").read_text())["scrape_configs"][0]["static_configs"]
     assert targets == [{"targets": [f"pipeline:{env['EXPORTER_PORT']}"]}]
@@ -107,7 +107,7 @@ def test_the_stacks_pipeline_runs_against_uwsgi_and_a_forward_receiver(tmp_path)
     load = subprocess.Popen([sys.executable, str(ROOT / "demo" / "load.py"), f"http://127.0.0.1:{app.http}"])
     exporter = free_port()
     pipeline = start_pipeline("run", str(ROOT / "conf" / "demo-stack.yaml"), env={
-        "UWSGI_STATS": f"tcp://127.0.0.1:{app.stats}", "UWSGI_INTERVAL": "1s",
+        "DEMO_UWSGI_STATS": f"tcp://127.0.0.1:{app.stats}", "UWSGI_INTERVAL": "1s",
         "FLUENTD_HOST": "127.0.0.1", "FLUENTD_PORT": str(receiver.port), "EXPORTER_PORT": str(exporter)})
     try:
         def rated() -> list[dict]:

@@ -85,3 +85,42 @@ def test_readme_config_is_valid(index, tmp_path):
     conf.write_text(_readme_configs()[index])
     result = run_pipeline("check", str(conf))
     assert result.returncode == 0, result.stderr.decode()
+
+
+#: keys whose values say where a peer is or where to listen: an example takes each from the
+#: environment, with a default, so it runs as it comes and is pointed elsewhere without an edit
+ADDRESS_KEYS = {"address", "endpoint", "url", "bind", "port", "brokers"}
+_PLACEHOLDER = re.compile(r"^\$\{(\w+):-(.*)\}$")
+
+
+def _addresses(value, key=None, keys=ADDRESS_KEYS):
+    if isinstance(value, dict):
+        # a server's host is an address; a record's `host` field (record: set:) is not
+        inner = keys | {"host"} if key == "servers" else keys
+        return [a for k, v in value.items() for a in _addresses(v, k, inner)]
+    if isinstance(value, list):
+        return [a for v in value for a in _addresses(v, key, keys)]
+    return [(key, value)] if key in keys else []
+
+
+def test_examples_take_every_address_from_the_environment_with_one_default_per_variable():
+    import yaml
+
+    texts = {c.name: c.read_text() for c in CONFS}
+    texts.update({f"README.md config {i}": t for i, t in enumerate(_readme_configs())})
+    defaults: dict[str, set[str]] = {}
+    for name, text in texts.items():
+        doc = yaml.safe_load(text)
+        for section in ("sources", "filters", "sinks"):
+            for cid, comp in (doc.get(section) or {}).items():
+                for key, value in _addresses(comp):
+                    m = _PLACEHOLDER.match(str(value))
+                    assert m, f"{name}: {section}.{cid}.{key}: {value!r} is not ${{VAR:-default}}"
+                    defaults.setdefault(m.group(1), set()).add(m.group(2))
+        api = (doc.get("api") or {}).get("address")
+        if api is not None:
+            m = _PLACEHOLDER.match(api)
+            assert m, f"{name}: api.address: {api!r}"
+            defaults.setdefault(m.group(1), set()).add(m.group(2))
+    differing = {var: sorted(values) for var, values in defaults.items() if len(values) > 1}
+    assert not differing, f"one variable, several defaults across the examples: {differing}"

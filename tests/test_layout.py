@@ -30,8 +30,9 @@ ALLOWED: dict[str, set[str]] = {
     "parsers": {"event", "plugin", "config", "codecs", "engine", "metrics"},
     "sources": {"event", "plugin", "config", "codecs", "engine", "metrics", "parsers", "tail", "fileio", "sources"},
     "filters": {"event", "plugin", "config", "codecs", "engine", "metrics", "parsers"},
-    "sinks": {"event", "plugin", "config", "codecs", "engine", "metrics", "fileio"},
-    "api": {"event", "config", "codecs", "metrics", "engine.figures", "engine.tagmatch"},
+    # __init__: the version, for the User-Agent remote write asks senders to give
+    "sinks": {"event", "plugin", "config", "codecs", "engine", "metrics", "fileio", "__init__"},
+    "api": {"event", "config", "codecs", "metrics", "engine.figures", "engine.tagmatch", "engine.context"},
     "cli": {"event", "plugin", "config", "codecs", "engine", "metrics", "api", "parsers", "sinks", "__init__"},
     "__main__": {"cli"},
     "__init__": set(),

@@ -16,11 +16,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..config.addresses import parse_listen
+from ..engine.context import RateLimitedLog
 from ..engine.figures import Figures, exposition
 from .messages import Request, Response, json_response
 from .status import components, health
 
 log = logging.getLogger("pipeline.api")
+#: a page that fails for every request (a bug) is one line a minute, not one per request
+_limited = RateLimitedLog(log)
 
 #: a request head larger than this is refused (nothing here takes a body)
 MAX_HEAD = 16 * 1024
@@ -147,7 +150,8 @@ class ApiServer:
         try:
             return await handler(self, request)
         except Exception as e:  # a broken page must not take the server, or the pipeline, down
-            log.error("api: %s %s failed: %r", method, target.path, e, exc_info=True)
+            _limited(logging.ERROR, f"{method} {target.path} {type(e).__name__}",
+                     f"{method} {target.path} failed: {e!r}", exc=e)
             return json_response({"error": f"internal error: {e!r}"}, 500)
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response,

@@ -31,6 +31,8 @@ def masked(options: tuple[Option, ...] | list[Option], conf: SimpleNamespace) ->
             value = masked(opt.type.options, value)
         elif isinstance(opt.type, ListOf) and isinstance(opt.type.item, Struct) and isinstance(value, list):
             value = [masked(opt.type.item.options, v) for v in value]
+        else:
+            value = opt.type.show(value)
         out[opt.name] = value
     return out
 

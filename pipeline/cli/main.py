@@ -122,6 +122,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
     from ..engine.runtime import EXIT_OUTPUT_CLOSED, Runtime
 
+    kinds = [graph.of_kind(k) for k in ("source", "filter", "sink")]
+    # the daemon says what it runs; a --once run (every minute under in_exec) only at debug
+    logging.getLogger("pipeline.runtime").log(
+        logging.DEBUG if args.once else logging.INFO, "pipeline %s: %s %s: %d sources, %d filters, %d sinks (%s)", __version__,
+        "running once" if args.once else "running", graph.file, *map(len, kinds),
+        ", ".join(f"{c.id}:{c.conf.type}" for comps in kinds for c in comps))
+
     async def main() -> int:
         runtime = Runtime(graph, once=args.once)
         api = graph.settings.api
@@ -195,6 +202,10 @@ def cmd_tap(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("pipeline top: needs a terminal (it draws a live view); for a pipe or a script, "
+              f"read http://{args.api}/api/components or use `pipeline tap`", file=sys.stderr)
+        return EXIT_CONFIG
     from .top import main as top
 
     return top(args.api)

@@ -91,9 +91,15 @@ class View:
     def refresh(self) -> None:
         try:
             _, self.health = self.client.get("/healthz")
-            _, doc = self.client.get("/api/components")
+            status, doc = self.client.get("/api/components")
         except (ApiUnreachable, ValueError) as e:
             self.error = str(e)
+            self._last = None
+            return
+        if status != 200 or not isinstance(doc, dict) or "components" not in doc:
+            # the api's own failure is shown, and top keeps asking: it may be a passing one
+            said = doc.get("error") if isinstance(doc, dict) else None
+            self.error = f"/api/components answered {status}: {said or doc!r}"
             self._last = None
             return
         self.error = None

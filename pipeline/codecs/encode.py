@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgpack
@@ -24,8 +25,13 @@ def format_time(time_ns: int, fmt: str) -> Any:
     if fmt == "float":
         return time_ns / 1e9
     secs, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos:09d}Z"
+    return f"{_stamp(secs)}.{nanos:09d}Z"
+
+
+@lru_cache(maxsize=64)
+def _stamp(secs: int) -> str:
+    # a batch's events share a few seconds: strftime once per second, not per event
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _with_tag_time(batch: Batch, tag_key: str | None, time_key: str | None,
@@ -35,9 +41,11 @@ def _with_tag_time(batch: Batch, tag_key: str | None, time_key: str | None,
     out = []
     for tag, t, record in batch:
         record = dict(record)
-        if tag_key:
+        # a record's own field of that name is kept: an `_errors` record's `tag` is the tag of
+        # the event it tells of, a parsed line's `time` what the line said
+        if tag_key and tag_key not in record:
             record[tag_key] = tag
-        if time_key:
+        if time_key and time_key not in record:
             record[time_key] = format_time(t, time_format)
         out.append(record)
     return out

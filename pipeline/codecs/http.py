@@ -13,9 +13,11 @@ memory: read whole, a 50 MB answer took 572 MB once parsed.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import http.client
 import socket
 import ssl
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -180,6 +182,28 @@ def check(response: Response, what: str = "") -> bytes:
         raise HTTPError((f"{what}: " if what else "") + f"HTTP {response.status}"
                         + (f": {quoted(start)}" if start else ""))
     return response.body
+
+
+#: 4xx answers about the request's destination, not its data (no or a wrong token, a wrong
+#: path, a receiver not yet enabled, too many requests): the same data may be taken once
+#: the server or its config is put right, so they are retried, as 5xx are
+RETRY_4XX = frozenset((401, 403, 404, 405, 407, 408, 425, 429))
+
+
+def retryable(status: int) -> bool:
+    return status >= 500 or status in RETRY_4XX
+
+
+def retry_after(headers: http.client.HTTPMessage) -> float | None:
+    """Seconds to wait that a Retry-After header asks for (delay-seconds or an HTTP date)."""
+    value = (headers.get("Retry-After") or "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def reason(e: BaseException) -> str:

@@ -6,6 +6,7 @@ YAML loader keeps the line of every key and list item.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from .options import (
     _line,
     resolve,
 )
-from .yaml_loader import parse_yaml
+from .yaml_loader import LocDict, parse_yaml
 
 #: the pseudo input that carries error events (bad input, given-up chunks)
 ERRORS_INPUT = "_errors"
@@ -119,6 +120,7 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
         errors.add(_line(doc), "", "the config must be a map with sources:, filters: and sinks:")
         raise ConfigError(errors)
     settings = resolve(TOP_OPTIONS, doc, "", errors, ignore=SECTIONS)
+    doc = _misspelled_sections(doc)
     components: dict[str, Component] = {}
     broken: set[str] = set()  # ids with no component at all: inputs naming them are not reported
     for section, kind in SECTIONS.items():
@@ -149,6 +151,29 @@ def build_graph(doc: Any, errors: Errors) -> Graph:
     warn_unknown_fields(settings, doc, graph.fields, errors)
     graph.warnings = errors.warning_lines()
     return graph
+
+
+def _misspelled_sections(doc: dict) -> dict:
+    """A section spelled wrong (`sorces:`) is read as the one it was meant to be: its unknown
+    key is already reported with a did-you-mean, and one typo must not also give a missing
+    section and every input naming its components as unknown."""
+    known = {o.name for o in TOP_OPTIONS} | set(SECTIONS)
+    typos: dict[str, str] = {}
+    for key in doc:
+        if isinstance(key, str) and key not in known:
+            close = difflib.get_close_matches(key, list(SECTIONS), n=1, cutoff=0.6)
+            if close and close[0] not in doc and close[0] not in typos.values():
+                typos[key] = close[0]
+    if not typos:
+        return doc
+    read = LocDict(doc)
+    # the YAML lines, kept for every message
+    read.line, read.lines = getattr(doc, "line", 0), dict(getattr(doc, "lines", {}))
+    for typo, section in typos.items():
+        read[section] = doc[typo]
+        if typo in read.lines:
+            read.lines[section] = read.lines[typo]
+    return read
 
 
 def _component(section: str, kind: str, cid: str, raw: Any, body: Any,

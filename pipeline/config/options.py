@@ -34,6 +34,30 @@ class Type:
     def convert(self, value: Any, path: str, errors: Errors, node: Any) -> Any:
         return value
 
+    def show(self, value: Any) -> Any:
+        """A converted value as JSON holds it, near what the config said (the api's
+        /api/components); a type whose values are objects of its own says how."""
+        return plain(value)
+
+
+def plain(value: Any) -> Any:
+    """Any converted option value in JSON's terms: maps, lists, strings, numbers; a compiled
+    regex as its pattern, a namespace (a struct) as a map, anything else as its text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, SimpleNamespace):
+        return {k: plain(v) for k, v in vars(value).items()}
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    text = getattr(value, "text", None)  # a parsed expression keeps what it was parsed from
+    if isinstance(text, str):
+        return text
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return str(value)
+
 
 def _kind(value: Any) -> str:
     if value is None:
@@ -232,11 +256,20 @@ class Enum(Type):
 
 
 class ListOf(Type):
-    def __init__(self, item: Type):
+    """A list; with `one`, a single item is taken as a list of it (`inputs: app`, as
+    `match:` and `path:` take one pattern or several)."""
+
+    def __init__(self, item: Type, one: bool = False):
         self.item = item
-        self.name = f"list of {item.name}"
+        self.one = one
+        self.name = f"list of {item.name}" + (" (or one)" if one else "")
 
     def convert(self, value, path, errors, node):
+        if self.one and not isinstance(value, list):
+            try:
+                return [_convert(self.item, value, path, errors, node)]
+            except Invalid as e:
+                raise Invalid(f"expected a list, or one {self.item.name}: {e}") from None
         if not isinstance(value, list):
             raise Invalid(f"expected a list, got {_kind(value)}")
         out = []

@@ -135,7 +135,8 @@ class Context:
             if before or every_time:
                 self.log.error("%s", message)
         elif not before:
-            self.log.warning("%s", message or f"{key}: recovered")
+            # good news at info: a warning would page someone for a problem that is gone
+            self.log.info("%s", message or f"{key}: recovered")
 
     def forget(self, prefix: str, keep: set[str]) -> None:
         """Drop the health of keys under `prefix` that are not in `keep` (a container that

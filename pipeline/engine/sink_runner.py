@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ..buffer.memory import Buffer, Chunk
 from ..codecs.quote import quoted
 from ..event import Batch, Item, Packed, count_events
-from ..plugin import DataError, OutputClosed, Sink
+from ..plugin import DataError, OutputClosed, RetryLater, Sink
 from .ack import Ack
 
 log = logging.getLogger("pipeline.runtime")  # part of the runtime, in its log lines too
@@ -161,9 +161,10 @@ class SinkRunner:
                 await self.sink.write(batch)  # type: ignore[arg-type]  # Packed only if takes_packed
             except (asyncio.CancelledError, OutputClosed):
                 raise
-            except DATA_FAILURES as e:
-                return await self._isolate(batch, e, started)
             except Exception as e:  # a destination failure, or a bug: retried, never fatal
+                # ssl's certificate failure is a ValueError too: the destination's all the same
+                if isinstance(e, DATA_FAILURES) and not isinstance(e, DESTINATION_FAILURES):
+                    return await self._isolate(batch, e, started)
                 attempt += 1
                 self.ctx.count("retries")
                 if self.failing_since is None:
@@ -177,7 +178,8 @@ class SinkRunner:
                 timeout = self.conf.retry_timeout
                 if timeout is not None and time.monotonic() - started >= timeout:
                     return f"{reason}; gave up after {timeout:g}s"
-                await asyncio.sleep(self._backoff(attempt))
+                wait = e.after if isinstance(e, RetryLater) and e.after is not None else self._backoff(attempt)
+                await asyncio.sleep(min(wait, self.conf.retry_max_interval))
                 continue
             self.ctx.observe("write_duration_seconds", time.perf_counter() - begun)
             self.failed_reason = None

@@ -8,7 +8,7 @@ from typing import Any
 from ..config.fields import fields_of
 from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Str
 from ..event import Batch, get_path
-from ..metrics.rates import RateTracker, parse_rfc3339_ns
+from ..metrics.rates import RateTracker, time_ns
 from ..plugin import Filter
 
 #: records after which a configured field never seen is reported (once)
@@ -100,12 +100,7 @@ class RateFilter(Filter):
         field = self.conf.time_field
         if field is None:
             return event_time
-        value = get_path(record, field)
-        if isinstance(value, str):
-            return parse_rfc3339_ns(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-            return int(value * 1e9)
-        return None
+        return time_ns(get_path(record, field))
 
     def _seen(self, keys: list[str]) -> None:
         unseen = self._unseen

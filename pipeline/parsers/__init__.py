@@ -27,51 +27,19 @@ from ..config.options import (
     Invalid,
     MapOf,
     Option,
+    Regex,
     Str,
     Type,
     _did_you_mean,
     _kind,
+    _line,
     resolve,
 )
 from ..engine.context import Context
 from ..event import Batch, Event, Record, now_ns
 from ..plugin import Plugin, UnknownPlugin, load, names
 from ._time import TimeError, TimeFormat, TimeZone, parser_of
-
-
-class ParseError(ValueError):
-    """Why one line or value does not parse (the reason in the error record)."""
-
-
-def _number(conv: Callable[[str], Any], what: str) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        if type(value) is not str:
-            return value
-        if value == "-" or not value:  # nginx and Apache write `-` for "no value"
-            return None
-        try:
-            return conv(value)
-        except ValueError:
-            raise ParseError(f"{value!r} is not {what}") from None
-    return convert
-
-
-def _bool(value: Any) -> Any:
-    if type(value) is not str:
-        return value
-    low = value.lower()
-    if low in ("true", "yes", "on", "1"):
-        return True
-    if low in ("false", "no", "off", "0"):
-        return False
-    if low in ("", "-"):
-        return None
-    raise ParseError(f"{value!r} is not a boolean")
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "int": _number(int, "an integer"), "float": _number(float, "a number"), "bool": _bool, "string": str,
-}
+from ._values import CONVERTERS, FieldType, ParseError, converter, null_test
 
 ON_ERROR = Option("on_error", Enum("error", "keep", "drop"), "error",
                   "a line that does not parse: error (to _errors with the line), keep (emitted as "
@@ -84,13 +52,17 @@ def time_options(time_key: str | None = None, time_format: str | None = None,
     return (
         Option("time_key", Str(), time_key, "the field holding the event time; \"\": none, the time the line was read"),
         Option("time_format", TimeFormat(), time_format,
-               "a strptime format, or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
+               "a strptime format (fluentd's %N, %L too; fractions kept to the ns; without a year: "
+               "syslog's), or iso8601, unix, unix_ms, unix_ns, syslog (RFC 3164 or 3339)"
                + ("" if time_format else "; default: iso8601")),
         Option("timezone", TimeZone(), "local",
                "zone of times written without an offset: local (the machine's), UTC, +09:00 or a name"),
         Option("keep_time_key", Bool(), False, "keep the time field in the record"),
-        Option("types", MapOf(Enum(*CONVERTERS)), dict(types or {}),
-               "field -> int, float, bool or string; `-` or empty is null for numbers"),
+        Option("types", MapOf(FieldType()), dict(types or {}),
+               "field -> int, float, bool, string, hex, array[:DELIMITER] (default `,`) or time[:FORMAT] "
+               "(RFC 3339 UTC text); `-` or empty is null for numbers"),
+        Option("null_value_pattern", Regex(), None, "a text value this regex matches whole is null"),
+        Option("null_empty_string", Bool(), False, "an empty text value is null"),
     )
 
 
@@ -106,10 +78,14 @@ class Parser(Plugin):
         #: typed fields: int ones apart, converted inline by int() (the most common, nginx's
         #: status and size), the others through their converter
         self.ints = tuple(k for k, v in types.items() if v == "int")
-        self.typed = tuple((k, CONVERTERS[v]) for k, v in types.items() if v != "int")
+        self.typed = tuple((k, converter(v, conf.timezone)) for k, v in types.items() if v != "int")
+        self.nulls = null_test(getattr(conf, "null_value_pattern", None), getattr(conf, "null_empty_string", False))
         self.time_key: str = getattr(conf, "time_key", None) or ""
         self.parse_time = parser_of(conf.time_format, conf.timezone) if self.time_key else None
         self.keep_time = getattr(conf, "keep_time_key", False)
+        #: a format that could read a time but was given no time_key: the first record with a
+        #: `time` field says so once (fluentd's json, ltsv, regexp and csv read it by default)
+        self.hint_time = hasattr(conf, "time_key") and conf.time_key is None
 
     def record(self, text: str) -> Record:
         raise NotImplementedError
@@ -134,7 +110,7 @@ class Parser(Plugin):
         out: list[Any] = []  # events, but for parse()'s, whose `now` is None
         append = out.append
         ints, typed, time_key, keep = self.ints, self.typed, self.time_key, self.keep_time
-        parse_time = self.parse_time
+        parse_time, nulls = self.parse_time, self.nulls
         last: Any = None
         last_t = now
         for line, record in zip(lines, records):
@@ -145,6 +121,19 @@ class Parser(Plugin):
                 continue
             t = now
             try:
+                # the time first, from the text as written, as fluentd does: a typed time field
+                # (`types: {time: time}` with keep_time_key) is read before it is converted
+                if time_key:
+                    stamp = record.get(time_key) if keep else record.pop(time_key, None)
+                    if stamp is not None:  # else no time in this line: the time it was read
+                        if stamp != last:
+                            last_t = _timed(time_key, parse_time, stamp)
+                            last = stamp
+                        t = last_t
+                if nulls is not None:
+                    for key, value in record.items():
+                        if type(value) is str and nulls(value):
+                            record[key] = None
                 for key in ints:
                     value = record.get(key)
                     if type(value) is str:
@@ -156,13 +145,6 @@ class Parser(Plugin):
                     value = record.get(key)
                     if value is not None:
                         record[key] = _typed(key, conv, value)
-                if time_key:
-                    stamp = record.get(time_key) if keep else record.pop(time_key, None)
-                    if stamp is not None:  # else no time in this line: the time it was read
-                        if stamp != last:
-                            last_t = _timed(time_key, parse_time, stamp)
-                            last = stamp
-                        t = last_t
             except ParseError as e:
                 event = fail(line, str(e))
                 if event is not None:
@@ -184,7 +166,13 @@ class Parser(Plugin):
             if self.reject(line, reason, origin):
                 return tag, now, {"message": line, "parse_error": reason}
             return None
-        return self.finished(lines, self.records_of(lines), tag, now, fail)
+        events = self.finished(lines, self.records_of(lines), tag, now, fail)
+        if self.hint_time and events and "time" in events[0][2]:
+            self.hint_time = False
+            self.ctx.log.info("records have a `time` field, but no time_key is set: the event time is "
+                              "the time each line was read (fluentd would read `time`; set time_key: "
+                              "time and its time_format to use it)")
+        return events
 
     def reject(self, raw: str, reason: str, origin: str) -> bool:
         """Count a text that did not parse and report it as `on_error` says; True: keep it."""
@@ -243,7 +231,12 @@ class Format(Type):
             known = sorted(set(self.streams) | set(names("parser")))
             raise Invalid(f"unknown format {name!r}{_did_you_mean(name, known)}; formats: "
                           + ", ".join(known)) from None
-        return resolve(cls.all_options(), raw, path, errors)
+        conf = resolve(cls.all_options(), raw, path, errors)
+        if "time_format" in raw and not getattr(conf, "time_key", None):
+            errors.warn(_line(raw, "time_format"), f"{path}.time_format",
+                        "time_format without time_key: no field is read as the event time (set "
+                        "time_key: the field that holds it)")
+        return conf
 
 
 def build(conf: Any, ctx: Context) -> Parser:

@@ -54,7 +54,8 @@ class TimeZone(Type):
 
 
 class TimeFormat(Type):
-    """A strptime format, checked by formatting a date with it and reading that back."""
+    """A strptime format (with fluentd's %N, %L, %3N...), checked by formatting a date with it
+    and reading that back."""
 
     name = "time format"
 
@@ -66,12 +67,31 @@ class TimeFormat(Type):
         if "%" not in value:
             raise Invalid(f"expected {', '.join(NAMED_FORMATS)} or a strptime format with % "
                           f"directives, got {value!r}")
+        fmt = python_format(value)
         sample = datetime(2026, 10, 9, 13, 55, 36, 123456, tzinfo=UTC)
         try:
-            datetime.strptime(sample.strftime(value), value)
+            datetime.strptime(sample.strftime(fmt), fmt)
         except ValueError as e:
             raise Invalid(f"not a strptime format that reads back what it writes: {e}") from None
         return value
+
+
+#: fluentd's (Ruby's) fractions of a second: read as any number of digits, kept to the ns
+_FRACTION = re.compile(r"%(?:[369]?N|L)")
+#: Ruby's and chrono's (Vector's) shorthands Python's strptime lacks; %d reads a space-padded day
+_SHORTHANDS = {"%F": "%Y-%m-%d", "%T": "%H:%M:%S", "%D": "%m/%d/%y", "%R": "%H:%M", "%v": "%e-%b-%Y",
+               "%e": "%d", "%:z": "%z"}
+_YEAR = re.compile(r"%[YyGcx]")
+_OPTIONAL_FRACTION = re.compile(r"[.,]%f")
+#: a fraction Python's %f cannot take: more than 6 digits after a separator (not a compact date)
+_LONG_FRACTION = re.compile(r"(?<=[.,:])\d{7,}")
+
+
+def python_format(fmt: str) -> str:
+    """`fmt` in Python's strptime terms: every fraction directive is `%f`."""
+    for short, long in _SHORTHANDS.items():
+        fmt = fmt.replace(short, long)
+    return _FRACTION.sub("%f", fmt)
 
 
 def to_ns(dt: datetime, tz: tzinfo | None) -> int:
@@ -107,26 +127,56 @@ def rfc3164_year(month: int, now: float) -> int:
     return today.tm_year - 1 if month == 12 and today.tm_mon == 1 else today.tm_year
 
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_ISO_FRACTION = re.compile(r"[.,](\d{7,})")
 
 
 def _iso(text: str, tz: tzinfo | None) -> int:
     try:
-        return to_ns(datetime.fromisoformat(text), tz)
+        ns = to_ns(datetime.fromisoformat(text), tz)
     except ValueError:
         raise TimeError(f"not an ISO 8601 time: {text!r}") from None
+    m = _ISO_FRACTION.search(text)  # fromisoformat keeps microseconds: the digits after them
+    return ns + int(m.group(1)[6:9].ljust(3, "0")) if m else ns
 
 
-def _rfc3164(text: str, tz: tzinfo | None, clock: Callable[[], float]) -> int:
-    month = _MONTHS.get(text[:3])
-    if month is None:
-        raise TimeError(f"not a syslog time: {text!r}")
-    year = rfc3164_year(month, clock())
-    try:
-        return to_ns(datetime.strptime(f"{year} {text}", "%Y %b %d %H:%M:%S"), tz)
-    except ValueError:
-        raise TimeError(f"not a syslog time: {text!r}") from None
+def _strptime(fmt: str, tz: tzinfo | None, clock: Callable[[], float]) -> Callable[[Any], int]:
+    """A strptime format read as fluentd reads it: fractions of any length kept to the ns
+    (Python's %f takes 6 digits at most), a fraction after `.` or `,` that may be left out (Go
+    drops a zero one, Apache 2.2 writes none), and a date without a year in the syslog way
+    (`rfc3164_year`)."""
+    py = python_format(fmt)
+    has_fraction = "%f" in py
+    short = _OPTIONAL_FRACTION.sub("", py) if has_fraction else None
+    yearless = not _YEAR.search(py)
+    if yearless:  # a leap year, so that Feb 29 reads; the real year is set after
+        py, short = "%Y " + py, short and "%Y " + short
+
+    def parse(v: Any) -> int:
+        text = str(v)
+        extra = 0
+        m = _LONG_FRACTION.search(text) if has_fraction else None
+        if m is not None:
+            digits = m.group()
+            text = text[:m.start()] + digits[:6] + text[m.end():]
+            extra = int(digits[6:9].ljust(3, "0"))
+        if yearless:
+            text = "2000 " + text
+        try:
+            dt = datetime.strptime(text, py)
+        except ValueError:
+            try:
+                if short is None:
+                    raise
+                dt = datetime.strptime(text, short)
+            except ValueError:
+                raise TimeError(f"{v!r} does not match the time format {fmt!r}") from None
+        if yearless:
+            try:
+                dt = dt.replace(year=rfc3164_year(dt.month, clock()))
+            except ValueError:  # Feb 29 of a year that has none
+                raise TimeError(f"{v!r} is not a day of {rfc3164_year(dt.month, clock())}") from None
+        return to_ns(dt, tz) + extra
+    return parse
 
 
 def parser_of(fmt: str | None, tz_name: str = "local",
@@ -143,13 +193,10 @@ def parser_of(fmt: str | None, tz_name: str = "local",
     elif fmt in (None, "iso8601"):
         parse = lambda v: _iso(str(v), tz)  # noqa: E731
     elif fmt == "syslog":  # RFC 3164's `Oct  9 13:55:36`, or RFC 3339 (RFC 5424, rsyslog's files)
-        parse = lambda v: _iso(v, tz) if v[:1].isdigit() else _rfc3164(v, tz, clock)  # noqa: E731
+        rfc3164 = _strptime("%b %d %H:%M:%S.%N", tz, clock)
+        parse = lambda v: _iso(v, tz) if v[:1].isdigit() else rfc3164(v)  # noqa: E731
     else:
-        def parse(v: Any) -> int:
-            try:
-                return to_ns(datetime.strptime(str(v), fmt), tz)
-            except ValueError:
-                raise TimeError(f"{v!r} does not match the time format {fmt!r}") from None
+        parse = _strptime(fmt, tz, clock)
 
     last: Any = None
     last_ns = 0

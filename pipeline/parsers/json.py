@@ -19,6 +19,8 @@ class JsonParser(Parser):
         try:
             doc = orjson.loads(text) if not has_long_digits(text.encode()) else json_loads(text)
         except (orjson.JSONDecodeError, DecodeError) as e:
+            if text.startswith("\ufeff"):  # a file's byte order mark, on its first line
+                return self.record(text[1:])
             raise ParseError(f"not JSON: {e}") from None
         if type(doc) is not dict:
             raise ParseError(f"expected a JSON object, got {type(doc).__name__}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config.options import Option, Str
+from ..config.options import Option, Regex, Str
 from ..event import Record
 from . import ParseError, Parser, time_options
 
@@ -13,13 +13,19 @@ class LtsvParser(Parser):
 
     options = (
         Option("delimiter", Str(), "\t", "between fields"),
+        Option("delimiter_pattern", Regex(), None, "a regex between fields, in place of delimiter (e.g. `\\s+`)"),
         Option("label_delimiter", Str(), ":", "between a label and its value"),
     ) + time_options()
+
+    def __init__(self, ctx, conf):
+        super().__init__(ctx, conf)
+        pattern, delimiter = conf.delimiter_pattern, conf.delimiter
+        self.split = pattern.split if pattern is not None else lambda text: text.split(delimiter)
 
     def record(self, text: str) -> Record:
         out = {}
         sep = self.conf.label_delimiter
-        for field in text.split(self.conf.delimiter):
+        for field in self.split(text):
             label, found, value = field.partition(sep)
             if not found:
                 raise ParseError(f"field {field[:40]!r} has no label")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from ..config.options import Option, Regex
@@ -14,8 +15,10 @@ _NO_MATCH = ParseError("does not match the pattern")
 
 class RegexParser(Parser):
     """Fields from the named groups `(?P<name>...)` of `pattern`, matched from the line's start
-    (`re.match`); groups that did not take part are null. Checked at `check`: a pattern that
-    does not compile, or has no named group, is a config error."""
+    (`re.match`); groups that did not take part are null. `.` matches a line break too, so that
+    `(?P<message>.*)` takes a whole multiline record (a stack trace), as fluentd's multiline
+    format does; `(?-s:.)` is a `.` that does not. Checked at `check`: a pattern that does not
+    compile, or has no named group, is a config error."""
 
     options: ClassVar[tuple[Option, ...]] = (
         Option("pattern", Regex(named=True), help="Python regular expression with named groups"),
@@ -23,7 +26,8 @@ class RegexParser(Parser):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.match = self.pattern().match
+        pattern = self.pattern()
+        self.match = re.compile(pattern.pattern, pattern.flags | re.DOTALL).match
 
     def pattern(self):
         return self.conf.pattern

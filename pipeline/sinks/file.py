@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..config.options import Bool, Duration, Enum, Option, Size, Str
@@ -19,6 +19,18 @@ from ..plugin import Sink
 from .stdout import FORMAT_OPTIONS, make_encoder
 
 IDLE_CLOSE = 60.0
+
+#: an archive keeps each event's time and tag, as fluentd's out_file writes them: a parsed
+#: log line's time is not in its record any more (the parser took it out)
+_FORMAT = {o.name: o for o in FORMAT_OPTIONS}
+_ARCHIVE_DEFAULTS = {
+    "tag_key": replace(_FORMAT["tag_key"], help="the key each record's tag is written under; default `tag`, "
+                       "left out when the path holds ${tag}; \"\" writes none"),
+    "time_key": replace(_FORMAT["time_key"], default="time",
+                        help="the key each record's event time is written under; \"\" writes none"),
+    "time_format": replace(_FORMAT["time_format"], default="iso8601"),
+}
+FILE_FORMAT_OPTIONS = tuple(_ARCHIVE_DEFAULTS.get(o.name, o) for o in FORMAT_OPTIONS)
 
 
 @dataclass
@@ -69,7 +81,7 @@ class FileSink(Sink):
     options = (
         Option("path", Str(), help="file path; strftime fields (%Y%m%d) and ${tag} are filled per event "
                "(the tag made one safe file name part: no /, .., NUL or control characters)"),
-        *FORMAT_OPTIONS,
+        *FILE_FORMAT_OPTIONS,
         Option("utc", Bool(), False, "fill strftime fields in UTC instead of local time"),
         Option("max_size", Size(), None, "rotate a file when it would grow past this size"),
         Option("rotate_interval", Duration(min=1), None, "rotate a file when it is older than this"),
@@ -78,10 +90,11 @@ class FileSink(Sink):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.encoder = make_encoder(conf)
         self.template: str = conf.path
         self.by_time = "%" in self.template
         self.by_tag = "${tag}" in self.template
+        tag_key = "tag" if conf.tag_key is None and not self.by_tag else None
+        self.encoder = make_encoder(conf, tag_key)
         self.files: dict[str, _Open] = {}
         self._to_time = time.gmtime if conf.utc else time.localtime
         self._compressing: set[asyncio.Task[None]] = set()

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
-from fnmatch import fnmatchcase
 from typing import Any
 
-from ..config.options import Duration, Int, ListOf, Option, Str
+from ..codecs.prometheus_names import SERIES_OPTIONS, SeriesNames, check_labels
+from ..config.options import Duration, Int, Option, Str
 from ..event import Batch
 from ..plugin import Sink
-
-_BAD_NAME = re.compile(r"[^a-zA-Z0-9_:]")
-
-
-def metric_name(prefix: str, field: str) -> str:
-    name = _BAD_NAME.sub("_", prefix + field)
-    return "_" + name if name[:1].isdigit() else name
 
 
 def _help_text(text: str) -> str:
@@ -53,10 +45,7 @@ class PrometheusExporterSink(Sink):
     options = (
         Option("bind", Str(), "127.0.0.1", "address to listen on"),
         Option("port", Int(min=0, max=65535), 9464, "port to listen on"),
-        Option("prefix", Str(), "", "prefix of every metric name"),
-        Option("labels", ListOf(Str()), [], "fields whose values become labels"),
-        Option("fields", ListOf(Str()), ["*"], "glob patterns of the fields to export"),
-        Option("counters", ListOf(Str()), [], "glob patterns of fields to type as counters"),
+        *SERIES_OPTIONS,
         Option("expire", Duration(min=0.001), 300.0, "drop a series not seen for this long"),
     )
 
@@ -64,27 +53,14 @@ class PrometheusExporterSink(Sink):
         super().__init__(ctx, conf)
         # (metric, label items) -> (value, last seen)
         self.series: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, float]] = {}
-        self.types: dict[str, str] = {}
-        self.helps: dict[str, str] = {}
+        self.names = SeriesNames(conf, ctx.id, conf.inputs)
         self.server: asyncio.Server | None = None
         self.port: int = conf.port
-        self._exported: dict[str, str | None] = {}
 
-    def _metric(self, field: str) -> str | None:
-        """The metric name of a field, or None when the field is not exported (cached)."""
-        if field not in self._exported:
-            conf = self.conf
-            keep = field not in conf.labels and any(fnmatchcase(field, p) for p in conf.fields)
-            name = metric_name(conf.prefix, field) if keep else None
-            if name is not None:
-                counter = any(fnmatchcase(field, p) for p in conf.counters)
-                if counter and not name.endswith("_total"):
-                    name += "_total"
-                self.types[name] = "counter" if counter else "gauge"
-                self.helps[name] = _help_text(f"field {field} of the events from {', '.join(conf.inputs)}"
-                                              f" (sink {self.ctx.id})")
-            self._exported[field] = name
-        return self._exported[field]
+    @classmethod
+    def fields(cls, conf, upstream, check):
+        check_labels(conf, upstream, check)
+        return None
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, self.conf.bind, self.conf.port)
@@ -93,14 +69,11 @@ class PrometheusExporterSink(Sink):
 
     async def write(self, batch: Batch) -> None:
         now = time.monotonic()
-        labels = self.conf.labels
+        names = self.names
         for _, _, record in batch:
-            key = tuple((name, _label_value(record[name])) for name in labels if record.get(name) is not None)
-            for field, value in record.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    name = self._metric(field)
-                    if name is not None:
-                        self.series[(name, key)] = (value, now)
+            key = names.labels(record)
+            for name, value in names.values(record):
+                self.series[(name, key)] = (value, now)
 
     def render(self) -> str:
         cutoff = time.monotonic() - self.conf.expire
@@ -108,13 +81,13 @@ class PrometheusExporterSink(Sink):
             del self.series[key]
         by_name: dict[str, list[str]] = {}
         for (name, labels), (value, _) in sorted(self.series.items()):
-            text = ",".join(f'{k}="{v}"' for k, v in labels)
+            text = ",".join(f'{k}="{_label_value(v)}"' for k, v in labels)
             by_name.setdefault(name, []).append(f"{name}{{{text}}} {_number(value)}" if text
                                                 else f"{name} {_number(value)}")
         lines = []
         for name, samples in by_name.items():
-            lines.append(f"# HELP {name} {self.helps[name]}")
-            lines.append(f"# TYPE {name} {self.types[name]}")
+            lines.append(f"# HELP {name} {_help_text(self.names.helps[name])}")
+            lines.append(f"# TYPE {name} {self.names.types[name]}")
             lines += samples
         return "\n".join(lines) + "\n"
 

@@ -25,8 +25,9 @@ FORMAT_OPTIONS = (
 )
 
 
-def make_encoder(conf) -> Encoder:
-    return Encoder(conf.format, tag_key=conf.tag_key, time_key=conf.time_key,
+def make_encoder(conf, tag_key: str | None = None) -> Encoder:
+    """The encoder the format options ask for; `tag_key` where the sink decides it."""
+    return Encoder(conf.format, tag_key=tag_key or conf.tag_key or None, time_key=conf.time_key or None,
                    time_format=conf.time_format, prefix=conf.prefix, name_by=conf.name_by)
 
 

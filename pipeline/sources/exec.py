@@ -69,7 +69,9 @@ class ExecSource(PollSource):
         else:
             self.argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
         self.env = {**os.environ, **conf.env} if conf.env else None
-        self.name = self.argv[0] if self.argv else "?"
+        # what the user wrote names it in log lines, not the /bin/sh that runs it
+        shown = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        self.name = (shown if conf.shell else self.argv[0] if self.argv else "?")[:80]
         fmt = conf.format
         self.parser = None if isinstance(fmt, str) else build(fmt, ctx)
 

@@ -19,6 +19,8 @@ import pytest
 from api_peers import get_json, serving
 from helpers import ROOT, free_port
 
+from pipeline.metrics.rates import parse_rfc3339_ns
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -109,7 +111,7 @@ def _check_against_the_log(page, logs: Path, pattern: str, stop) -> list[dict]:
             for r in mine:
                 v = _value(r, panel["field"])
                 if isinstance(v, (int, float)):
-                    by_second[int(r["time"])] = v
+                    by_second[parse_rfc3339_ns(r["time"]) // 1_000_000_000] = v
             assert s["t"], (panel["title"], name)
             for t, v in zip(s["t"], s["v"]):
                 assert by_second.get(int(t)) == v, (panel["title"], name, t, v)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import tracemalloc
 from types import SimpleNamespace
 
@@ -94,6 +95,7 @@ class FlakySink(Sink):
 
 @pytest.mark.parametrize("failures", [0, 3])
 def test_failing_sink_gets_everything_in_order_after_recovery(failures, caplog):
+    caplog.set_level(logging.INFO)  # the recovery is said at info
     async def main():
         sink = FlakySink(failures)
         runner = SinkRunner(sink, buffer(events=7), on_give_up=lambda c, r: None, on_closed=lambda s, r: None)

@@ -281,3 +281,16 @@ def test_plugin_list_gives_whole_summaries():
     summaries = [ln.split(None, 1)[1] for ln in out.splitlines() if ln.startswith("  ")]
     assert len(summaries) > 15 and all(s.endswith(".") for s in summaries), summaries
     assert "PackedForward and CompressedPackedForward, integer or EventTime times" in out
+
+
+def test_the_daemon_says_what_it_runs_at_start_and_a_once_run_does_not(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("sources:\n  s: {type: stdin}\nfilters:\n  f: {type: select, inputs: s, fields: [a]}\n"
+                    "sinks:\n  d: {type: discard, inputs: [f]}\n")
+    daemon = run_pipeline("run", str(path), input=b'{"a": 1}\n')
+    said = daemon.stderr.decode().splitlines()
+    assert daemon.returncode == 0 and len(said) == 1, said
+    assert f"info runtime: pipeline {__version__}: running {path}: 1 sources, 1 filters, 1 sinks " \
+           "(s:stdin, f:select, d:discard)" in said[0]
+    once = run_pipeline("run", "--once", str(path), input=b'{"a": 1}\n')
+    assert once.returncode == 0 and once.stderr == b""

@@ -19,7 +19,7 @@ def _conf(tmp_path, source: str) -> str:
     conf = tmp_path / "c.yaml"
     conf.write_text(f"sources:\n  in: {source}\n"
                     f"sinks:\n  out: {{type: file, inputs: [in], path: '{tmp_path}/out.jsonl',"
-                    f" buffer: {{type: file, path: '{tmp_path}/buffer'}}}}\n"
+                    f" time_key: '', tag_key: '', buffer: {{type: file, path: '{tmp_path}/buffer'}}}}\n"
                     f"  errors: {{type: file, inputs: [_errors], path: '{tmp_path}/errors.jsonl'}}\n")
     return str(conf)
 

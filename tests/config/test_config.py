@@ -180,3 +180,18 @@ def test_a_url_with_an_unclosed_bracket_is_a_config_error(tmp_path):
     assert result.returncode == 2
     assert f"{conf}:2: sources.s.url: expected a URL" in result.stderr.decode()
     assert "Invalid IPv6 URL" in result.stderr.decode() and b"Traceback" not in result.stderr
+
+
+def test_a_misspelled_section_is_one_problem_with_a_did_you_mean(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "sorces:\n  s: {type: stdin}\nsinks:\n  d: {type: stdout, inputs: [s]}\n")
+    # not also "sources: missing" and "'s' is not a source or filter id"
+    assert e.value.errors.lines() == [f"{tmp_path}/c.yaml:1: sorces: unknown option (did you mean 'sources'?)"]
+
+
+def test_inputs_may_name_one_id_as_match_and_path_do(tmp_path):
+    graph = load(tmp_path, "sources:\n  s: {type: stdin}\nsinks:\n  d: {type: stdout, inputs: s}\n")
+    assert graph.components["d"].inputs == ["s"]
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, "sources:\n  s: {type: stdin}\nsinks:\n  d: {type: stdout, inputs: 3}\n")
+    assert "sinks.d.inputs: expected a list, or one string" in str(e.value)

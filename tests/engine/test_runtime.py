@@ -215,7 +215,7 @@ filters:
   boom: {{type: flatten, inputs: [s]}}
   mut: {{type: flatten, inputs: [s]}}
 sinks:
-  plain: {{type: file, inputs: [boom], path: {out}/plain}}
+  plain: {{type: file, inputs: [boom], path: {out}/plain, time_key: '', tag_key: ''}}
   mutated: {{type: file, inputs: [mut], path: {out}/mutated}}
   errors: {{type: file, inputs: [_errors], path: {out}/errors}}
 """, boom=Boom, mut=Mutator)

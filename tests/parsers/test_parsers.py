@@ -167,7 +167,10 @@ def test_check_reports_every_format_problem_with_its_line(tmp_path):
         "  c: {type: stdin, format: ngnix}\n"
         "  d: {type: stdin, format: {type: nginx, timezone: Mars/Base, time_format: '%Q', colour: red}}\n"
         "  e: {type: exec, command: date, format: {type: csv, keys: [a], delimiter: ';;'}}\n"
-        "sinks:\n  out: {type: stdout, inputs: [a, b, c, d, e]}\n")
+        "  f: {type: stdin, format: {type: json, types: {a: integr, b: 'time:%Q', c: 'int:x'}}}\n"
+        "  g: {type: stdin, format: {type: json, time_format: '%Y-%m-%d'}}\n"
+        "  h: {type: stdin, format: {type: json, time_key: ts, time_format: '%Y-%m-%d'}}\n"
+        "sinks:\n  out: {type: stdout, inputs: [a, b, c, d, e, f, g, h]}\n")
     result = run_pipeline("check", str(conf))
     assert result.returncode == 2
     err = result.stderr.decode()
@@ -177,8 +180,13 @@ def test_check_reports_every_format_problem_with_its_line(tmp_path):
                      "c.yaml:9: sources.d.format.timezone: unknown time zone 'Mars/Base'",
                      "c.yaml:9: sources.d.format.time_format: not a strptime format",
                      "c.yaml:9: sources.d.format.colour: unknown option",
-                     "c.yaml:10: sources.e.format.delimiter: expected one character"):
+                     "c.yaml:10: sources.e.format.delimiter: expected one character",
+                     "c.yaml:11: sources.f.format.types.a: unknown type 'integr' (did you mean 'int'?)",
+                     "c.yaml:11: sources.f.format.types.b: not a strptime format",
+                     "c.yaml:11: sources.f.format.types.c: int takes no `:` option",
+                     "c.yaml:12: sources.g.format.time_format: warning: time_format without time_key"):
         assert expected in err, err
+    assert err.count("warning") == 1
 
 
 def test_stdin_and_exec_read_with_a_parser(tmp_path):
@@ -192,3 +200,71 @@ def test_stdin_and_exec_read_with_a_parser(tmp_path):
     records = [json.loads(x) for x in result.stdout.splitlines()]
     assert sorted(r["tag"] for r in records) == ["ex"] * 3 + ["web"] * 3
     assert {r["t"] for r in records} == {ts("2026-12-01T09:20:21+00:00") // 10**9}
+
+
+def test_syslog_messages_keep_their_line_breaks():
+    for line in ("<13>Oct  9 13:55:36 host app[1]: Hi,\nfrom\nFluentd!",
+                 "<13>1 2026-10-09T13:55:36Z host app 1 - - Hi,\nfrom\nFluentd!"):
+        assert parser("syslog").parse(line)[1]["message"] == "Hi,\nfrom\nFluentd!"
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("<133>Jun 13 16:33:35 haproxy[73411]: Proxy sticky-servers started.",
+     {"pri": 133, "ident": "haproxy", "pid": "73411", "message": "Proxy sticky-servers started."}),
+    ("<14>Jun 13 16:33:35 sshd: session opened", {"pri": 14, "ident": "sshd", "pid": None, "message": "session opened"}),
+    ("Jun  3 16:33:35 myhost cron[12]: run", {"host": "myhost", "ident": "cron", "pid": "12", "message": "run"}),
+    ("Jun 3 16:33:35 myhost kernel: [1.5] x", {"host": "myhost", "ident": "kernel", "pid": None, "message": "[1.5] x"}),
+])
+def test_rfc3164_lines_with_and_without_a_hostname(line, expected):
+    assert parser({"type": "syslog", "keep_time_key": False}).parse(line)[1] == expected
+
+
+def test_rfc5424_without_pri_when_the_format_says_so():
+    _, record = parser({"type": "syslog", "message_format": "rfc5424"}).parse(
+        "2017-02-06T13:14:15.003Z 192.168.0.1 fluentd 11 ID1 [a b=\"1\"] Hi")
+    assert record == {"host": "192.168.0.1", "ident": "fluentd", "pid": "11", "msgid": "ID1",
+                      "structured_data": {"a": {"b": "1"}}, "message": "Hi"}
+
+
+@pytest.mark.parametrize("line, t, expected", [
+    ("[Wed Oct 11 14:32:52 2000] [error] [client 127.0.0.1] client denied by server configuration",
+     "2000-10-11T14:32:52+00:00", {"level": "error", "client": "127.0.0.1",
+                                   "message": "client denied by server configuration"}),
+    ("[Wed Oct 11 14:32:52 2000] [notice] Apache/2.2.15 (Unix) configured -- resuming normal operations",
+     "2000-10-11T14:32:52+00:00", {"level": "notice", "message": "Apache/2.2.15 (Unix) configured -- resuming normal operations"}),
+    ("[Wed Oct 11 14:32:52.5 2023] [core:error] [client 10.0.0.1:5678] AH00126: Invalid URI",
+     "2023-10-11T14:32:52.5+00:00", {"module": "core", "level": "error", "client": "10.0.0.1:5678",
+                                     "message": "AH00126: Invalid URI"}),
+])
+def test_apache_error_22_and_24_without_pid(line, t, expected):
+    got_t, record = parser({"type": "apache_error", "timezone": "UTC"}).parse(line)
+    assert {k: v for k, v in record.items() if v is not None} == expected
+    assert got_t == int(datetime.fromisoformat(t).timestamp() * 10**9)
+
+
+def test_null_values_and_the_types_peers_have():
+    p = parser({"type": "ltsv", "delimiter_pattern": r"\s+", "label_delimiter": "=",
+                "null_value_pattern": "-|null", "null_empty_string": True,
+                "types": {"tags": "array:|", "at": "time:%d/%b/%Y:%H:%M:%S%z", "iso": "time", "n": "integer",
+                          "h": "hex"}})
+    assert p.parse("a=- b=null c= d=nullable tags=x|y at=28/Feb/2013:12:00:00+0900\tn=7  h=ff "
+                   "iso=2013-02-28T12:00:00.5+09:00")[1] == {
+        "a": None, "b": None, "c": None, "d": "nullable", "tags": ["x", "y"],
+        "at": "2013-02-28T03:00:00.000000000Z", "n": 7, "h": 255, "iso": "2013-02-28T03:00:00.500000000Z"}
+
+
+def test_a_regex_dot_takes_line_breaks_in_a_multiline_text():
+    p = parser({"type": "regex", "pattern": r"^(?P<time>\S+ \S+) (?P<level>\w+) (?P<message>.*)"})
+    text = "2024-01-01 12:00:00 ERROR failed\njava.lang.RuntimeException: x\n\tat Trace.main(Trace.java:10)"
+    assert p.parse(text)[1]["message"] == "failed\njava.lang.RuntimeException: x\n\tat Trace.main(Trace.java:10)"
+    assert parser({"type": "nginx_error"}).parse("2026/10/09 13:55:36 [error] 1#1: a\nb")[1]["message"] == "a\nb"
+    assert parser({"type": "regex", "pattern": r"(?P<first>(?-s:.*))"}).parse("a\nb")[1] == {"first": "a"}
+
+
+def test_records_with_a_time_field_and_no_time_key_say_so_once(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("sources:\n  in: {type: stdin, format: {type: json}}\n"
+                    "sinks:\n  out: {type: stdout, inputs: [in]}\n")
+    result = run_pipeline("run", "--once", str(conf), input=b'{"time": "2026-10-09T13:55:36Z", "a": 1}\n' * 3)
+    assert result.returncode == 0 and result.stdout.count(b'"time"') == 3
+    assert result.stderr.decode().count("records have a `time` field, but no time_key is set") == 1

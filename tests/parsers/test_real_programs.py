@@ -8,7 +8,11 @@ import time
 
 import pytest
 from helpers import run_pipeline
-from log_programs import run_apache, run_nginx, run_rsyslog
+from log_programs import logger_datagrams, run_apache, run_nginx, run_rsyslog
+
+from pipeline.config.options import Errors
+from pipeline.engine.context import Context
+from pipeline.parsers import Format, build
 
 
 def parse_cli(tmp_path, fmt: str, lines: list[bytes]) -> tuple[list[dict], list[dict]]:
@@ -17,7 +21,7 @@ def parse_cli(tmp_path, fmt: str, lines: list[bytes]) -> tuple[list[dict], list[
     run.mkdir()
     conf, out, err = run / "c.yaml", run / "out.jsonl", run / "errors.jsonl"
     conf.write_text(f"sources:\n  in: {{type: stdin, format: {fmt}}}\n"
-                    f"sinks:\n  out: {{type: file, inputs: [in], path: '{out}', time_key: t, time_format: float}}\n"
+                    f"sinks:\n  out: {{type: file, inputs: [in], path: '{out}', time_key: t, time_format: float, tag_key: ''}}\n"
                     f"  err: {{type: file, inputs: [_errors], path: '{err}'}}\n")
     result = run_pipeline("run", "--once", str(conf), input=b"\n".join(lines) + b"\n")
     assert result.returncode == 0, result.stderr
@@ -79,3 +83,19 @@ def test_rsyslog_rfc3164_and_rfc5424_files(tmp_path, logs_dir):
     assert records[1]["structured_data"]["exampleSDID@32473"] == {"iut": "3", "eventSource": 'App "x"'}
     assert records[1]["msgid"] == "ID47" and records[1]["message"] == "hello 5424 café"
     assert records[2]["pri"] == 16 * 8 + 3 and records[2]["ident"] == "other" and records[2]["pid"] is None
+
+
+def test_what_logger_sends_to_dev_log(tmp_path):
+    """A program's own messages to /dev/log: no hostname in RFC 3164, a message may span
+    lines (what a syslog source gets on its unix socket)."""
+    grams = logger_datagrams(tmp_path, [["-t", "myapp", "-i", "hello"], ["-t", "myapp", "two\nlines"],
+                                        ["--rfc3164", "-t", "myapp", "-p", "local0.err", "with host"],
+                                        ["--rfc5424", "-t", "myapp", "hello 5424"]])
+    conf = Format().convert({"type": "syslog"}, "format", Errors(), None)
+    parser = build(conf, Context("in", "source"))
+    records = [parser.parse(g.decode())[1] for g in grams]
+    assert records[0] == {"pri": 13, "ident": "myapp", "pid": records[0]["pid"], "message": "hello"}
+    assert records[0]["pid"].isdigit()
+    assert records[1] == {"pri": 13, "ident": "myapp", "pid": None, "message": "two\nlines"}
+    assert records[2]["pri"] == 16 * 8 + 3 and records[2]["host"] and records[2]["message"] == "with host"
+    assert records[3]["ident"] == "myapp" and records[3]["message"] == "hello 5424" and records[3]["host"]

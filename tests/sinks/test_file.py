@@ -28,7 +28,8 @@ def test_tag_and_strftime_placeholders(tmp_path):
     write_batches(sink, events("a.b", 2) + events("c", 1) + [("a.b", 86400 * 10**9, {"i": 9})])
     assert [json.loads(x)["i"] for x in (tmp_path / "a.b/2023-11-14.jsonl").read_text().splitlines()] == [0, 1]
     assert (tmp_path / "c/2023-11-14.jsonl").read_text().count("\n") == 1
-    assert json.loads((tmp_path / "a.b/1970-01-02.jsonl").read_text()) == {"i": 9}
+    # the event time under `time` (nanoseconds kept), no tag: the path holds it already
+    assert json.loads((tmp_path / "a.b/1970-01-02.jsonl").read_text()) == {"i": 9, "time": "1970-01-02T00:00:00.000000000Z"}
 
 
 def test_rotation_by_size_with_gzip(tmp_path):
@@ -104,3 +105,33 @@ def test_a_full_disk_keeps_the_rotated_file_and_logs_once(small_disk, caplog):
     failed = [r for r in caplog.records if "cannot gzip" in r.getMessage()]
     assert len(failed) == 1 and "No space left" in failed[0].getMessage()
     assert "never retrieved" not in caplog.text
+
+
+def test_the_archive_keeps_each_events_time_and_tag_by_default_under_keys_one_can_rename_or_drop(tmp_path):
+    """As fluentd's out_file: a parsed line's time is no longer in its record (the parser took
+    it), so an archive without it would lose it; the tag too, unless the path holds it."""
+    t = 1700000000 * 10**9 + 123456789
+    batch = [("web.access", t, {"status": 200}), ("web.access", t, {"tag": "own", "time": "own"})]
+    plain = make_plugin("sink", "file", path=str(tmp_path / "plain.jsonl"))
+    renamed = make_plugin("sink", "file", path=str(tmp_path / "renamed.jsonl"), time_key="@timestamp",
+                          tag_key="fluent_tag", time_format="unix")
+    dropped = make_plugin("sink", "file", path=str(tmp_path / "dropped.jsonl"), time_key="", tag_key="")
+    for sink in (plain, renamed, dropped):
+        write_batches(sink, batch)
+    rows = lambda name: [json.loads(x) for x in (tmp_path / name).read_text().splitlines()]  # noqa: E731
+    assert rows("plain.jsonl") == [
+        {"status": 200, "tag": "web.access", "time": "2023-11-14T22:13:20.123456789Z"},
+        {"tag": "own", "time": "own"}]  # a record's own fields are kept
+    assert rows("renamed.jsonl")[0] == {"status": 200, "fluent_tag": "web.access", "@timestamp": 1700000000}
+    assert rows("dropped.jsonl") == [{"status": 200}, {"tag": "own", "time": "own"}]
+
+
+def test_error_records_in_an_archive_carry_their_time(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"sources:\n  in: {{type: stdin, format: json}}\n"
+                    f"sinks:\n  out: {{type: discard, inputs: [in]}}\n"
+                    f"  errors: {{type: file, inputs: [_errors], path: {tmp_path / 'errors.jsonl'}}}\n")
+    result = run_pipeline("run", "--once", str(conf), input=b"not json\n")
+    assert result.returncode == 0, result.stderr.decode()
+    [error] = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
+    assert error["time"].endswith("Z") and error["tag"] == "pipeline.error.in" and error["kind"] == "bad_input"

@@ -296,5 +296,5 @@ def test_a_server_going_down_and_coming_back_is_logged_once_each(tmp_path):
     text = err.decode()
     assert proc.returncode == 0, text
     assert text.count(f"error sink.fw: server 127.0.0.1:{down} failed: Connect call failed") == 1, text
-    assert text.count(f"warning sink.fw: server 127.0.0.1:{down} answers again") == 1, text
+    assert text.count(f"info sink.fw: server 127.0.0.1:{down} answers again") == 1, text
     assert "write failed" not in text

@@ -59,3 +59,19 @@ def test_promtool_accepts_the_page_and_help_names_field_and_component():
         ("uwsgi_requests_total", "counter"), ("uwsgi_avg_rt", "gauge")}
     assert helps["uwsgi_avg_rt"] == "field avg_rt of the events from workers, host (sink exporter)"
     assert helps["uwsgi_odd_field_"] == "field odd\\field\n of the events from workers, host (sink exporter)"
+
+
+def test_label_fields_that_are_not_label_names_become_valid_ones():
+    async def main():
+        sink = make_plugin("sink", "prometheus_exporter", port=0, labels=["worker-id", "2nd", "__name__"])
+        await sink.start()
+        await sink.write([("t", 1, {"worker-id": 1, "2nd": "b", "__name__": "x", "requests": 10})])
+        page = await asyncio.to_thread(lambda: urlopen(f"http://127.0.0.1:{sink.port}/metrics", timeout=5).read())
+        await sink.stop()
+        return page
+
+    page = asyncio.run(main())
+    check = promtool("check", "metrics", input=page)
+    assert check.returncode == 0, (check.stdout + check.stderr).decode()
+    samples, _ = prometheus_text.parse(page.decode())
+    assert [(s.name, s.labels) for s in samples] == [("requests", {"worker_id": "1", "_2nd": "b", "_name__": "x"})]

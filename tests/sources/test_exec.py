@@ -79,7 +79,9 @@ def test_nonzero_exit_logs_the_stderr_tail_on_one_line(caplog):
     source, batch = poll(command="echo '{\"partial\": 1}'; echo 'it broke:' >&2; echo 'disk full' >&2; exit 3",
                          shell=True)
     assert records(batch) == [{"partial": 1}]
-    assert [r.getMessage() for r in caplog.records] == ["'/bin/sh' exited with status 3: 'it broke:\\ndisk full'"]
+    # named by what the user wrote, not by the /bin/sh that ran it
+    command = "echo '{\"partial\": 1}'; echo 'it broke:' >&2; echo 'disk full' >&2; exit 3"
+    assert [r.getMessage() for r in caplog.records] == [f"{command!r} exited with status 3: 'it broke:\\ndisk full'"]
     assert source.ctx.failing
 
 
@@ -123,3 +125,4 @@ def test_run_once_through_the_cli_with_json_from_a_script(tmp_path):
     result = run_pipeline("run", "--once", str(conf), env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
     assert result.stdout == b'{"workers.0.id":1,"workers.1.id":2}\n'
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from forward_peers import Receiver
 from helpers import FIXTURES, ROOT, run_pipeline, wait_for
 from log_programs import run_nginx
@@ -32,10 +33,12 @@ def test_a_real_nginx_access_log_gives_records_with_their_event_times(tmp_path):
     assert rows[2]["path"] == "/caf\\xC3\\xA9/\\x22q\\x22" and isinstance(rows[2]["size"], int)
 
 
-def test_multiline_records_are_parsed_as_one_text_by_a_regex(tmp_path):
+# without flags: the pattern a user writes first, whose `.` takes the trace's lines all the same
+@pytest.mark.parametrize("flags", ["(?s)", ""])
+def test_multiline_records_are_parsed_as_one_text_by_a_regex(tmp_path, flags):
     log = tmp_path / "java.log"
     log.write_bytes((FIXTURES / "multiline" / "java_nested_causes.log").read_bytes())
-    fmt = ("{type: regex, pattern: '(?s)(?P<time>\\S+ \\S+) (?P<level>[A-Z]+) (?P<message>.*)', "
+    fmt = (f"{{type: regex, pattern: '{flags}(?P<time>\\S+ \\S+) (?P<level>[A-Z]+) (?P<message>.*)', "
            "time_key: time, time_format: '%Y-%m-%d %H:%M:%S', timezone: UTC}")
     rows, _ = once(tmp_path, f"path: {log}, read_from_head: true, multiline: {{start: '^\\d{{4}}-'}}, "
                              f"format: {fmt}", errors=True, sink=TIMES)
@@ -43,6 +46,7 @@ def test_multiline_records_are_parsed_as_one_text_by_a_regex(tmp_path):
     assert [r["level"] for r in rows] == ["INFO", "ERROR", "INFO", "ERROR", "INFO"]
     failed = rows[1]["message"].split("\n")
     assert failed[0] == "request failed" and failed[1].startswith("java.lang.RuntimeException")
+    assert failed[-1].strip() == "... 9 more"
     assert sum(line.startswith("Caused by:") for line in failed) == 2
     assert rows[1]["t"] == 1704110400.0  # 2024-01-01 12:00:00 UTC
 
