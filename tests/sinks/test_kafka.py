@@ -9,12 +9,22 @@ import json
 import os
 import uuid
 
-from helpers import run_pipeline, start_pipeline, wait_for
+from api_peers import get
+from helpers import free_port, run_pipeline, start_pipeline, wait_for
 from tail_peers import Writer, pause
+
+from pipeline.api.client import Client
+from pipeline.cli.top import View
 
 
 def _topic(kafka, partitions: int = 1, **config: str) -> str:
     return kafka.create_topic(f"t-{uuid.uuid4().hex[:10]}", partitions, **config)
+
+
+def _producer_queue(api: int) -> float:
+    metrics = get(api, "/metrics")[1].decode()
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith("pipeline_kafka_producer_queue{"))
 
 
 def _numbers(kafka, topic: str) -> list[int]:
@@ -25,8 +35,9 @@ def test_tail_to_kafka_loses_no_line_through_broker_and_pipeline_kills(kafka, tm
     topic = _topic(kafka, 3)
     log = tmp_path / "app.log"
     conf = tmp_path / "tail-kafka.yaml"
+    api = free_port()
     conf.write_text(
-        f"state_dir: {tmp_path / 'state'}\n"
+        f"state_dir: {tmp_path / 'state'}\napi: {{address: 127.0.0.1:{api}}}\n"
         f"sources:\n  t: {{type: tail, path: {log}, read_from_head: true, refresh_interval: 0.3s}}\n"
         f"sinks:\n  k: {{type: kafka, inputs: [t], brokers: {kafka.bootstrap}, topic: {topic}}}\n")
     writer = Writer(log, rate=400)
@@ -42,7 +53,12 @@ def test_tail_to_kafka_loses_no_line_through_broker_and_pipeline_kills(kafka, tm
         # the broker SIGKILLed again, and the pipeline while its lines wait in librdkafka's
         # queue: had a line's position moved before the broker acked it, it would be lost
         kafka.kill()
-        pause(1.0, 2.0)
+        # what waits for the broker shows in /metrics, and in top beside the buffer
+        assert wait_for(lambda: _producer_queue(api) > 0, timeout=10)
+        view = View(Client(f"127.0.0.1:{api}"))
+        view.refresh()
+        assert " q" in next(line for line in view.lines(80, 24) if line.startswith("k ")), view.lines(80, 24)
+        pause(0.5, 1.0)
         pipeline.kill()
         pipeline.wait()
         kafka.start()

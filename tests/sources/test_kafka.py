@@ -92,6 +92,14 @@ def test_offsets_are_committed_only_after_delivery_so_a_sigkill_loses_nothing(ka
         lags = [line for line in metrics.splitlines() if line.startswith("pipeline_kafka_consumer_lag{")]
         assert len(lags) == 2 and sum(float(line.split()[-1]) for line in lags) == 500, lags
         assert all(f'topic="{topic}"' in line and 'partition="' in line for line in lags)
+        # and `pipeline top` shows it in the source's row
+        from pipeline.api.client import Client
+        from pipeline.cli.top import View
+
+        view = View(Client(f"127.0.0.1:{api}"))
+        view.refresh()
+        row = next(line for line in view.lines(80, 24) if line.startswith("k "))
+        assert "lag 500" in row, row
     finally:
         stuck.kill()
         stuck.wait()
