@@ -4,12 +4,13 @@ kcat, numbered records counted end to end, consumer groups of real pipelines."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import uuid
 
 from api_peers import get, get_json
-from helpers import free_port, run_pipeline, start_pipeline, wait_for
+from helpers import ROOT, free_port, run_pipeline, start_pipeline, wait_for
 
 
 def _name(prefix: str) -> str:
@@ -222,3 +223,37 @@ def test_per_key_windows_of_a_group_that_rebalances_give_the_totals_of_one_pipel
     expected = {f"k{k}": (sum(range(k, n, 6)), len(range(k, n, 6))) for k in range(6)}
     assert totals(one.windows) == expected
     assert totals(a.windows, b.windows) == expected
+
+
+def test_conf_examples_agents_to_kafka_to_an_aggregator_group_of_per_minute_windows(kafka, tmp_path):
+    from uwsgi_peer import Uwsgi
+
+    uwsgi = Uwsgi(tmp_path, str(tmp_path / "stats.sock"))
+    topic = kafka.create_topic(_name("uwsgi.workers"), 6)
+    env = {"KAFKA_BROKERS": kafka.bootstrap, "KAFKA_TOPIC": topic, "KAFKA_GROUP": _name("aggregators"),
+           "UWSGI_STATS": f"unix://{tmp_path / 'stats.sock'}", "INTERVAL": "0.5s",
+           "WINDOW": "1s", "LATENESS": "1s", "XDG_STATE_HOME": str(tmp_path / "state")}
+    agent = start_pipeline("run", str(ROOT / "conf" / "kafka-agent.yaml"), env=env)
+    aggregator = start_pipeline("run", str(ROOT / "conf" / "kafka-aggregator.yaml"), env=env)
+    try:
+        for _ in range(10):
+            uwsgi.load(10)
+            time.sleep(0.3)
+        # the agent's records are in the topic, keyed by host, one record per worker a poll
+        rows = [json.loads(v) for v in kafka.kcat_consume(topic)]
+        assert {r["id"] for r in rows} == {1, 2} and {r["host"] for r in rows} == {socket.gethostname()}
+        assert all("listen_queue" in r and "avg_rt" in r and "rss" in r for r in rows)
+        time.sleep(2.5)  # the last second's window closes
+    finally:
+        agent.terminate()
+        aggregator.terminate()
+        out, err = aggregator.communicate(timeout=60)
+        agent_err = agent.communicate(timeout=60)[1]
+        uwsgi.stop()
+    assert agent.returncode == 0, agent_err.decode()
+    assert aggregator.returncode == 0, err.decode()
+    windows = [json.loads(line) for line in out.splitlines()]
+    assert windows and all(w["tag"] == "uwsgi.per_minute" for w in windows)
+    assert {(w["host"], w["id"]) for w in windows} == {(socket.gethostname(), 1), (socket.gethostname(), 2)}
+    assert all(w["window_end"] - w["window_start"] == 1 and w["samples"] >= 1 and w["rss_avg"] > 0
+               for w in windows)
