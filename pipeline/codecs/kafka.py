@@ -8,6 +8,7 @@ The client is confluent-kafka (librdkafka), imported only by the plugins that us
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ..config.options import Bool, Enum, ListOf, MapOf, OneOf, Option, Str, Struct
@@ -60,13 +61,21 @@ def check_client(check: Any) -> None:
         check.error("type", "needs the Kafka client confluent-kafka: pip install 'pipeline[kafka]'")
 
 
-def client_config(conf: Any, client_id: str) -> dict[str, Any]:
-    """librdkafka's properties for the options of CONNECTION_OPTIONS."""
+def client_config(conf: Any, client_id: str, on_down: Callable[[str], None]) -> dict[str, Any]:
+    """librdkafka's properties for the options of CONNECTION_OPTIONS; `on_down(why)` is called
+    (in librdkafka's thread) when every broker is down or the client failed for good."""
+
+    def client_error(error: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if error.code() == KafkaError._ALL_BROKERS_DOWN or error.fatal():
+            on_down(f"kafka: {error.str()}")
+
     brokers = conf.brokers if isinstance(conf.brokers, str) else ",".join(conf.brokers)
     out: dict[str, Any] = {"bootstrap.servers": brokers, "client.id": client_id,
                            # librdkafka's own lines would repeat each reconnect: its errors
                            # come through error_cb into the component's health instead
-                           "log_level": 0}
+                           "log_level": 0, "error_cb": client_error}
     tls = conf.tls if conf.tls is not None and conf.tls.enabled else None
     sasl = conf.sasl
     out["security.protocol"] = ("SASL_" if sasl else "") + ("SSL" if tls else "PLAINTEXT")

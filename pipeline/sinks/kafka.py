@@ -110,7 +110,7 @@ class KafkaSink(Sink):
     def _config(self) -> dict[str, Any]:
         c = self.conf
         return {
-            **client_config(c, f"pipeline-{self.ctx.id}"),
+            **client_config(c, f"pipeline-{self.ctx.id}", self._down),
             "acks": ACKS[c.acks], "enable.idempotence": c.idempotence,
             "compression.type": c.compression, "linger.ms": c.linger * 1000,
             "batch.size": c.batch_max_bytes, "batch.num.messages": c.batch_max_messages,
@@ -118,15 +118,14 @@ class KafkaSink(Sink):
             # the buffer bounds what is held; librdkafka's queue only holds what a write sent
             "queue.buffering.max.messages": max(100000, 2 * c.chunk_max_events),
             "queue.buffering.max.kbytes": max(1 << 20, 2 * c.chunk_max_bytes // 1024),
-            "error_cb": self._client_error,
             **c.librdkafka,
         }
 
     async def start(self) -> None:
         from confluent_kafka import Producer
 
-        self.producer = Producer(self._config())
         self._loop = asyncio.get_running_loop()
+        self.producer = Producer(self._config())
         self._poller = threading.Thread(target=self._poll, name=f"kafka {self.ctx.id}", daemon=True)
         self._poller.start()
 
@@ -137,12 +136,8 @@ class KafkaSink(Sink):
             self.producer.poll(0.1)
             self.ctx.gauges["producer_queue"] = len(self.producer)
 
-    def _client_error(self, error: Any) -> None:
-        from confluent_kafka import KafkaError
-
-        if error.code() == KafkaError._ALL_BROKERS_DOWN or error.fatal():
-            self._loop.call_soon_threadsafe(
-                self.ctx.health, "brokers", False, f"kafka: {error.str()}; records wait in the buffer")
+    def _down(self, why: str) -> None:
+        self._loop.call_soon_threadsafe(self.ctx.health, "brokers", False, f"{why}; records wait in the buffer")
 
     def _topic(self, event: Event) -> str | None:
         tag = event[0]

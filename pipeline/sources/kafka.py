@@ -81,7 +81,7 @@ class KafkaSource(StreamSource):
     def _config(self) -> dict[str, Any]:
         c = self.conf
         return {
-            **client_config(c, f"pipeline-{self.ctx.id}"),
+            **client_config(c, f"pipeline-{self.ctx.id}", self._down),
             "group.id": c.group_id, "auto.offset.reset": c.start,
             # offsets move only by _commit: after delivery
             "enable.auto.commit": False, "enable.auto.offset.store": False,
@@ -89,8 +89,11 @@ class KafkaSource(StreamSource):
             # a third of the session, as Kafka advises, and never past librdkafka's 3 s
             "heartbeat.interval.ms": int(min(c.session_timeout * 1000 / 3, 3000)),
             "enable.partition.eof": self.ctx.once,
+            # librdkafka prefetches up to 64 MiB by default, beside what our buffers hold:
+            # 16 MiB (bench_kafka, 1M records) took the peak RSS from 163 to 102 MiB, the
+            # records/s within this machine's noise
+            "queued.max.messages.kbytes": 16384,
             "statistics.interval.ms": 1000, "stats_cb": self._stats,
-            "error_cb": self._client_error,
             **c.librdkafka,
         }
 
@@ -163,11 +166,8 @@ class KafkaSource(StreamSource):
                     lag[(topic, partition)] = end - (committed if committed >= 0 else max(p.get("lo_offset", 0), 0))
         self.ctx.gauges["consumer_lag"] = lag
 
-    def _client_error(self, error: Any) -> None:
-        from confluent_kafka import KafkaError
-
-        if error.code() == KafkaError._ALL_BROKERS_DOWN or error.fatal():
-            self.loop.call_soon_threadsafe(self.ctx.health, "brokers", False, f"kafka: {error.str()}")
+    def _down(self, why: str) -> None:
+        self.loop.call_soon_threadsafe(self.ctx.health, "brokers", False, why)
 
     # -- reading
 
