@@ -257,3 +257,19 @@ def test_conf_examples_agents_to_kafka_to_an_aggregator_group_of_per_minute_wind
     assert {(w["host"], w["id"]) for w in windows} == {(socket.gethostname(), 1), (socket.gethostname(), 2)}
     assert all(w["window_end"] - w["window_start"] == 1 and w["samples"] >= 1 and w["rss_avg"] > 0
                for w in windows)
+
+
+def test_a_value_that_is_not_json_goes_to_errors_and_a_list_gives_its_records(kafka, tmp_path):
+    topic = kafka.create_topic(_name("bad"))
+    kafka.kcat_produce(topic, b'{"n": 1}\nnot json\n[{"n": 2}, {"n": 3}]\n{"n": 4}\n')
+    out, errors = tmp_path / "out.jsonl", tmp_path / "errors.jsonl"
+    conf = tmp_path / "bad.yaml"
+    conf.write_text(
+        f"sources:\n  k: {{type: kafka, brokers: {kafka.bootstrap}, topics: [{topic}], group_id: {_name('g')}}}\n"
+        f"sinks:\n  out: {{type: file, inputs: [k], path: {out}}}\n"
+        f"  rejects: {{type: file, inputs: [_errors], path: {errors}}}\n")
+    done = run_pipeline("run", "--once", str(conf), timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert [r["n"] for r in _rows(out)] == [1, 2, 3, 4]
+    [error] = _rows(errors)
+    assert error["error"].startswith("not json") and error["origin"] == f"{topic}/0@1" and error["sample"] == "not json"
