@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import glob
+import logging
 import os
 import stat
 import time
@@ -115,6 +116,8 @@ class TailSource(StreamSource):
         #: stopping: every ack from now on is saved at once (the run may end any moment)
         self.final = False
         self._first_start = False
+        #: the positions file found at start was whole: it may become the previous one
+        self._pos_whole = True
 
     # ---- positions
 
@@ -131,7 +134,8 @@ class TailSource(StreamSource):
         if self.pos_path is None:
             return
         try:
-            positions.save(self.pos_path, [f.entry() for f in self.followers])
+            positions.save(self.pos_path, [f.entry() for f in self.followers], self._pos_whole)
+            self._pos_whole = True
         except OSError as e:
             self.ctx.health("positions", False, f"cannot write positions to {self.pos_path}: {e}")
         else:
@@ -144,6 +148,7 @@ class TailSource(StreamSource):
         found: dict[tuple[int, int], Hit] = {}
         for primary, patterns in ((True, self.paths), (False, self.rotated)):
             for pattern in patterns:
+                matched = False
                 for path in glob.glob(os.path.expanduser(pattern), recursive=True):
                     if path in excluded:
                         continue
@@ -153,7 +158,14 @@ class TailSource(StreamSource):
                         continue
                     if not stat.S_ISREG(st.st_mode):  # a directory or fifo the glob matched
                         continue
+                    matched = True
                     found.setdefault((st.st_dev, st.st_ino), Hit(path, st, primary))
+                if primary and not matched:
+                    # a typo in a path reads nothing, silently: said at start and then once a
+                    # minute while it matches nothing (as fluentd warns), not an error: the
+                    # files may come later
+                    self.ctx.limited(logging.WARNING, f"no_match {pattern}",
+                                     f"path {pattern!r} matches no file (yet)")
         return found
 
     def _open(self, hit: Hit) -> tuple[int, os.stat_result] | None:
@@ -304,11 +316,14 @@ class TailSource(StreamSource):
                 f.restart()
         progressed = False
         before = undecodable()
+        counters = self.ctx.counters
         for _ in range(BLOCKS_PER_TURN):
             texts: list[str] = []
             problems: list[tuple[str, int, bytes]] = []
+            start = f.offset
             if not f.read(texts, problems):
                 break
+            counters["bytes_in"] += f.offset - start
             progressed = True
             if texts or problems:
                 await self._send(f, texts, problems)
@@ -324,9 +339,12 @@ class TailSource(StreamSource):
 
     async def run(self, emit: Emit) -> None:
         self._emit = emit
-        saved, problems = positions.load(self.pos_path) if self.pos_path else (None, [])
-        for problem in problems:
+        loaded = positions.load(self.pos_path) if self.pos_path else positions.Loaded(None, [], True)
+        saved, self._pos_whole = loaded.entries, loaded.whole
+        for problem in loaded.problems:
             self.ctx.error(problem, origin=str(self.pos_path), kind="damaged_position")
+        if loaded.fallback is not None:
+            self.ctx.log.warning("%s", loaded.fallback)
         self._first_start = saved is None
         self._scan(saved, initial=True)
         self._save()  # from here on, a restart is no longer the first start

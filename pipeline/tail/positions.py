@@ -4,7 +4,11 @@ A file is known by its device, its inode and a fingerprint of its first bytes: a
 number alone is reused by the next file created after a delete, and a file truncated
 while the pipeline was stopped keeps its inode. One JSON object a line, so a damaged
 line costs that one entry; written to a temporary file, fsynced and renamed over the
-old one, so a kill at any moment leaves the old or the new file whole.
+old one, so a kill at any moment leaves the old or the new file whole. The file before it is kept
+beside it (NAME.prev): a positions file found empty or wholly damaged (a disk that filled, a
+hand that edited it) falls back to it, rather than reading every file again from its start.
+(A file with no entries falls back too: the files the previous one names, if they are still
+there unchanged, resume where they were; the others are not found again and are dropped.)
 """
 
 from __future__ import annotations
@@ -75,9 +79,12 @@ class Entry:
         return entry
 
 
-def load(path: Path) -> tuple[list[Entry] | None, list[str]]:
-    """The entries of a positions file (None: there is none, a first start), and a
-    complaint per damaged line."""
+def previous(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
+def _read(path: Path) -> tuple[list[Entry] | None, list[str]]:
+    """Entries (None: no file) and a complaint per damaged line."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
@@ -89,16 +96,51 @@ def load(path: Path) -> tuple[list[Entry] | None, list[str]]:
             continue
         try:
             entries.append(Entry.parse(line))
-        except (ValueError, KeyError, TypeError) as e:
-            problems.append(f"{path}:{number}: damaged position entry dropped ({e}): {line[:200]!r}")
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as e:
+            # Infinity, 1e400 and deep nesting are JSON json.loads takes, then int() refuses
+            problems.append(f"{path}:{number}: damaged position entry dropped "
+                            f"({type(e).__name__}: {str(e)[:100]}): {line[:200]!r}")
     return entries, problems
 
 
-def save(path: Path, entries: list[Entry]) -> None:
+@dataclass
+class Loaded:
+    #: None: there is no positions file, a first start
+    entries: list[Entry] | None
+    #: a complaint per damaged line, dropped
+    problems: list[str]
+    #: the file read was whole (it may become the previous one at the next save)
+    whole: bool
+    #: why the previous file was read instead, if it was
+    fallback: str | None = None
+
+
+def load(path: Path) -> Loaded:
+    """A positions file's entries, its damaged ones dropped; the previous file's where this
+    one has no good entry (empty, damaged throughout, or gone between save's two renames)."""
+    entries, problems = _read(path)
+    if entries:
+        return Loaded(entries, problems, not problems)
+    before, before_problems = _read(previous(path))
+    if entries is None and before is None:
+        return Loaded(None, [], False)
+    if before:
+        said = "missing" if entries is None else "damaged throughout" if problems else "empty"
+        return Loaded(before, problems + before_problems, False,
+                      f"{path} is {said}: the positions before it are used ({previous(path)}), "
+                      "so files are not read again from their start")
+    return Loaded(entries or [], problems + before_problems, False)
+
+
+def save(path: Path, entries: list[Entry], keep_previous: bool = True) -> None:
+    """Write the entries whole; the file there becomes the previous one (`keep_previous`:
+    it is whole; not the damaged one a start found, which must not replace the last good)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("".join(e.line() + "\n" for e in entries))
         f.flush()
         os.fsync(f.fileno())
+    if keep_previous and path.exists():
+        os.replace(path, previous(path))
     os.replace(tmp, path)

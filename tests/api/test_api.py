@@ -244,3 +244,30 @@ sinks:
         _, body = get(port, "/metrics")
         checked = promtool("check", "metrics", input=body)
         assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
+
+
+def test_metrics_count_the_bytes_a_tail_read(tmp_path):
+    log = tmp_path / "app.log"
+    text = "".join(f"line {i} of the log, read once\n" for i in range(24))
+    log.write_text(text)
+    config = f"""
+api: {{address: "{{api}}"}}
+state_dir: {tmp_path / "state"}
+sources:
+  t: {{type: tail, path: "{log}", read_from_head: true}}
+sinks:
+  out: {{type: discard, inputs: [t]}}
+"""
+    def received() -> float | None:
+        _, body = get(port, "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith("pipeline_component_received_bytes_total{") and 'component_id="t"' in line:
+                return float(line.split()[-1])
+        return None
+
+    with running(tmp_path, config) as (_, port):
+        # what the source read, as the uwsgi source counts what it read: not 0
+        assert wait_for(lambda: received() == len(text.encode())), received()
+        with open(log, "a") as f:
+            f.write("one more\n")
+        assert wait_for(lambda: received() == len(text.encode()) + 9), received()

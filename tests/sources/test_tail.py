@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 
-from helpers import FIXTURES, run_measured, run_pipeline, wait_for
+from helpers import FIXTURES, make_plugin, run_measured, run_pipeline, start_pipeline, wait_for
 from tail_peers import Tail, once
 
 
@@ -227,3 +228,36 @@ def test_multiline_position_counts_whole_records_through_a_kill(tmp_path):
     assert wait_for(lambda: "S two\n  held part\n  rest" in tail.messages())
     assert tail.messages()[:2] == ["S one", "S two\n  held part\n  rest"]
     tail.stop()
+
+
+def test_a_path_that_matches_nothing_is_said_at_start_and_again_while_it_stays_so(tmp_path, caplog, monkeypatch):
+    from pipeline.engine import context
+
+    monkeypatch.setattr(context, "LOG_EVERY", 0.0)  # each scan says it, where a daemon says it once a minute
+    missing = tmp_path / "logs" / "app-*.log"
+    source = make_plugin("source", "tail", path=[str(missing), str(tmp_path / "there.log")],
+                         pos_file=str(tmp_path / "pos"))
+    (tmp_path / "there.log").write_text("x\n")
+    source._glob()
+    source._glob()
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 2 and all(f"path {str(missing)!r} matches no file (yet)" in m for m in said), said
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "app-1.log").write_text("x\n")
+    caplog.clear()
+    source._glob()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_daemon_says_at_start_that_a_path_matches_nothing(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"state_dir: {tmp_path}/state\nsources:\n  t: {{type: tail, path: {tmp_path}/nope/*.log}}\n"
+                    f"sinks:\n  out: {{type: discard, inputs: [t]}}\n")
+    proc = start_pipeline("run", str(conf))
+    try:
+        assert wait_for(lambda: (tmp_path / "state").exists(), timeout=15)
+        time.sleep(1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"warning source.t: path '{tmp_path}/nope/*.log' matches no file (yet)" in err.decode(), err.decode()
