@@ -69,10 +69,19 @@ def podman(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    """A self-signed certificate for localhost and 127.0.0.1 (cert.pem, key.pem), by openssl."""
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
-    return d
+def kafka(tmp_path_factory):
+    """One real Apache Kafka 4 broker (KRaft, kafka_peer) for the whole session; tests make
+    topics of their own on it. A test that kills it starts it again before it ends."""
+    import shutil
+
+    from kafka_peer import KafkaBroker, Unavailable
+
+    if shutil.which("kcat") is None:
+        pytest.skip("no `kcat`, the independent Kafka client of the tests (Debian: apt-get install kcat)")
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except Unavailable as e:
+        pytest.skip(f"no Kafka broker: {e}")
+    yield broker
+    broker.stop()

@@ -28,4 +28,5 @@ class Response:
 
 
 def json_response(doc: Any, status: int = 200) -> Response:
-    return Response(status, orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))
+    # str() for what a config holds parsed (the aggregate filter's metrics): its text as written
+    return Response(status, orjson.dumps(doc, default=str, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_INDENT_2))

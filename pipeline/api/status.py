@@ -46,7 +46,8 @@ def component(part: Part, unhealthy_after: float) -> dict[str, Any]:
         "healthy": not reasons, "problems": reasons,
         "counters": dict(ctx.counters),
         "errors": dict(ctx.error_kinds),
-        "gauges": dict(ctx.gauges),
+        "gauges": {k: {"/".join(labels): n for labels, n in v.items()} if isinstance(v, dict) else v
+                   for k, v in ctx.gauges.items()},
         "timings": {k: {"count": h.count, "sum_seconds": round(h.sum, 6)} for k, h in ctx.timings.items()},
         "config": masked(comp.cls.all_options(), comp.conf),
     }

@@ -27,12 +27,26 @@ def _rate(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def _count(n: float) -> str:
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}"
+
+
 def _buffer(comp: dict[str, Any]) -> str:
+    """The sink's buffer fill, and its records on their way to Kafka (q); for a Kafka source
+    the records its partitions hold past the group's commits."""
+    gauges = comp.get("gauges", {})
+    lag = gauges.get("consumer_lag")
+    if lag is not None:
+        return f"lag {_count(sum(lag.values()))}"
     buf = comp.get("buffer")
     if buf is None:
         return ""
     fill = buf["bytes"] / buf["max_bytes"] if buf["max_bytes"] else 0.0
-    return ("FULL " if buf["full"] else "") + f"{fill:.0%}"
+    queue = f" q{_count(gauges['producer_queue'])}" if gauges.get("producer_queue") else ""
+    return ("FULL " if buf["full"] else "") + f"{fill:.0%}" + queue
 
 
 def _retry(comp: dict[str, Any]) -> str:

@@ -153,6 +153,21 @@ class Encoder:
             return _encode_msgpack(records)
         return _encode_ltsv(records)
 
+    def encode_each(self, batch: Batch) -> list[bytes]:
+        """One value per event, without a line end (a Kafka record each)."""
+        if self.fmt == "json" and not (self.tag_key or self.time_key):
+            dumps = orjson.dumps
+            out = []
+            for _, _, r in batch:
+                try:
+                    out.append(dumps(r))
+                except TypeError:  # what orjson cannot write (integers past 64 bits)
+                    out.append(json_dumps(r))
+            return out
+        if self.fmt == "msgpack":
+            packb = msgpack.packb
+            return [packb(r) for r in _with_tag_time(batch, self.tag_key, self.time_key, self.time_format)]
+        return [self.encode([event]).removesuffix(b"\n") for event in batch]
 
 _INFLUX_NAME = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})
 _INFLUX_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\\": "\\\\"})

@@ -93,6 +93,34 @@ def _records_of(doc: Any) -> list[Record]:
     raise DecodeError(f"expected a JSON object (or a list of objects), got {type(doc).__name__}")
 
 
+def json_records(data: bytes) -> list[Record]:
+    """The records of one JSON document (an object, or a list of objects), made to the rule
+    of edge.py; DecodeError if it is none."""
+    if not has_long_digits(data) and not _deep(data):
+        try:
+            doc = orjson.loads(data)
+            if type(doc) is dict:
+                return [doc]
+        except orjson.JSONDecodeError:
+            pass
+    return _records_of(json_loads(data))
+
+
+def msgpack_record(data: bytes) -> Record:
+    """One msgpack map, made to the rule of edge.py; DecodeError if it is not one."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, unicode_errors="replace", strict_map_key=False,
+                              object_pairs_hook=edge.pairs)
+    except (msgpack.UnpackException, ValueError, TypeError) as e:
+        raise DecodeError(f"malformed msgpack: {e}") from None
+    if not isinstance(obj, dict):
+        raise DecodeError(f"expected a msgpack map, got {type(obj).__name__}")
+    records, refused = edge.checked([obj])
+    if refused:
+        raise DecodeError(f"record refused: {refused[0][1]}")
+    return records[0]
+
+
 class Decoder:
     """Turns a byte stream into records. `feed` as data comes, `finish` at its end.
     Each returns (records, problems); a problem is (message, offending bytes)."""

@@ -26,9 +26,9 @@ class LocList(list):
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: placeholders filled per event by plugins (file paths, the record filter), not from the
+#: placeholders filled per event by plugins (file paths, the record filter, the kafka source's tag), not from the
 #: environment; `${tag_parts[N]}` and `${record.x}` are never names, so pass as they are
-EVENT_PLACEHOLDERS = {"tag", "hostname"}
+EVENT_PLACEHOLDERS = {"tag", "hostname", "topic"}
 
 
 def expand(value: str, env: dict[str, str], missing: list[str]) -> str:

@@ -59,8 +59,9 @@ class Context:
         self.counters: Counter[str] = Counter()
         #: errors by kind (error()'s kind, health()'s key): what the api reports per kind
         self.error_kinds: Counter[str] = Counter()
-        #: figures that go up and down (open connections), set by the component
-        self.gauges: dict[str, float] = {}
+        #: figures that go up and down (open connections), set by the component; one with
+        #: labels (figures.GAUGES) is a map of their values to its value (a partition's lag)
+        self.gauges: dict[str, float | dict[tuple[str, ...], float]] = {}
         #: durations by name (poll, write), observed by the runtime
         self.timings: dict[str, Histogram] = {}
         #: the running pipeline's figures (pipeline/engine/figures.py Figures), for the

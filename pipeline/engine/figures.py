@@ -39,11 +39,16 @@ COUNTERS = (
     ("connections", "pipeline_forward_accepted_connections_total", "connections accepted",
      ("forward",)),
 )
-#: gauge a component sets -> (family, help)
-GAUGES = {
-    "connections": ("pipeline_forward_open_connections", "connections open now"),
-    "files": ("pipeline_tail_files", "files a tail source follows now"),
-    "bytes_behind": ("pipeline_tail_behind_bytes", "bytes between what a tail source has read and the end of its files"),
+#: gauge a component sets -> (family, help, labels); a gauge with labels is a map of their
+#: values (a tuple) to its value
+GAUGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "connections": ("pipeline_forward_open_connections", "connections open now", ()),
+    "files": ("pipeline_tail_files", "files a tail source follows now", ()),
+    "bytes_behind": ("pipeline_tail_behind_bytes",
+                     "bytes between what a tail source has read and the end of its files", ()),
+    "consumer_lag": ("pipeline_kafka_consumer_lag",
+                     "records of a partition past the group's committed offset", ("topic", "partition")),
+    "producer_queue": ("pipeline_kafka_producer_queue", "records produced that the broker has not acked yet", ()),
 }
 #: timing the runtime observes -> (family, help, kinds)
 TIMINGS = (
@@ -143,11 +148,15 @@ class Figures:
             for error_kind, n in sorted(by_kind.items()):
                 errors.add({**p.labels, "error_kind": error_kind}, n)
         out.append(errors)
-        for key, (name, help) in GAUGES.items():
+        for key, (name, help, labels) in GAUGES.items():
             fam = Family(name, "gauge", help)
             for p in parts:
-                if key in p.ctx.gauges:
-                    fam.add(p.labels, p.ctx.gauges[key])
+                value: Any = p.ctx.gauges.get(key)
+                if isinstance(value, dict):
+                    for values, v in sorted(value.items()):
+                        fam.add({**p.labels, **dict(zip(labels, values))}, v)
+                elif value is not None:
+                    fam.add(p.labels, value)
             out.append(fam)
         for key, name, help, kinds in TIMINGS:
             fam = Family(name, "histogram", help)

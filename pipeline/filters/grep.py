@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..config.options import ListOf, Option, Regex, Struct
+from ..config.templates import KeyPath, getter
 from ..event import Batch
 from ..plugin import Filter
-from ._paths import KeyPath, getter
 
 _RULE = Struct(
     Option("key", KeyPath(), help="the field: a name, a.b or $.a.b for a nested one"),

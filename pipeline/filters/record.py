@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import socket
-from collections.abc import Callable
 from typing import Any
 
 from ..config.fields import Path, matches
-from ..config.options import Invalid, ListOf, MapOf, Option, Str, Type
+from ..config.options import ListOf, MapOf, Option, Str
+from ..config.templates import PLACEHOLDER, RECORD, Template, compile_value
 from ..event import Batch
 from ..plugin import Filter
-from ._paths import getter
-
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-_TAG_PART = re.compile(r"tag_parts\[(-?\d+)\]")
-_RECORD = re.compile(r"record\.((?:[^.\s}]+\.)*[^.\s}]+)")
-PLACEHOLDERS = "${hostname}, ${tag}, ${tag_parts[N]} (N from 0; -1 is the last), ${record.FIELD}"
-
-#: a part of a set value: (tag, record) -> its value
-Part = Callable[[str, dict], Any]
-
-
-def _part(name: str, hostname: str) -> Part:
-    if name == "hostname":
-        return lambda tag, record: hostname
-    if name == "tag":
-        return lambda tag, record: tag
-    m = _TAG_PART.fullmatch(name)
-    if m:
-        index = int(m.group(1))
-
-        def tag_part(tag: str, record: dict) -> Any:
-            parts = tag.split(".")
-            return parts[index] if -len(parts) <= index < len(parts) else None
-        return tag_part
-    m = _RECORD.fullmatch(name)
-    if m:
-        get = getter(m.group(1))
-        return lambda tag, record: get(record)
-    raise Invalid(f"unknown placeholder ${{{name}}}; placeholders: {PLACEHOLDERS}")
 
 
 def reads_record(value: Any) -> bool:
@@ -55,41 +25,9 @@ def _reads(value: Any) -> str | None:
 
 def _field_of(value: str) -> str | None:
     """The top-level field a value is a copy of (`${record.status}` alone), else None."""
-    m = _PLACEHOLDER.fullmatch(value)
-    field = m and _RECORD.fullmatch(m.group(1))
+    m = PLACEHOLDER.fullmatch(value)
+    field = m and RECORD.fullmatch(m.group(1))
     return field.group(1) if field and "." not in field.group(1) else None
-
-
-def compile_value(value: Any, hostname: str = "") -> Callable[[str, dict], Any]:
-    """A set value as a function of the event: a constant, one placeholder (its value keeps its
-    type: `${record.status}` stays a number), or text with placeholders (missing ones empty)."""
-    if not isinstance(value, str) or "${" not in value:
-        return lambda tag, record: value
-    pieces = _PLACEHOLDER.split(value)
-    if len(pieces) == 3 and not pieces[0] and not pieces[2]:
-        return _part(pieces[1], hostname)
-    parts: list[Part | str] = [p if i % 2 == 0 else _part(p, hostname) for i, p in enumerate(pieces) if p]
-
-    def text(tag: str, record: dict) -> str:
-        out = []
-        for p in parts:
-            if isinstance(p, str):
-                out.append(p)
-            else:
-                v = p(tag, record)
-                out.append("" if v is None else str(v))
-        return "".join(out)
-    return text
-
-
-class Template(Type):
-    """A value to set: any YAML value; in text, placeholders are checked here."""
-
-    name = "value or template"
-
-    def convert(self, value, path, errors, node):
-        compile_value(value)
-        return value
 
 
 class RecordFilter(Filter):
@@ -138,7 +76,7 @@ class RecordFilter(Filter):
         for key, value in given.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 items.append(((key,), None))
-            elif isinstance(value, str) and (m := _PLACEHOLDER.fullmatch(value)) and (f := _RECORD.fullmatch(m[1])):
+            elif isinstance(value, str) and (m := PLACEHOLDER.fullmatch(value)) and (f := RECORD.fullmatch(m[1])):
                 # a copy of a field keeps its value, so its kind
                 at = tuple(f[1].split("."))
                 items += [((key, *p[len(at):]), upstream.kind(p)) for p in upstream.paths if p[:len(at)] == at]

@@ -71,6 +71,9 @@ class Metric(NamedTuple):
     q: float | None  # percentile, 0..1
     text: str
 
+    def __str__(self) -> str:
+        return self.text
+
 
 class MetricExpr(Type):
     """`func(field)`: one of FUNCTIONS, `pNN` (p50, p99, p999) or `percentile(field, q)`."""
