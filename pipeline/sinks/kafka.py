@@ -95,7 +95,7 @@ class KafkaSink(Sink):
 
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
-        self.encoder = make_encoder(conf)
+        self.encoder = make_encoder(ctx, conf)
         self.topic_of = compile_value(conf.topic)
         self.reads_record = "${record." in conf.topic
         self.key_of = getter(conf.key) if conf.key else None
