@@ -184,7 +184,7 @@ def test_two_pipelines_in_one_group_split_six_partitions_and_one_takes_over_when
             if step == 10:
                 a.proc.kill()  # SIGKILL, whatever it read and did not deliver
         n = feed.close()
-        assert wait_for(lambda: b.partitions() == 6, timeout=30)  # b has a's partitions now
+        assert wait_for(lambda: b.partitions() == 6, timeout=90)  # b has a's partitions now
         numbers = lambda: [r["n"] for r in _rows(a.out) + _rows(b.out)]  # noqa: E731
         ok = wait_for(lambda: set(numbers()) >= set(range(n)), timeout=60, step=0.5)
         missing = sorted(set(range(n)) - set(numbers()))
@@ -207,7 +207,7 @@ def test_per_key_windows_of_a_group_that_rebalances_give_the_totals_of_one_pipel
         if step == 8:
             a.stop()  # mid-stream: its partitions go to b from what it delivered
     n = feed.close()
-    assert wait_for(lambda: b.partitions() == 6, timeout=30)
+    assert wait_for(lambda: b.partitions() == 6, timeout=90)
     b.stop()
 
     def totals(*paths) -> dict[str, tuple[int, int]]:
