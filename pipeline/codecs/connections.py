@@ -1,4 +1,4 @@
-"""The connections of a server source (forward, http): bounded in number, each closed when
+"""The connections of a server source (forward, http, syslog): bounded in number, each closed when
 silent too long, so that idle or trickling peers can neither lock good senders out nor use
 up file descriptors.
 
@@ -114,9 +114,10 @@ class Connections:
                                      self.wanted, self.max, soft)
 
     async def listen(self, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-                     host: str, port: int, tls: ssl.SSLContext | None) -> asyncio.Server:
+                     host: str, port: int, tls: ssl.SSLContext | None, start_serving: bool = True) -> asyncio.Server:
         self.fit_fd_limit()
-        return await asyncio.start_server(handler, host, port, ssl=tls, limit=READ_SIZE, backlog=BACKLOG)
+        return await asyncio.start_server(handler, host, port, ssl=tls, limit=READ_SIZE, backlog=BACKLOG,
+                                          start_serving=start_serving)
 
     async def serve(self, server: asyncio.Server) -> None:
         """Serve until cancelled, closing idle connections."""
@@ -127,10 +128,35 @@ class Connections:
             sweeper.cancel()
             server.close()
 
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     converse: Callable[[Connection], Awaitable[None]], bad_input: tuple[type[Exception], ...]) -> None:
+        """A connection handler's life: `converse(conn)` within the bounds. `bad_input` it raises
+        closes the connection as a logged, counted error of the peer's (of the exception's
+        `kind`, else protocol_error); a bug costs this connection only."""
+        conn = self.add(reader, writer)
+        if conn is None:
+            return
+        try:
+            await converse(conn)
+        except bad_input as e:
+            self.ctx.error(f"connection closed: {e}", origin=conn.origin,
+                           kind=getattr(e, "kind", "protocol_error"))
+        except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as e:
+            self.ctx.count("connection_errors")
+            self.ctx.log.debug("connection from %s: %s", conn.origin, e)
+        except asyncio.CancelledError:
+            # stopping, or closed by close_idle/_make_room: what was not answered is sent again.
+            # Not re-raised: Python 3.11's stream server logs a cancelled handler as an error
+            self.ctx.log.debug("connection from %s closed: %s", conn.origin, conn.closed or "shutdown")
+        except Exception as e:  # one log line a minute
+            self.ctx.unexpected("connection handler", e, origin=conn.origin)
+        finally:
+            self.remove(conn)
+
     def add(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Connection | None:
         """The calling handler's connection, or None (it was closed: no room)."""
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        origin = f"{peer[0]}:{peer[1]}"
+        peer = writer.get_extra_info("peername")
+        origin = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else (peer or "unix socket")
         self.ctx.count("connections")
         task = asyncio.current_task()
         assert task is not None

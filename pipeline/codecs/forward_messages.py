@@ -34,6 +34,8 @@ _IS_MAP = bytes(1 if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF) else 0 for b in rang
 class TooLarge(ProtocolError):
     """A message past a bound of the source (max_message_events): refused whole, not acked."""
 
+    kind = "message_too_large"
+
 
 def eventtime_form(blob: bytes | bytearray) -> bool:
     """Whether a PackedForward blob is in the form fluentd, Fluent Bit and our sink send (the

@@ -93,36 +93,25 @@ class HttpServer:
         await self.connections.close_all()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = self.connections.add(reader, writer)
-        if conn is None:
-            return
-        try:
-            while True:
-                try:
-                    request, keep_alive = await self._request(conn)
-                except Refused as e:
-                    await self.on_refused(e.status, str(e), conn.origin, b"")
-                    self._send(writer, Reply(e.status, f"{e}\n"), keep_alive=False)
-                    await writer.drain()
-                    return
-                if request is None:
-                    return
-                reply = await self.handler(request)
-                self._send(writer, reply, keep_alive)
+        await self.connections.handle(reader, writer, self._converse, ())
+
+    async def _converse(self, conn: Connection) -> None:
+        writer = conn.writer
+        while True:
+            try:
+                request, keep_alive = await self._request(conn)
+            except Refused as e:
+                await self.on_refused(e.status, str(e), conn.origin, b"")
+                self._send(writer, Reply(e.status, f"{e}\n"), keep_alive=False)
                 await writer.drain()
-                if not keep_alive:
-                    return
-        except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError) as e:
-            self.ctx.count("connection_errors")
-            self.ctx.log.debug("connection from %s: %s", conn.origin, e)
-        except asyncio.CancelledError:
-            # stopping, or closed as idle or to make room: what got no answer is sent again.
-            # Not re-raised: Python 3.11's stream server logs a cancelled handler with a traceback
-            self.ctx.log.debug("connection from %s closed: %s", conn.origin, conn.closed or "shutdown")
-        except Exception as e:  # a bug must cost this connection only, and one log line a minute
-            self.ctx.unexpected("connection handler", e, origin=conn.origin)
-        finally:
-            self.connections.remove(conn)
+                return
+            if request is None:
+                return
+            reply = await self.handler(request)
+            self._send(writer, reply, keep_alive)
+            await writer.drain()
+            if not keep_alive:
+                return
 
     async def _request(self, conn: Connection) -> tuple[Request | None, bool]:
         """The next request and whether the connection stays open after it; None at the end."""

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-import resource
 import socket
-import ssl
-import time
 from typing import Any
 
 import msgpack
 
 from ..codecs import edge
-from ..codecs.forward_messages import EntrySlices, Intake, TooLarge, ack_replies, is_gzipped, read_message
+from ..codecs.connections import (
+    MAX_CONNECTIONS,
+    SERVER_TLS,
+    USER,
+    Connection,
+    Connections,
+    idle_timeout,
+    server_tls,
+)
+from ..codecs.forward_messages import EntrySlices, Intake, ack_replies, is_gzipped, read_message
 from ..codecs.forward_protocol import (
     ProtocolError,
     as_bytes,
@@ -29,27 +34,10 @@ from ..codecs.forward_protocol import (
 )
 from ..codecs.json_stream import JsonStream, JsonStreamError
 from ..codecs.quote import quoted
-from ..config.options import Bool, Duration, Enum, Int, ListOf, Option, Size, Str, Struct
+from ..config.options import Bool, Enum, Int, ListOf, Option, Size, Str
 from ..engine.ack import Ack
 from ..event import Batch
 from ..plugin import Emit, StreamSource
-
-READ_SIZE = 256 * 1024
-#: connections accepted at once before any is looked at (asyncio's accept loop). Room is
-#: kept for three such bursts (a closed connection's descriptor is freed two turns of the
-#: event loop later, and each turn may accept a burst) and for everything else (buffers,
-#: sinks, the listener): past the limit minus these, accept() would fail with EMFILE for all
-BACKLOG = 100
-FD_RESERVE = 3 * BACKLOG + 64
-
-USER = Struct(Option("username", Str(), help="user name"), Option("password", Str(), help="password", secret=True),
-              name="user")
-TLS = Struct(
-    Option("cert", Str(), help="server certificate file"),
-    Option("key", Str(), help="server key file"),
-    Option("ca", Str(), None, "CA file: when set, clients must present a certificate it signed"),
-    name="tls",
-)
 
 
 class ForwardSource(StreamSource):
@@ -89,14 +77,13 @@ class ForwardSource(StreamSource):
                secret=True),
         Option("self_hostname", Str(), None, "our name in the handshake (default: the host name)"),
         Option("users", ListOf(USER), [], "with shared_key: accepted {username, password}"),
-        Option("tls", TLS, None, "TLS settings: {cert, key, ca}"),
+        Option("tls", SERVER_TLS, None, "TLS settings: {cert, key, ca}"),
         Option("heartbeat", Bool(), True, "answer UDP heartbeats on the same port"),
         Option("ack", Enum("buffer", "delivery"), "buffer",
                "when a chunk's ack is sent: once its events are in every sink's buffer, or once "
                "every sink has written them (delivery: a connection waits for that before reading on)"),
-        Option("max_connections", Int(min=1), 1000,
-               "connections open at once; past it the one idle longest is closed for the new one"),
-        Option("idle_timeout", Duration(min=0.01), 300.0, "close a connection that sends nothing this long"),
+        MAX_CONNECTIONS,
+        idle_timeout(300.0),
     )
 
     def __init__(self, ctx, conf):
@@ -105,32 +92,7 @@ class ForwardSource(StreamSource):
         self.server: asyncio.Server | None = None
         self.udp: asyncio.DatagramTransport | None = None
         self.port: int = conf.port
-        self.connections: dict[asyncio.Task[None], _Connection] = {}
-        self.max_connections: int = conf.max_connections
-
-    def _tls(self) -> ssl.SSLContext | None:
-        tls = self.conf.tls
-        if tls is None:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca)
-        ctx.load_cert_chain(tls.cert, tls.key)
-        if tls.ca:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    def _fit_fd_limit(self) -> None:
-        want = self.conf.max_connections + FD_RESERVE
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < want:
-            soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            try:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            except (ValueError, OSError):
-                soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            if soft < want:
-                self.max_connections = max(1, soft - FD_RESERVE)
-                self.ctx.log.warning("max_connections %d lowered to %d: the open file limit is %d",
-                                     self.conf.max_connections, self.max_connections, soft)
+        self.connections = Connections(ctx, conf.max_connections, conf.idle_timeout)
 
     def claims(self) -> set[str]:
         return {f"port {self.conf.port}"} if self.conf.port else set()
@@ -139,10 +101,8 @@ class ForwardSource(StreamSource):
         """Bind here, not in run(): a port in use stops the start (and a reload) with the
         component named, instead of a source that quietly never listens. Connections are
         taken only once run() has somewhere to send their events."""
-        self._fit_fd_limit()
-        self.server = await asyncio.start_server(self._connection, self.conf.bind, self.conf.port,
-                                                 ssl=self._tls(), limit=READ_SIZE, backlog=BACKLOG,
-                                                 start_serving=False)
+        self.server = await self.connections.listen(self._connection, self.conf.bind, self.conf.port,
+                                                    server_tls(self.conf.tls), start_serving=False)
         self.port = self.server.sockets[0].getsockname()[1]
         if self.conf.heartbeat:
             loop = asyncio.get_running_loop()
@@ -156,11 +116,9 @@ class ForwardSource(StreamSource):
         assert self.server is not None, "start() binds"
         self._emit = emit
         self.ctx.log.info("listening on %s:%d", self.conf.bind, self.port)
-        sweeper = asyncio.create_task(self._close_idle())
         try:
-            await self.server.serve_forever()
+            await self.connections.serve(self.server)
         finally:
-            sweeper.cancel()
             self._close()
 
     def _close(self) -> None:
@@ -169,77 +127,23 @@ class ForwardSource(StreamSource):
         if self.udp is not None:
             self.udp.close()
 
-    def _make_room(self, origin: str) -> bool:
-        """At max_connections: close the connection waiting longest for input, if any."""
-        waiting = [c for c in self.connections.values() if c.waiting_since is not None]
-        if not waiting:
-            self.ctx.count("connections_refused")
-            self.ctx.limited(logging.WARNING, "connections_refused",
-                             f"{self.max_connections} connections (max_connections), all busy: "
-                             f"the new one from {origin} is closed")
-            return False
-        oldest = min(waiting, key=lambda c: c.waiting_since or 0.0)
-        self.ctx.count("connections_replaced")
-        self.ctx.limited(logging.WARNING, "connections_replaced",
-                         f"{self.max_connections} connections (max_connections): closed the one from "
-                         f"{oldest.origin}, idle {time.monotonic() - (oldest.waiting_since or 0.0):.0f}s, "
-                         f"for a new one from {origin}")
-        oldest.close("replaced by a new connection (max_connections)")
-        del self.connections[oldest.task]  # now: the next new one in this burst needs room too
-        return True
-
-    async def _close_idle(self) -> None:
-        timeout = self.conf.idle_timeout
-        while True:
-            await asyncio.sleep(min(timeout, 60.0) / 4)
-            now = time.monotonic()
-            for conn in list(self.connections.values()):
-                if conn.waiting_since is not None and now - conn.waiting_since >= timeout:
-                    self.ctx.count("connections_idle_closed")
-                    conn.close(f"idle for {timeout:g}s (idle_timeout)")
-
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        origin = f"{peer[0]}:{peer[1]}"
-        self.ctx.count("connections")
-        task = asyncio.current_task()
-        assert task is not None
-        if len(self.connections) >= self.max_connections and not self._make_room(origin):
-            writer.transport.abort()
-            return
-        conn = self.connections[task] = _Connection(task, reader, writer, origin)
-        self.ctx.gauges["connections"] = len(self.connections)
-        try:
-            unpack = unpacker(self.conf.max_message_bytes, records=True)
-            if self.conf.shared_key is not None:
-                await self._handshake(conn, writer, unpack)
-                await self._msgpack(conn, writer, unpack, b"")
-                return
-            first = await conn.read()
-            self.ctx.counters["bytes_in"] += len(first)
-            if first[:1] in (b"{", b"["):
-                await self._json(conn, writer, first)
-            elif first:
-                await self._msgpack(conn, writer, unpack, first)
-        except (ProtocolError, JsonStreamError) as e:
-            self.ctx.error(f"connection closed: {e}", origin=origin,
-                           kind="message_too_large" if isinstance(e, TooLarge) else "protocol_error")
-        except (ConnectionError, ssl.SSLError, TimeoutError) as e:
-            self.ctx.count("connection_errors")
-            self.ctx.log.debug("connection from %s: %s", origin, e)
-        except asyncio.CancelledError:
-            # stopping, or closed by _close_idle/_make_room: what was not acked will be sent
-            # again. Not re-raised: Python 3.11's stream server logs a cancelled handler as
-            # an error with a traceback
-            self.ctx.log.debug("connection from %s closed: %s", origin, conn.closed or "shutdown")
-        except Exception as e:  # a bug must cost this connection only, and one log line a minute
-            self.ctx.unexpected("connection handler", e, origin=origin)
-        finally:
-            self.connections.pop(task, None)
-            self.ctx.gauges["connections"] = len(self.connections)
-            writer.close()
+        await self.connections.handle(reader, writer, self._converse, (ProtocolError, JsonStreamError))
 
-    async def _msgpack(self, conn: _Connection, writer, unpack, data: bytes) -> None:
+    async def _converse(self, conn: Connection) -> None:
+        unpack = unpacker(self.conf.max_message_bytes, records=True)
+        if self.conf.shared_key is not None:
+            await self._handshake(conn, conn.writer, unpack)
+            await self._msgpack(conn, conn.writer, unpack, b"")
+            return
+        first = await conn.read()
+        self.ctx.counters["bytes_in"] += len(first)
+        if first[:1] in (b"{", b"["):
+            await self._json(conn, conn.writer, first)
+        elif first:
+            await self._msgpack(conn, conn.writer, unpack, first)
+
+    async def _msgpack(self, conn: Connection, writer, unpack, data: bytes) -> None:
         while True:
             try:
                 unpack.feed(data)
@@ -281,7 +185,7 @@ class ForwardSource(StreamSource):
         message[2] = {**message[2], "compressed": "text"}
         return slices.slices()
 
-    async def _json(self, conn: _Connection, writer, data: bytes) -> None:
+    async def _json(self, conn: Connection, writer, data: bytes) -> None:
         stream = JsonStream(self.conf.max_message_bytes)
         while data:
             for value in stream.feed(data):
@@ -339,7 +243,7 @@ class ForwardSource(StreamSource):
     def _bad_entry(self, entry: Any, origin: str) -> None:
         self.ctx.error("entry is not [time, record], skipped", origin=origin, data=entry)
 
-    async def _handshake(self, conn: _Connection, writer, unpack) -> None:
+    async def _handshake(self, conn: Connection, writer, unpack) -> None:
         nonce = os.urandom(16)
         auth = os.urandom(16) if self.conf.users else b""
         writer.write(helo(nonce, auth))
@@ -375,35 +279,7 @@ class ForwardSource(StreamSource):
 
     async def stop(self) -> None:
         self._close()
-        for conn in list(self.connections.values()):
-            conn.close("shutdown")
-        await asyncio.gather(*self.connections, return_exceptions=True)
-
-
-class _Connection:
-    """One connection: `waiting_since` is when it began to wait for input (None while its
-    input is worked on), what _close_idle and _make_room go by."""
-
-    __slots__ = ("task", "reader", "writer", "origin", "waiting_since", "closed")
-
-    def __init__(self, task: asyncio.Task[None], reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 origin: str) -> None:
-        self.task, self.reader, self.writer, self.origin = task, reader, writer, origin
-        self.waiting_since: float | None = None
-        self.closed = ""
-
-    async def read(self) -> bytes:
-        self.waiting_since = time.monotonic()
-        try:
-            return await self.reader.read(READ_SIZE)
-        finally:
-            self.waiting_since = None
-
-    def close(self, reason: str) -> None:
-        """Now: its descriptor is free before the next accept()."""
-        self.closed, self.waiting_since = reason, None
-        self.writer.transport.abort()
-        self.task.cancel()
+        await self.connections.close_all()
 
 
 class _Heartbeat(asyncio.DatagramProtocol):

@@ -12,13 +12,21 @@ import stat
 import struct
 from typing import Any
 
+from ..codecs.connections import (
+    BACKLOG,
+    MAX_CONNECTIONS,
+    READ_SIZE,
+    SERVER_TLS,
+    Connection,
+    Connections,
+    idle_timeout,
+    server_tls,
+)
 from ..codecs.syslog import FACILITY_OF_PRI, SEVERITY_OF_PRI, FramingError, detect
 from ..config.options import Enum, Int, Option, Size, Str
 from ..event import Batch
 from ..parsers import Format, build
 from ..plugin import Emit, StreamSource
-from ._connections import BACKLOG, READ_SIZE, TLS, Connection, Connections, server_tls
-from ._connections import OPTIONS as CONNECTION_OPTIONS
 
 #: datagrams taken in one turn, as one batch: the rest wait in the socket's buffer meanwhile
 DATAGRAMS_PER_BATCH = 5000
@@ -57,11 +65,13 @@ class SyslogSource(StreamSource):
                "or a name or a map ({type: syslog, message_format: rfc5424, timezone: UTC})"),
         Option("max_message_bytes", Size(), 64 * 1024, "a longer message is an error, skipped"),
         Option("source_address_key", Str(), None, "put the sender's address (host:port) in this field"),
-        Option("tls", TLS, None, "tcp: TLS settings {cert, key, ca}"),
+        Option("tls", SERVER_TLS, None, "tcp: TLS settings {cert, key, ca}"),
         Option("receive_buffer_bytes", Size(), 4 * 1024 * 1024,
                "udp, unix_datagram: the socket's receive buffer (SO_RCVBUF, at most the kernel's "
                "net.core.rmem_max), where datagrams wait while the pipeline is busy"),
-    ) + CONNECTION_OPTIONS
+        MAX_CONNECTIONS,
+        idle_timeout(300.0),
+    )
 
     @classmethod
     def fields(cls, conf, upstream, check):
@@ -77,7 +87,7 @@ class SyslogSource(StreamSource):
     def __init__(self, ctx, conf):
         super().__init__(ctx, conf)
         self.parser = build(conf.format, ctx)
-        self.connections = Connections(ctx, conf)
+        self.connections = Connections(ctx, conf.max_connections, conf.idle_timeout)
         self.server: asyncio.Server | None = None
         self.port: int = conf.port
         self._buf = bytearray()
@@ -102,7 +112,7 @@ class SyslogSource(StreamSource):
                                                           limit=READ_SIZE, backlog=BACKLOG)
             self.ctx.log.info("listening on %s (unix stream)", self.conf.path)
         try:
-            await self.connections.serve_forever(self.server)
+            await self.connections.serve(self.server)
         finally:
             self._unlink()
 
@@ -239,7 +249,7 @@ class SyslogSource(StreamSource):
         return batch
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await self.connections.serve(reader, writer, self._stream, (FramingError,))
+        await self.connections.handle(reader, writer, self._stream, (FramingError,))
         await self._emit([])  # the error records of a connection closed on bad input
 
     async def _stream(self, conn: Connection) -> None:
