@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import peak_rss_mib  # noqa: E402
+from pipeline.codecs.connections import READ_SIZE  # noqa: E402
 from pipeline.codecs.syslog import FACILITY_OF_PRI, SEVERITY_OF_PRI  # noqa: E402
 from pipeline.config.graph import build_graph  # noqa: E402
 from pipeline.config.options import Errors  # noqa: E402
@@ -37,7 +38,6 @@ from pipeline.engine.context import Context  # noqa: E402
 from pipeline.engine.process import tune_gc  # noqa: E402
 from pipeline.engine.runtime import Runtime  # noqa: E402
 from pipeline.parsers import build  # noqa: E402
-from pipeline.sources._connections import READ_SIZE  # noqa: E402
 from tests.helpers import free_port, port_open  # noqa: E402
 
 APPS = [("nginx", "GET /api/v1/items?page=2 HTTP/1.1 200 5123"), ("sshd", "Accepted publickey for deploy from 10.0.3.7"),
